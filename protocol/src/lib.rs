@@ -1,0 +1,61 @@
+//! Typed wire messages of ems: the spec's telemetry packet and control commands
+//! (`shared/spec/communication-interface.md`), plus the documented extensions in `docs/protocol.md`.
+//!
+//! The agent, the cloud and `emsctl` all speak through these types, so a field name, unit or sign
+//! convention lives in exactly one place.
+//!
+//! # Layout
+//! - [`enums`]: the SCREAMING_CASE vocabularies: FSM [`State`], telemetry [`Mode`], command
+//!   [`TargetMode`], [`ErrorFlag`], and the command lifecycle [`CommandStatus`].
+//! - [`telemetry`]: the 1 Hz [`Telemetry`] packet and its [`Timestamp`] (RFC 3339 UTC, whole seconds).
+//! - [`command`]: the downstream [`Command`] (`SET_MODE`, `RESET_ERROR`).
+//! - [`message`]: what may travel on the device socket in each direction ([`Upstream`], [`Downstream`])
+//!   including the extensions: [`CommandAnswer`], [`TelemetryAck`], [`ErrorMessage`].
+//! - [`error`]: [`ProtocolError`], which always names the offending field.
+//! - `num` (private): JSON number formatting so integral values stay integers on the wire.
+
+pub mod command;
+pub mod enums;
+pub mod error;
+pub mod message;
+mod num;
+pub mod telemetry;
+
+pub use command::{Command, CommandAction};
+pub use enums::{AnswerStatus, CommandStatus, ErrorFlag, Mode, State, TargetMode};
+pub use error::ProtocolError;
+pub use message::{
+    CommandAnswer, Downstream, ErrorCode, ErrorMessage, TelemetryAck, Upstream, parse_downstream,
+    parse_upstream,
+};
+pub use telemetry::{Battery, Grid, SystemStatus, Telemetry, Timestamp, telemetry_extensions};
+
+/// Longest accepted `device_id` or `command_id`, in bytes.
+pub const MAX_ID_LEN: usize = 64;
+
+/// Checks an identifier (`device_id`, `command_id`): 1 to [`MAX_ID_LEN`] bytes of ASCII letters,
+/// digits, `_`, `-`, `.` or `:`. Identifiers end up in URLs, file names and log lines, so anything
+/// else is refused rather than escaped.
+pub fn validate_id(field: &str, id: &str) -> Result<(), ProtocolError> {
+    if id.is_empty() {
+        return Err(ProtocolError::invalid(field, "must not be empty"));
+    }
+    if id.len() > MAX_ID_LEN {
+        return Err(ProtocolError::invalid(
+            field,
+            format!("is {} bytes long, at most {MAX_ID_LEN} allowed", id.len()),
+        ));
+    }
+    if let Some(c) = id
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':')))
+    {
+        return Err(ProtocolError::invalid(
+            field,
+            format!(
+                "contains {c:?}; only ASCII letters, digits, '_', '-', '.' and ':' are allowed"
+            ),
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,310 @@
+//! The upstream telemetry packet, sent by the agent every 1.0 s.
+//!
+//! Names, units and signs are the spec's: battery current and power are positive while charging;
+//! grid power is negative while exporting ("selling") to the grid.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, SecondsFormat, TimeZone, Timelike, Utc};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::{Map, Value};
+
+use crate::enums::{ErrorFlag, Mode, State};
+use crate::error::from_str_with_path;
+use crate::num::{opt_f64, required_nullable};
+use crate::{ProtocolError, validate_id};
+
+/// One telemetry packet, exactly the spec's shape.
+///
+/// Measurements the agent cannot vouch for (a device that stopped answering) are `None` and go on
+/// the wire as `null`: an unknown value is never replaced by zero or by a stale reading.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Telemetry {
+    pub device_id: String,
+    /// Start of the second this packet describes; also its identity for de-duplication.
+    pub timestamp: Timestamp,
+    pub system_status: SystemStatus,
+    pub battery: Battery,
+    pub grid: Grid,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SystemStatus {
+    pub state: State,
+    pub mode: Mode,
+    /// Active faults; empty when healthy. Order carries no meaning.
+    pub error_flags: Vec<ErrorFlag>,
+    /// Wireless signal in dBm; `null` (or absent) where the device has no wireless link.
+    #[serde(default)]
+    pub wifi_strength: Option<i32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Battery {
+    /// Terminal voltage, V.
+    #[serde(serialize_with = "opt_f64", deserialize_with = "required_nullable")]
+    pub voltage: Option<f64>,
+    /// Current, A; + = charging, − = discharging.
+    #[serde(serialize_with = "opt_f64", deserialize_with = "required_nullable")]
+    pub current: Option<f64>,
+    /// Power, W; + = charging, − = discharging.
+    #[serde(serialize_with = "opt_f64", deserialize_with = "required_nullable")]
+    pub power: Option<f64>,
+    /// State of charge, %, 0 to 100.
+    #[serde(serialize_with = "opt_f64", deserialize_with = "required_nullable")]
+    pub soc: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Grid {
+    /// Voltage at the connection point, V.
+    #[serde(serialize_with = "opt_f64", deserialize_with = "required_nullable")]
+    pub voltage: Option<f64>,
+    /// Active power, W; + = importing (buying), − = exporting (selling).
+    #[serde(serialize_with = "opt_f64", deserialize_with = "required_nullable")]
+    pub power: Option<f64>,
+    /// Frequency, Hz.
+    #[serde(serialize_with = "opt_f64", deserialize_with = "required_nullable")]
+    pub frequency: Option<f64>,
+}
+
+impl Telemetry {
+    /// Parses and validates one packet. Unknown fields are ignored here (they are additive
+    /// extensions; see [`telemetry_extensions`] to keep them).
+    pub fn parse(text: &str) -> Result<Self, ProtocolError> {
+        let packet: Telemetry = from_str_with_path(text)?;
+        packet.validate()?;
+        Ok(packet)
+    }
+
+    /// Checks the rules JSON types cannot express: identifier syntax, finite numbers, SoC range,
+    /// no duplicate flags.
+    pub fn validate(&self) -> Result<(), ProtocolError> {
+        validate_id("device_id", &self.device_id)?;
+        let numbers = [
+            ("battery.voltage", self.battery.voltage),
+            ("battery.current", self.battery.current),
+            ("battery.power", self.battery.power),
+            ("battery.soc", self.battery.soc),
+            ("grid.voltage", self.grid.voltage),
+            ("grid.power", self.grid.power),
+            ("grid.frequency", self.grid.frequency),
+        ];
+        for (field, value) in numbers {
+            if let Some(v) = value
+                && !v.is_finite()
+            {
+                return Err(ProtocolError::invalid(field, "must be a finite number"));
+            }
+        }
+        if let Some(soc) = self.battery.soc
+            && !(0.0..=100.0).contains(&soc)
+        {
+            return Err(ProtocolError::invalid(
+                "battery.soc",
+                format!("{soc} is outside 0 to 100 %"),
+            ));
+        }
+        if let Some(v) = self.battery.voltage
+            && v < 0.0
+        {
+            return Err(ProtocolError::invalid(
+                "battery.voltage",
+                "must not be negative",
+            ));
+        }
+        if let Some(v) = self.grid.voltage
+            && v < 0.0
+        {
+            return Err(ProtocolError::invalid(
+                "grid.voltage",
+                "must not be negative",
+            ));
+        }
+        if let Some(f) = self.grid.frequency
+            && f < 0.0
+        {
+            return Err(ProtocolError::invalid(
+                "grid.frequency",
+                "must not be negative",
+            ));
+        }
+        if let Some(w) = self.system_status.wifi_strength
+            && !(-150..=0).contains(&w)
+        {
+            return Err(ProtocolError::invalid(
+                "system_status.wifi_strength",
+                format!("{w} dBm is outside -150 to 0"),
+            ));
+        }
+        let flags = &self.system_status.error_flags;
+        for (i, flag) in flags.iter().enumerate() {
+            if flags[..i].contains(flag) {
+                return Err(ProtocolError::invalid(
+                    "system_status.error_flags",
+                    format!("{flag} is listed twice"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// [`validate`](Self::validate), and the packet must come from `device_id`.
+    pub fn validate_for(&self, device_id: &str) -> Result<(), ProtocolError> {
+        self.validate()?;
+        if self.device_id != device_id {
+            return Err(ProtocolError::invalid(
+                "device_id",
+                format!(
+                    "{:?} does not match the connection's device {device_id:?}",
+                    self.device_id
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("telemetry always serialises")
+    }
+}
+
+/// Fields of a raw telemetry object that the spec does not define (additive extensions), with
+/// their paths kept: `{"ext": 1, "battery": {"temperature": 20}}` gives exactly that back without
+/// the spec's fields. The cloud stores this in its `extensions` column so nothing is lost.
+pub fn telemetry_extensions(raw: &Value) -> Map<String, Value> {
+    const TOP: &[&str] = &["device_id", "timestamp", "system_status", "battery", "grid"];
+    const NESTED: &[(&str, &[&str])] = &[
+        (
+            "system_status",
+            &["state", "mode", "error_flags", "wifi_strength"],
+        ),
+        ("battery", &["voltage", "current", "power", "soc"]),
+        ("grid", &["voltage", "power", "frequency"]),
+    ];
+    let mut out = Map::new();
+    let Some(obj) = raw.as_object() else {
+        return out;
+    };
+    for (key, value) in obj {
+        if !TOP.contains(&key.as_str()) {
+            out.insert(key.clone(), value.clone());
+        }
+    }
+    for (section, known) in NESTED {
+        if let Some(Value::Object(inner)) = obj.get(*section) {
+            let extra: Map<String, Value> = inner
+                .iter()
+                .filter(|(k, _)| !known.contains(&k.as_str()))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            if !extra.is_empty() {
+                out.insert((*section).to_string(), Value::Object(extra));
+            }
+        }
+    }
+    out
+}
+
+/// A point in time on the wire: RFC 3339, UTC, whole seconds, `Z` suffix
+/// (`2026-01-31T12:00:01Z`). Other offsets are accepted on input and converted to UTC; fractions
+/// of a second are refused, because the timestamp is the packet's identity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Timestamp(DateTime<Utc>);
+
+impl Timestamp {
+    /// The current second (fraction dropped).
+    pub fn now() -> Self {
+        Self::from_unix(Utc::now().timestamp()).expect("the clock is within chrono's range")
+    }
+
+    /// From seconds since the Unix epoch.
+    pub fn from_unix(secs: i64) -> Option<Self> {
+        Utc.timestamp_opt(secs, 0).single().map(Timestamp)
+    }
+
+    /// Truncates `t` to its whole second.
+    pub fn truncating(t: DateTime<Utc>) -> Self {
+        Timestamp(t.with_nanosecond(0).expect("0 ns is always valid"))
+    }
+
+    pub fn unix(self) -> i64 {
+        self.0.timestamp()
+    }
+
+    pub fn as_datetime(self) -> DateTime<Utc> {
+        self.0
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0.to_rfc3339_opts(SecondsFormat::Secs, true))
+    }
+}
+
+impl FromStr for Timestamp {
+    type Err = ProtocolError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let parsed = DateTime::parse_from_rfc3339(s).map_err(|e| {
+            ProtocolError::invalid("timestamp", format!("{s:?} is not RFC 3339: {e}"))
+        })?;
+        if parsed.nanosecond() != 0 {
+            return Err(ProtocolError::invalid(
+                "timestamp",
+                format!("{s:?} has a fraction of a second; whole seconds only"),
+            ));
+        }
+        Ok(Timestamp(parsed.with_timezone(&Utc)))
+    }
+}
+
+impl From<Timestamp> for DateTime<Utc> {
+    fn from(t: Timestamp) -> Self {
+        t.0
+    }
+}
+
+impl Serialize for Timestamp {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Timestamp {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        text.parse().map_err(|e: ProtocolError| match e {
+            ProtocolError::Invalid { reason, .. } => serde::de::Error::custom(reason),
+            other => serde::de::Error::custom(other),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamp_is_whole_second_utc_with_z() {
+        let t: Timestamp = "2026-01-31T13:00:01+01:00".parse().unwrap();
+        assert_eq!(t.to_string(), "2026-01-31T12:00:01Z");
+        assert!("2026-01-31T12:00:01.5Z".parse::<Timestamp>().is_err());
+        assert!("yesterday".parse::<Timestamp>().is_err());
+    }
+
+    #[test]
+    fn extensions_keep_only_unknown_fields() {
+        let raw: Value = serde_json::json!({
+            "device_id": "a", "firmware": "1.2",
+            "battery": {"soc": 1, "temperature": 21.5},
+            "grid": {"power": 3}
+        });
+        let ext = telemetry_extensions(&raw);
+        assert_eq!(
+            Value::Object(ext),
+            serde_json::json!({"firmware": "1.2", "battery": {"temperature": 21.5}})
+        );
+    }
+}
