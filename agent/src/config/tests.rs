@@ -1,0 +1,123 @@
+use super::*;
+
+fn parse(text: &str) -> Result<AgentConfig, ConfigError> {
+    AgentConfig::from_toml_str(text, "test.toml")
+}
+
+const BASE: &str = r#"
+device_id = "site_1"
+[buses.rs485]
+kind = "rtu"
+port = "/dev/ttyUSB0"
+[buses.i2c]
+kind = "i2c"
+device = "/dev/i2c-1"
+[devices.inv]
+driver = "sunspec"
+bus = "rs485"
+unit = 1
+roles = ["inverter", "battery"]
+[devices.meter]
+driver = "ina226"
+bus = "i2c"
+address = 0x40
+roles = ["battery_meter"]
+"#;
+
+#[test]
+fn the_embedded_default_config_parses_and_validates() {
+    let c = parse(DEFAULT_CONFIG).expect("default config is valid");
+    assert_eq!(c.device_id, "ems_001");
+    assert_eq!(c.devices.len(), 2);
+}
+
+#[test]
+fn the_example_configs_parse() {
+    for (name, text) in [
+        (
+            "pi-rs485-i2c.toml",
+            include_str!("../../../config/pi-rs485-i2c.toml"),
+        ),
+        ("sim.toml", include_str!("../../../config/sim.toml")),
+    ] {
+        AgentConfig::from_toml_str(text, name).unwrap_or_else(|e| panic!("{e}"));
+    }
+}
+
+#[test]
+fn base_is_valid() {
+    parse(BASE).unwrap();
+}
+
+fn expect_err(text: &str, key: &str, reason_part: &str) {
+    let e = parse(text).unwrap_err();
+    assert_eq!(e.key, key, "{e}");
+    assert!(e.reason.contains(reason_part), "{e}");
+    assert_eq!(e.source_name, "test.toml");
+}
+
+#[test]
+fn unknown_key_is_named() {
+    expect_err(
+        &format!("{BASE}\n[control]\nramp = 5\n"),
+        "control.ramp",
+        "unknown field",
+    );
+}
+
+#[test]
+fn bad_unit_type_is_named() {
+    let text = BASE.replace("unit = 1", "unit = \"one\"");
+    expect_err(&text, "devices.inv.unit", "invalid type");
+}
+
+#[test]
+fn device_on_missing_bus_is_named() {
+    let text = BASE.replace("bus = \"rs485\"", "bus = \"rs232\"");
+    expect_err(&text, "devices.inv.bus", "does not exist");
+}
+
+#[test]
+fn two_devices_at_one_address_are_refused() {
+    let text = format!(
+        "{BASE}\n[devices.other]\ndriver = \"sdm630\"\nbus = \"rs485\"\nunit = 1\nroles = [\"grid_meter\"]\n"
+    );
+    let e = parse(&text).unwrap_err();
+    assert!(e.reason.contains("already uses address 1"), "{e}");
+}
+
+#[test]
+fn missing_inverter_role_is_refused() {
+    let text = BASE.replace(
+        "roles = [\"inverter\", \"battery\"]",
+        "roles = [\"battery\"]",
+    );
+    expect_err(&text, "devices", "inverter");
+}
+
+#[test]
+fn inconsistent_limits_are_refused() {
+    expect_err(
+        &format!("{BASE}\n[battery]\nsoc_min_pct = 96\n"),
+        "battery.soc_min_pct",
+        "below soc_max_pct",
+    );
+    expect_err(
+        &format!("{BASE}\n[battery]\novervoltage_v = 50\n"),
+        "battery.charge_voltage_max_v",
+        "below",
+    );
+}
+
+#[test]
+fn i2c_address_out_of_range_is_refused() {
+    let text = BASE.replace("address = 0x40", "address = 0x78");
+    expect_err(&text, "devices.meter.address", "7-bit");
+}
+
+#[test]
+fn missing_file_is_named() {
+    let e = AgentConfig::load(std::path::Path::new("/nonexistent/agent.toml")).unwrap_err();
+    assert_eq!(e.source_name, "/nonexistent/agent.toml");
+    assert!(e.reason.contains("not found"));
+}

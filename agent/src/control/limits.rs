@@ -1,0 +1,113 @@
+//! Limits the controller enforces whatever a command says. Loaded from the `[battery]`,
+//! `[grid]` and `[control]` tables of the agent config.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BatteryLimits {
+    /// Never discharge at or below this SoC (%); the machine shows EMPTY there.
+    pub soc_min_pct: f64,
+    /// Never charge at or above this SoC (%); the machine shows FULL there.
+    pub soc_max_pct: f64,
+    /// FULL lasts until SoC falls this far below `soc_max_pct` (EMPTY likewise above
+    /// `soc_min_pct`), so the battery does not toggle at the threshold.
+    pub soc_hysteresis_pct: f64,
+    /// Largest charge power ever commanded, W.
+    pub max_charge_power_w: f64,
+    /// Largest discharge power ever commanded, W (magnitude).
+    pub max_discharge_power_w: f64,
+    /// |current| above this raises OVERCURRENT, A.
+    pub max_current_a: f64,
+    /// Voltage above this raises OVERVOLTAGE, V.
+    pub overvoltage_v: f64,
+    /// Voltage below this raises UNDERVOLTAGE, V.
+    pub undervoltage_v: f64,
+    /// No charging at or above this voltage (not a fault: the normal end of charge), V.
+    pub charge_voltage_max_v: f64,
+    /// No discharging at or below this voltage, V.
+    pub discharge_voltage_min_v: f64,
+    /// Temperature above this raises OVERHEAT, °C.
+    pub temperature_max_c: f64,
+    /// Temperature below this raises UNDERTEMPERATURE, °C.
+    pub temperature_min_c: f64,
+    /// No charging below this temperature (lithium plating), °C.
+    pub charge_temperature_min_c: f64,
+}
+
+impl Default for BatteryLimits {
+    /// A 48 V (16s LiFePO4) 5 kW home battery.
+    fn default() -> Self {
+        BatteryLimits {
+            soc_min_pct: 10.0,
+            soc_max_pct: 95.0,
+            soc_hysteresis_pct: 3.0,
+            max_charge_power_w: 3000.0,
+            max_discharge_power_w: 3000.0,
+            max_current_a: 100.0,
+            overvoltage_v: 58.4,
+            undervoltage_v: 42.0,
+            charge_voltage_max_v: 57.6,
+            discharge_voltage_min_v: 44.8,
+            temperature_max_c: 55.0,
+            temperature_min_c: -20.0,
+            charge_temperature_min_c: 0.0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GridLimits {
+    /// Grid frequency outside [min, max] raises GRID_FAULT, Hz.
+    pub frequency_min_hz: f64,
+    pub frequency_max_hz: f64,
+    /// Grid voltage outside [min, max] raises GRID_FAULT, V.
+    pub voltage_min_v: f64,
+    pub voltage_max_v: f64,
+}
+
+impl Default for GridLimits {
+    /// EN 50549-1 style bands for a 230 V / 50 Hz grid.
+    fn default() -> Self {
+        GridLimits {
+            frequency_min_hz: 47.5,
+            frequency_max_hz: 51.5,
+            voltage_min_v: 195.5,
+            voltage_max_v: 253.0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ControlSettings {
+    /// AUTO leaves the setpoint alone while |grid power| is below this, W.
+    pub deadband_w: f64,
+    /// Largest setpoint change per second when increasing power, W/s. Reductions demanded by a
+    /// limit or a fault are applied at once.
+    pub ramp_w_per_s: f64,
+    /// |setpoint| below this counts as IDLE, W.
+    pub idle_threshold_w: f64,
+    /// A manual mode falls back to AUTO after the cloud link has been down this long, s.
+    pub manual_fallback_after_s: f64,
+}
+
+impl Default for ControlSettings {
+    fn default() -> Self {
+        ControlSettings {
+            deadband_w: 50.0,
+            ramp_w_per_s: 1000.0,
+            idle_threshold_w: 20.0,
+            manual_fallback_after_s: 600.0,
+        }
+    }
+}
+
+/// Everything the controller enforces.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Limits {
+    pub battery: BatteryLimits,
+    pub grid: GridLimits,
+    pub control: ControlSettings,
+}

@@ -1,0 +1,154 @@
+//! Scenario tests of the state machine: one behaviour each.
+
+use ems_protocol::{ErrorFlag, State, TargetMode};
+
+use super::{Controller, Limits, Measurements};
+
+fn site(soc: f64, grid_w: f64, battery_w: f64) -> Measurements {
+    Measurements {
+        battery_voltage_v: Some(52.0),
+        battery_current_a: Some(battery_w / 52.0),
+        battery_power_w: Some(battery_w),
+        battery_soc_pct: Some(soc),
+        battery_temperature_c: Some(25.0),
+        grid_voltage_v: Some(230.0),
+        grid_power_w: Some(grid_w),
+        grid_frequency_hz: Some(50.0),
+        ..Measurements::default()
+    }
+}
+
+#[test]
+fn starts_in_auto_at_zero_watts() {
+    let mut c = Controller::new(Limits::default());
+    assert_eq!(c.state(), State::Starting);
+    assert_eq!(c.mode(), TargetMode::Auto);
+    let d = c.step(0.0, &site(50.0, 0.0, 0.0), true);
+    assert_eq!(d.setpoint_w, 0.0);
+    assert_eq!(d.state, State::Idle);
+}
+
+#[test]
+fn manual_discharge_ramps_to_target_and_holds() {
+    let mut c = Controller::new(Limits::default());
+    c.step(0.0, &site(50.0, 0.0, 0.0), true);
+    c.set_mode(TargetMode::ManualDischarge, Some(500.0))
+        .unwrap();
+    let d = c.step(0.2, &site(50.0, 0.0, 0.0), true);
+    assert_eq!(d.setpoint_w, -200.0, "ramp of 1000 W/s over 0.2 s");
+    let d = c.step(1.2, &site(50.0, 0.0, -200.0), true);
+    assert_eq!(d.setpoint_w, -500.0);
+    assert_eq!(d.state, State::Discharging);
+    let d = c.step(2.2, &site(50.0, 0.0, -500.0), true);
+    assert_eq!(d.setpoint_w, -500.0);
+}
+
+#[test]
+fn auto_charges_from_export_and_covers_import() {
+    let mut c = Controller::new(Limits::default());
+    c.step(0.0, &site(50.0, 0.0, 0.0), true);
+    // Exporting 800 W: charge with it.
+    let d = c.step(1.0, &site(50.0, -800.0, 0.0), true);
+    assert_eq!(d.setpoint_w, 800.0);
+    assert_eq!(d.state, State::Charging);
+    // Now importing 300 W while charging 800 W: charge only 500 W.
+    let d = c.step(2.0, &site(50.0, 300.0, 800.0), true);
+    assert_eq!(d.setpoint_w, 500.0);
+    // Inside the deadband: hold.
+    let d = c.step(3.0, &site(50.0, 30.0, 500.0), true);
+    assert_eq!(d.setpoint_w, 500.0);
+}
+
+#[test]
+fn full_blocks_charging_until_soc_falls_by_the_margin() {
+    let mut c = Controller::new(Limits::default());
+    c.step(0.0, &site(96.0, 0.0, 0.0), true);
+    c.set_mode(TargetMode::ManualCharge, Some(1000.0)).unwrap();
+    let d = c.step(1.0, &site(96.0, 0.0, 0.0), true);
+    assert_eq!((d.state, d.setpoint_w), (State::Full, 0.0));
+    // 93 % is below max but within the 3 % margin: still FULL.
+    let d = c.step(2.0, &site(93.0, 0.0, 0.0), true);
+    assert_eq!((d.state, d.setpoint_w), (State::Full, 0.0));
+    let d = c.step(3.0, &site(91.9, 0.0, 0.0), true);
+    assert_eq!(d.state, State::Charging);
+    assert!(d.setpoint_w > 0.0);
+}
+
+#[test]
+fn empty_blocks_discharge() {
+    let mut c = Controller::new(Limits::default());
+    c.step(0.0, &site(10.0, 0.0, 0.0), true);
+    c.set_mode(TargetMode::ManualDischarge, Some(500.0))
+        .unwrap();
+    let d = c.step(1.0, &site(9.0, 0.0, 0.0), true);
+    assert_eq!((d.state, d.setpoint_w), (State::Empty, 0.0));
+}
+
+#[test]
+fn fault_gives_error_and_zero_in_the_same_step_and_latches() {
+    let mut c = Controller::new(Limits::default());
+    c.step(0.0, &site(50.0, 0.0, 0.0), true);
+    c.set_mode(TargetMode::ManualDischarge, Some(500.0))
+        .unwrap();
+    c.step(1.0, &site(50.0, 0.0, 0.0), true);
+    let mut hot = site(50.0, 0.0, -500.0);
+    hot.battery_temperature_c = Some(70.0);
+    let d = c.step(2.0, &hot, true);
+    assert_eq!((d.state, d.setpoint_w), (State::Error, 0.0));
+    assert_eq!(d.error_flags, vec![ErrorFlag::Overheat]);
+
+    // Still hot: reset refused, naming the flag.
+    let err = c.reset_error().unwrap_err();
+    assert!(err.0.contains("OVERHEAT"), "{err}");
+    // Cooled down: ERROR persists (latched) until the reset.
+    let d = c.step(3.0, &site(50.0, 0.0, 0.0), true);
+    assert_eq!(d.state, State::Error);
+    assert_eq!(
+        d.error_flags,
+        vec![ErrorFlag::Overheat],
+        "latched flag still shown"
+    );
+    c.reset_error().unwrap();
+    let d = c.step(4.0, &site(50.0, 0.0, 0.0), true);
+    assert_ne!(d.state, State::Error);
+    assert!(d.error_flags.is_empty());
+}
+
+#[test]
+fn set_mode_over_the_limit_is_rejected_with_the_limit() {
+    let mut c = Controller::new(Limits::default());
+    let err = c
+        .set_mode(TargetMode::ManualDischarge, Some(9000.0))
+        .unwrap_err();
+    assert!(err.0.contains("3000"), "{err}");
+    assert_eq!(c.mode(), TargetMode::Auto, "nothing changed");
+    assert!(c.set_mode(TargetMode::ManualCharge, None).is_err());
+}
+
+#[test]
+fn manual_mode_falls_back_to_auto_after_link_loss() {
+    let mut c = Controller::new(Limits::default());
+    c.step(0.0, &site(50.0, 0.0, 0.0), true);
+    c.set_mode(TargetMode::ManualIdle, None).unwrap();
+    let d = c.step(10.0, &site(50.0, 0.0, 0.0), false);
+    assert_eq!(d.mode, TargetMode::ManualIdle);
+    let d = c.step(609.0, &site(50.0, 0.0, 0.0), false);
+    assert_eq!(d.mode, TargetMode::ManualIdle, "599 s down");
+    let d = c.step(610.0, &site(50.0, 0.0, 0.0), false);
+    assert_eq!(d.mode, TargetMode::Auto);
+    assert!(d.fell_back_to_auto);
+}
+
+#[test]
+fn bms_current_limit_caps_power() {
+    let mut c = Controller::new(Limits::default());
+    c.step(0.0, &site(50.0, 0.0, 0.0), true);
+    c.set_mode(TargetMode::ManualCharge, Some(3000.0)).unwrap();
+    let mut m = site(50.0, 0.0, 0.0);
+    m.bms_max_charge_current_a = Some(20.0);
+    for t in 1..6 {
+        c.step(t as f64, &m, true);
+    }
+    let d = c.step(6.0, &m, true);
+    assert_eq!(d.setpoint_w, 20.0 * 52.0);
+}
