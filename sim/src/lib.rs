@@ -1,0 +1,21 @@
+//! ems-sim: a simulated site for development and tests. It speaks real Modbus RTU on a
+//! pseudo-terminal (the agent opens it like `/dev/ttyUSB0`) and serves a simulated I2C bus on a
+//! Unix socket, over physics that move with time.
+//!
+//! # Layout
+//! - [`physics`]: battery, inverter, PV, load and grid; time advances only through `advance`.
+//! - [`rtu`]: Modbus RTU slave framing (CRC, 3.5-character gaps) over any byte stream, with
+//!   line fault injection (corrupted CRC, dropped responses).
+//! - [`sunspec`], [`sdm630`], [`ina226`]: the device register maps, from the published
+//!   documents.
+//! - [`i2c`]: the simulated I2C bus protocol on a Unix socket.
+//! - [`site`]: [`site::SimSite`], which wires all of it together on a directory of device
+//!   paths, and the fault-injection handle used by tests and by the control socket.
+
+pub mod i2c;
+pub mod ina226;
+pub mod physics;
+pub mod rtu;
+pub mod sdm630;
+pub mod site;
+pub mod sunspec;

@@ -1,0 +1,369 @@
+//! The simulated site on a directory of device paths:
+//! - `<dir>/rs485`: symlink to the pseudo-terminal of the RS-485 bus (SunSpec inverter + battery
+//!   at unit 1, SDM630 grid meter at unit 2 by default);
+//! - `<dir>/i2c.sock`: the simulated I2C bus with an INA226 at 0x40;
+//! - `<dir>/control.sock`: line commands for fault injection at run time (see `sim/README.md`).
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use ems_testkit::pty::PtyPair;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::task::JoinHandle;
+
+use crate::i2c;
+use crate::ina226::Ina226;
+use crate::physics::{Site, SiteParams};
+use crate::rtu::{self, LineFaults, LineStats, Responder};
+use crate::sdm630;
+use crate::sunspec::SunSpecDevice;
+
+/// Options of a simulated site.
+#[derive(Debug, Clone)]
+pub struct SimOptions {
+    pub dir: PathBuf,
+    pub baud: u32,
+    pub inverter_unit: u8,
+    pub meter_unit: u8,
+    pub ina226_address: u8,
+    pub ina226_shunt_ohms: f64,
+    pub initial_soc_pct: f64,
+    /// Simulated seconds per real second.
+    pub speed: f64,
+    /// Battery temperature that raises the BMS over-temperature alarm, °C.
+    pub over_temp_c: f64,
+    pub params: SiteParams,
+}
+
+impl SimOptions {
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        SimOptions {
+            dir: dir.into(),
+            baud: 19200,
+            inverter_unit: 1,
+            meter_unit: 2,
+            ina226_address: 0x40,
+            ina226_shunt_ohms: 0.001,
+            initial_soc_pct: 50.0,
+            speed: 1.0,
+            over_temp_c: 50.0,
+            params: SiteParams::default(),
+        }
+    }
+}
+
+/// Everything the device tasks share.
+pub struct SimState {
+    pub site: Site,
+    pub inverter: SunSpecDevice,
+    pub ina226: Ina226,
+    pub meter_unit: u8,
+    pub silent_units: HashSet<u8>,
+    pub i2c_silent: bool,
+    pub line_faults: LineFaults,
+    pub stats: LineStats,
+    over_temp_c: f64,
+}
+
+/// A running simulated site. Dropping it stops its tasks.
+pub struct SimSite {
+    state: Arc<Mutex<SimState>>,
+    pub rs485_path: PathBuf,
+    pub pty_path: PathBuf,
+    pub i2c_path: PathBuf,
+    pub control_path: PathBuf,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for SimSite {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+impl SimSite {
+    /// Creates the device paths in `opts.dir` and starts serving.
+    pub async fn start(opts: SimOptions) -> std::io::Result<SimSite> {
+        std::fs::create_dir_all(&opts.dir)?;
+        let pair = PtyPair::open()?;
+        let (master, slave_fd, pty_path) = pair.into_master_stream()?;
+        let rs485_path = opts.dir.join("rs485");
+        let _ = std::fs::remove_file(&rs485_path);
+        std::os::unix::fs::symlink(&pty_path, &rs485_path)?;
+
+        let state = Arc::new(Mutex::new(SimState {
+            site: Site::new(opts.params.clone(), opts.initial_soc_pct),
+            inverter: SunSpecDevice::new(opts.inverter_unit, opts.params.inverter_max_charge_w),
+            ina226: Ina226::new(opts.ina226_address, opts.ina226_shunt_ohms),
+            meter_unit: opts.meter_unit,
+            silent_units: HashSet::new(),
+            i2c_silent: false,
+            line_faults: LineFaults::default(),
+            stats: LineStats::default(),
+            over_temp_c: opts.over_temp_c,
+        }));
+        let mut tasks = Vec::new();
+
+        // Physics clock.
+        let st = state.clone();
+        let speed = opts.speed;
+        tasks.push(tokio::spawn(async move {
+            let mut last = Instant::now();
+            let mut tick = tokio::time::interval(Duration::from_millis(50));
+            loop {
+                tick.tick().await;
+                let now = Instant::now();
+                let dt = (now - last).as_secs_f64() * speed;
+                last = now;
+                let mut s = lock(&st);
+                s.site.advance(dt);
+                let SimState {
+                    site,
+                    inverter,
+                    over_temp_c,
+                    ..
+                } = &mut *s;
+                inverter.update_alarms(site, *over_temp_c);
+            }
+        }));
+
+        // RS-485 line. The slave fd stays open in this task so the master never sees EIO
+        // while the agent reconnects.
+        let st = state.clone();
+        let baud = opts.baud;
+        tasks.push(tokio::spawn(async move {
+            let _keep_slave_open = slave_fd;
+            let mut responder = SharedResponder(st.clone());
+            let faults_state = st.clone();
+            let stats_state = st.clone();
+            let result = rtu::serve(
+                master,
+                baud,
+                &mut responder,
+                move || lock(&faults_state).line_faults.clone(),
+                move |f| f(&mut lock(&stats_state).stats),
+            )
+            .await;
+            if let Err(e) = result {
+                tracing::error!("RS-485 line stopped: {e}");
+            }
+        }));
+
+        // I2C bus socket.
+        let i2c_path = opts.dir.join("i2c.sock");
+        let _ = std::fs::remove_file(&i2c_path);
+        let listener = UnixListener::bind(&i2c_path)?;
+        let st = state.clone();
+        tasks.push(tokio::spawn(async move {
+            while let Ok((conn, _)) = listener.accept().await {
+                tokio::spawn(serve_i2c(conn, st.clone()));
+            }
+        }));
+
+        // Control socket.
+        let control_path = opts.dir.join("control.sock");
+        let _ = std::fs::remove_file(&control_path);
+        let listener = UnixListener::bind(&control_path)?;
+        let st = state.clone();
+        tasks.push(tokio::spawn(async move {
+            while let Ok((conn, _)) = listener.accept().await {
+                tokio::spawn(serve_control(conn, st.clone()));
+            }
+        }));
+
+        Ok(SimSite {
+            state,
+            rs485_path,
+            pty_path,
+            i2c_path,
+            control_path,
+            tasks,
+        })
+    }
+
+    /// Direct access to the simulation, for tests and fault injection.
+    pub fn state(&self) -> MutexGuard<'_, SimState> {
+        lock(&self.state)
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.rs485_path
+            .parent()
+            .expect("rs485 lives in the sim dir")
+    }
+}
+
+fn lock(st: &Mutex<SimState>) -> MutexGuard<'_, SimState> {
+    st.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+struct SharedResponder(Arc<Mutex<SimState>>);
+
+impl Responder for SharedResponder {
+    fn respond(&mut self, unit: u8, pdu: &[u8]) -> Option<Vec<u8>> {
+        let mut guard = lock(&self.0);
+        let s = &mut *guard;
+        if s.silent_units.contains(&unit) || pdu.is_empty() {
+            return None;
+        }
+        if unit == s.inverter.unit || unit == 0 {
+            let SimState { site, inverter, .. } = s;
+            let site_ro = site.clone();
+            let inv_ro = inverter.clone();
+            let mut read = |fc: u8, addr: u16, n: u16| {
+                if fc == 0x03 {
+                    inv_ro.read(&site_ro, addr, n)
+                } else {
+                    Err(2)
+                }
+            };
+            let mut write = |addr: u16, values: &[u16]| inverter.write(site, addr, values);
+            return Some(rtu::serve_pdu(pdu, &mut read, &mut write));
+        }
+        if unit == s.meter_unit {
+            let site = &s.site;
+            let mut read = |fc: u8, addr: u16, n: u16| {
+                if fc == 0x04 {
+                    sdm630::read_input(site, addr, n)
+                } else {
+                    Err(2)
+                }
+            };
+            let mut write = |_addr: u16, _values: &[u16]| Err(2);
+            return Some(rtu::serve_pdu(pdu, &mut read, &mut write));
+        }
+        None
+    }
+}
+
+async fn serve_i2c(mut conn: UnixStream, st: Arc<Mutex<SimState>>) {
+    loop {
+        let mut head = [0u8; 6];
+        if conn.read_exact(&mut head).await.is_err() {
+            return;
+        }
+        let (op, addr) = (head[0], head[1]);
+        let wlen = u16::from_be_bytes([head[2], head[3]]) as usize;
+        let rlen = u16::from_be_bytes([head[4], head[5]]) as usize;
+        if wlen > i2c::MAX_LEN || rlen > i2c::MAX_LEN {
+            return;
+        }
+        let mut data = vec![0u8; wlen];
+        if conn.read_exact(&mut data).await.is_err() {
+            return;
+        }
+        let reply = {
+            let mut s = lock(&st);
+            if s.i2c_silent || addr != s.ina226.address {
+                vec![i2c::STATUS_NACK]
+            } else {
+                let ok = match op {
+                    i2c::OP_WRITE | i2c::OP_WRITE_READ => s.ina226.write(&data),
+                    i2c::OP_READ => true,
+                    _ => false,
+                };
+                if !ok {
+                    vec![i2c::STATUS_NACK]
+                } else {
+                    let mut out = vec![i2c::STATUS_OK];
+                    if op != i2c::OP_WRITE {
+                        out.extend(s.ina226.read(&s.site, rlen));
+                    }
+                    out
+                }
+            }
+        };
+        if conn.write_all(&reply).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Control commands, one per line; answers `ok` or `error: …`.
+///
+/// `soc <pct>`, `pv <W>|auto`, `load <W>|auto`, `temperature <°C>`, `bms-alarm on|off`,
+/// `grid-frequency <Hz>`, `silent <unit> on|off`, `i2c-silent on|off`, `crc-rate <0..1>`,
+/// `drop-rate <0..1>`, `status`.
+pub fn apply_command(s: &mut SimState, line: &str) -> Result<String, String> {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let num = |w: Option<&&str>| -> Result<f64, String> {
+        w.ok_or("missing value")?
+            .parse::<f64>()
+            .map_err(|e| e.to_string())
+    };
+    let on = |w: Option<&&str>| match w.copied() {
+        Some("on") => Ok(true),
+        Some("off") => Ok(false),
+        _ => Err("expected on or off".to_string()),
+    };
+    let opt = |w: Option<&&str>| -> Result<Option<f64>, String> {
+        match w.copied() {
+            Some("auto") => Ok(None),
+            _ => num(w).map(Some),
+        }
+    };
+    match words.first().copied() {
+        Some("soc") => {
+            let pct = num(words.get(1))?.clamp(0.0, 100.0);
+            s.site.energy_wh = s.site.params.capacity_wh * pct / 100.0;
+        }
+        Some("pv") => s.site.pv_override_w = opt(words.get(1))?,
+        Some("load") => s.site.load_override_w = opt(words.get(1))?,
+        Some("temperature") => s.site.temperature_c = num(words.get(1))?,
+        Some("bms-alarm") => s.site.bms_alarm = on(words.get(1))?,
+        Some("grid-frequency") => s.site.grid_frequency_hz = num(words.get(1))?,
+        Some("silent") => {
+            let unit = num(words.get(1))? as u8;
+            if on(words.get(2))? {
+                s.silent_units.insert(unit);
+            } else {
+                s.silent_units.remove(&unit);
+            }
+        }
+        Some("i2c-silent") => s.i2c_silent = on(words.get(1))?,
+        Some("crc-rate") => s.line_faults.corrupt_rate = num(words.get(1))?.clamp(0.0, 1.0),
+        Some("drop-rate") => s.line_faults.drop_rate = num(words.get(1))?.clamp(0.0, 1.0),
+        Some("status") => {
+            let site = &s.site;
+            return Ok(format!(
+                "soc={:.2}% battery={:.1}W voltage={:.2}V current={:.2}A temp={:.1}C grid={:.1}W pv={:.1}W load={:.1}W setpoint={:.1}W stats={:?}",
+                site.soc_pct(),
+                site.battery_dc_w(),
+                site.battery_voltage_v(),
+                site.battery_current_a(),
+                site.temperature_c,
+                site.grid_w(),
+                site.pv_w(),
+                site.load_w(),
+                site.setpoint_w,
+                s.stats
+            ));
+        }
+        Some(other) => return Err(format!("unknown command {other:?}")),
+        None => return Err("empty command".into()),
+    }
+    Ok("ok".into())
+}
+
+async fn serve_control(conn: UnixStream, st: Arc<Mutex<SimState>>) {
+    let (read, mut write) = conn.into_split();
+    let mut lines = BufReader::new(read).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        let answer = match apply_command(&mut lock(&st), &line) {
+            Ok(a) => a,
+            Err(e) => format!("error: {e}"),
+        };
+        if write
+            .write_all(format!("{answer}\n").as_bytes())
+            .await
+            .is_err()
+        {
+            return;
+        }
+    }
+}
