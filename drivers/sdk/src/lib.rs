@@ -1,4 +1,61 @@
 //! SDK and C ABI for ems driver plugins.
 //!
+//! A driver is a plain Rust type implementing [`Driver`]; [`export_driver!`] makes its crate a
+//! plugin (`crate-type = ["cdylib", "rlib"]`) that the agent loads at run time. The host owns every
+//! bus: a driver receives a [`Bus`] for each call and never opens a port. Readings come back in
+//! canonical names and SI units ([`Readings`]). See `drivers/README.md` for a walk-through.
+//!
 //! # Layout
-//! Filled by the driver-plugin issue; nothing is exported yet.
+//! - [`model`]: what a driver is and reports: [`DriverInfo`], [`Role`], [`DeviceAddress`],
+//!   [`Readings`], [`Flag`], [`LogLevel`].
+//! - [`bus`]: the [`Bus`] trait (Modbus and I2C transactions, logging) and [`BusError`].
+//! - [`driver`]: the [`Driver`] trait, [`DriverError`] and [`ConfigError`].
+//! - [`options`]: typed access to a device's TOML options with errors that name the key.
+//! - [`regs`]: exact-length register reads split at the 125-register limit, word order, float and
+//!   string decoding.
+//! - [`memory`]: [`MemoryBus`], an in-memory register bank and I2C device model for unit tests.
+//! - [`abi`]: the `#[repr(C)]` contract between host and plugin, version [`abi::ABI_VERSION`].
+//! - [`export`]: the plugin side of the ABI behind [`export_driver!`] (all of a plugin's unsafe code).
+//! - `host` (feature `host`): the loader used by the agent: `PluginDir`, `Plugin`,
+//!   `DriverInstance`, `HostError`.
+
+pub mod abi;
+pub mod bus;
+pub mod driver;
+#[doc(hidden)]
+pub mod export;
+#[cfg(feature = "host")]
+pub mod host;
+pub mod memory;
+pub mod model;
+pub mod options;
+pub mod regs;
+
+pub use bus::{Bus, BusError};
+pub use driver::{ConfigError, Driver, DriverError};
+pub use memory::MemoryBus;
+pub use model::{DeviceAddress, DriverInfo, Flag, LogLevel, Readings, Role};
+pub use options::Options;
+
+/// Makes the crate a driver plugin for `$driver` (a type implementing [`Driver`]): exports the
+/// entry symbol `ems_driver_entry_v1` returning a static descriptor whose functions wrap every
+/// call in `catch_unwind`. Use it once per plugin crate, at the crate root:
+///
+/// ```ignore
+/// ems_driver_sdk::export_driver!(MyDriver);
+/// ```
+#[macro_export]
+macro_rules! export_driver {
+    ($driver:ty) => {
+        const _: () = {
+            static DESCRIPTOR: $crate::abi::DriverDescriptor =
+                $crate::export::descriptor::<$driver>();
+
+            /// The plugin's entry point (see `ems_driver_sdk::abi`).
+            #[unsafe(no_mangle)]
+            pub extern "C" fn ems_driver_entry_v1() -> *const $crate::abi::DriverDescriptor {
+                &DESCRIPTOR
+            }
+        };
+    };
+}

@@ -1,0 +1,47 @@
+//! Shared helpers of the loader tests: finding the real `.so` files cargo built.
+#![allow(dead_code)] // each test file uses a different subset
+
+use std::path::PathBuf;
+
+use ems_driver_sdk::host::PluginDir;
+
+/// The directory cargo puts cdylibs in for this profile (`target/debug`): the test executable
+/// lives in `target/debug/deps`.
+pub fn artifact_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("path of the test executable");
+    exe.parent()
+        .and_then(|deps| deps.parent())
+        .expect("test executable lives in <target>/<profile>/deps")
+        .to_path_buf()
+}
+
+/// The built plugin of driver `name`, or a panic that says how to build it.
+pub fn plugin_file(name: &str) -> PathBuf {
+    let path = artifact_dir().join(PluginDir::file_name(name));
+    assert!(
+        path.is_file(),
+        "{} is missing: these tests load the real plugin files; build them first with \
+         `cargo build --workspace` (the documented test command is \
+         `cargo build --workspace && cargo test --workspace`)",
+        path.display()
+    );
+    path
+}
+
+/// A fresh directory holding copies of the given plugins under their usual file names.
+pub fn dir_with(names: &[&str]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    for name in names {
+        std::fs::copy(
+            plugin_file(name),
+            dir.path().join(PluginDir::file_name(name)),
+        )
+        .expect("copy plugin");
+    }
+    dir
+}
+
+/// The options table written as TOML.
+pub fn options(text: &str) -> toml::Table {
+    toml::from_str(text).expect("test options are valid TOML")
+}
