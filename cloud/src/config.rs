@@ -1,0 +1,151 @@
+//! The server's own settings, read from the same figment as Rocket's.
+//!
+//! Sources, later ones winning: Rocket's defaults, `Rocket.toml` and `ROCKET_…` variables (listen
+//! address, port, TLS, limits), then `cloud.toml` (path in `EMS_CLOUD_CONFIG`) and `EMS_CLOUD_…`
+//! variables. Both files use Rocket's profile sections (`[default]`, `[release]`, …). Every key is
+//! documented in `cloud/README.md`.
+
+use std::time::Duration;
+
+use rocket::figment::Figment;
+use rocket::figment::providers::{Env, Format, Toml};
+use serde::{Deserialize, Serialize};
+
+/// Whether to use TimescaleDB when the server offers the extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TimescaleMode {
+    /// Use it when `pg_available_extensions` lists it; plain PostgreSQL otherwise.
+    Auto,
+    /// Never; plain tables even when the extension is there.
+    Off,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CloudConfig {
+    /// `postgres://user:pass@host:port/db` (TLS to the database is not supported yet).
+    pub database_url: String,
+    /// Connections in the pool shared by ingest and the API.
+    pub database_pool_size: usize,
+    /// Flush a telemetry batch when it holds this many packets ...
+    pub batch_max_rows: usize,
+    /// ... or when its first packet has waited this long, ms.
+    pub batch_max_delay_ms: u64,
+    /// Packets waiting for the writer, over all connections. When full, device sockets stop being
+    /// read (back-pressure) until the database catches up: memory stays bounded.
+    pub ingest_queue: usize,
+    /// Largest accepted WebSocket message, bytes; a larger one closes the socket with 1009.
+    pub max_frame_bytes: usize,
+    /// Bad frames per minute a device may send before its socket is closed with 1008.
+    pub bad_frame_limit: usize,
+    /// Keepalive ping period, s; a socket that answers no ping for two periods is closed.
+    pub ping_interval_s: u64,
+    /// Telemetry timestamps further than this in the future are refused, s.
+    pub max_future_skew_s: i64,
+    /// Telemetry older than this is refused, days (also capped by `retention_days`).
+    pub max_packet_age_days: i64,
+    /// Default lifetime of a command that has not been answered, s.
+    pub command_expiry_s: u64,
+    /// Largest `expires_in` a client may ask for, s.
+    pub command_max_expiry_s: u64,
+    /// How often commands are expired and offline deliveries retried, ms.
+    pub command_sweep_interval_ms: u64,
+    /// Longest `?wait=` on `POST …/commands`, s.
+    pub command_max_wait_s: u64,
+    pub timescale: TimescaleMode,
+    /// TimescaleDB: compress telemetry chunks older than this, days.
+    pub compress_after_days: u32,
+    /// Drop raw telemetry older than this, days; `None` keeps it forever. TimescaleDB: a retention
+    /// policy; plain PostgreSQL: an hourly DELETE.
+    pub retention_days: Option<u32>,
+    /// TimescaleDB: drop per-minute aggregates older than this, days; `None` keeps them.
+    pub aggregate_retention_days: Option<u32>,
+    /// Most rows or buckets one history request may return.
+    pub history_max_points: usize,
+    /// Name of this process among the instances sharing the database; generated when absent.
+    pub instance_id: Option<String>,
+}
+
+impl Default for CloudConfig {
+    fn default() -> Self {
+        CloudConfig {
+            database_url: "postgres://postgres@localhost/ems".into(),
+            database_pool_size: 16,
+            batch_max_rows: 1000,
+            batch_max_delay_ms: 100,
+            ingest_queue: 20_000,
+            max_frame_bytes: 64 * 1024,
+            bad_frame_limit: 20,
+            ping_interval_s: 20,
+            max_future_skew_s: 300,
+            max_packet_age_days: 30,
+            command_expiry_s: 300,
+            command_max_expiry_s: 7 * 24 * 3600,
+            command_sweep_interval_ms: 1000,
+            command_max_wait_s: 60,
+            timescale: TimescaleMode::Auto,
+            compress_after_days: 7,
+            retention_days: None,
+            aggregate_retention_days: None,
+            history_max_points: 10_000,
+            instance_id: None,
+        }
+    }
+}
+
+impl CloudConfig {
+    pub fn from_figment(figment: &Figment) -> Result<Self, Box<rocket::figment::Error>> {
+        figment.extract().map_err(Box::new)
+    }
+
+    pub fn batch_max_delay(&self) -> Duration {
+        Duration::from_millis(self.batch_max_delay_ms)
+    }
+
+    pub fn ping_interval(&self) -> Duration {
+        Duration::from_secs(self.ping_interval_s.max(1))
+    }
+
+    pub fn command_sweep_interval(&self) -> Duration {
+        Duration::from_millis(self.command_sweep_interval_ms.max(10))
+    }
+
+    /// Oldest accepted telemetry age, s.
+    pub fn max_packet_age_s(&self) -> i64 {
+        let days = match self.retention_days {
+            Some(r) => self.max_packet_age_days.min(i64::from(r)),
+            None => self.max_packet_age_days,
+        };
+        days * 86_400
+    }
+}
+
+/// Rocket's figment plus `cloud.toml` and `EMS_CLOUD_…` variables.
+pub fn figment() -> Figment {
+    let file = std::env::var("EMS_CLOUD_CONFIG").unwrap_or_else(|_| "cloud.toml".into());
+    rocket::Config::figment()
+        .merge(Toml::file(file).nested())
+        .merge(Env::prefixed("EMS_CLOUD_").ignore(&["CONFIG"]).global())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_extract_from_an_empty_figment() {
+        let c = CloudConfig::from_figment(&Figment::new()).unwrap();
+        assert_eq!(c.max_frame_bytes, 65536);
+        assert_eq!(c.timescale, TimescaleMode::Auto);
+    }
+
+    #[test]
+    fn retention_caps_the_accepted_age() {
+        let c = CloudConfig {
+            retention_days: Some(2),
+            ..CloudConfig::default()
+        };
+        assert_eq!(c.max_packet_age_s(), 2 * 86_400);
+    }
+}

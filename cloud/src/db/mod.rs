@@ -1,0 +1,139 @@
+//! The database: connection pool, migrations at start, and the TimescaleDB-or-plain decision.
+//!
+//! Migrations are the versioned SQL files in the repository's `migrations/` folder, embedded and
+//! applied by refinery. TimescaleDB setup follows in [`timescale`], outside any transaction.
+
+pub mod timescale;
+
+use std::time::Duration;
+
+use deadpool_postgres::{ManagerConfig, Pool, PoolConfig, RecyclingMethod, Runtime, Timeouts};
+use rocket::fairing::AdHoc;
+use tokio_postgres::NoTls;
+
+use crate::config::CloudConfig;
+
+refinery::embed_migrations!("../migrations");
+
+/// Key of the advisory lock that serialises start-up schema work between instances.
+const SCHEMA_LOCK: i64 = 0x656d_735f_636c_6f75; // "ems_clou"
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("connecting to the database failed: {0}")]
+    Connect(#[source] tokio_postgres::Error),
+    #[error("bad database_url: {0}")]
+    Url(String),
+    #[error("applying migrations failed: {0}")]
+    Migrate(#[from] refinery::Error),
+    #[error("{step} failed: {source}")]
+    Sql {
+        step: &'static str,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+}
+
+pub(crate) fn sql(step: &'static str) -> impl FnOnce(tokio_postgres::Error) -> DbError {
+    move |source| DbError::Sql { step, source }
+}
+
+/// The pool, and what start-up found out about the server.
+#[derive(Clone)]
+pub struct Db {
+    pub pool: Pool,
+    /// Telemetry lives in a hypertable with a per-minute continuous aggregate `telemetry_1m`.
+    pub timescale: bool,
+    pub url: String,
+}
+
+impl Db {
+    /// Connects, applies migrations and the TimescaleDB setup, and builds the pool.
+    pub async fn open(config: &CloudConfig) -> Result<Db, DbError> {
+        let timescale = prepare(config).await?;
+        let pool = pool(&config.database_url, config.database_pool_size)?;
+        Ok(Db {
+            pool,
+            timescale,
+            url: config.database_url.clone(),
+        })
+    }
+}
+
+fn pool(url: &str, size: usize) -> Result<Pool, DbError> {
+    let mut cfg = deadpool_postgres::Config::new();
+    cfg.url = Some(url.to_string());
+    cfg.manager = Some(ManagerConfig {
+        recycling_method: RecyclingMethod::Fast,
+    });
+    let mut pool_cfg = PoolConfig::new(size.max(2));
+    // A down database must fail requests (503) rather than hang them.
+    pool_cfg.timeouts = Timeouts {
+        wait: Some(Duration::from_secs(5)),
+        create: Some(Duration::from_secs(5)),
+        recycle: Some(Duration::from_secs(5)),
+    };
+    cfg.pool = Some(pool_cfg);
+    cfg.create_pool(Some(Runtime::Tokio1), NoTls)
+        .map_err(|e| DbError::Url(e.to_string()))
+}
+
+/// One dedicated connection (not from the pool), driven on its own task.
+pub async fn connect(url: &str) -> Result<tokio_postgres::Client, DbError> {
+    let (client, conn) = tokio_postgres::connect(url, NoTls)
+        .await
+        .map_err(DbError::Connect)?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!("database connection ended: {e}");
+        }
+    });
+    Ok(client)
+}
+
+/// Migrations and TimescaleDB setup under an advisory lock, so instances starting together do
+/// not race. Returns whether TimescaleDB is in use.
+async fn prepare(config: &CloudConfig) -> Result<bool, DbError> {
+    let mut client = connect(&config.database_url).await?;
+    client
+        .execute("SELECT pg_advisory_lock($1)", &[&SCHEMA_LOCK])
+        .await
+        .map_err(sql("taking the schema lock"))?;
+    let report = migrations::runner().run_async(&mut client).await?;
+    for m in report.applied_migrations() {
+        tracing::info!("applied migration {}", m);
+    }
+    let timescale = timescale::setup(&client, config).await?;
+    client
+        .execute("SELECT pg_advisory_unlock($1)", &[&SCHEMA_LOCK])
+        .await
+        .map_err(sql("releasing the schema lock"))?;
+    Ok(timescale)
+}
+
+/// Opens the database (fatal on failure) and manages [`Db`].
+pub fn stage() -> AdHoc {
+    AdHoc::try_on_ignite("database", |rocket| async move {
+        let config = match rocket.state::<CloudConfig>() {
+            Some(c) => c.clone(),
+            None => {
+                tracing::error!("configuration missing");
+                return Err(rocket);
+            }
+        };
+        match Db::open(&config).await {
+            Ok(db) => {
+                if db.timescale {
+                    tracing::info!("storage: TimescaleDB hypertable with per-minute aggregate");
+                } else {
+                    tracing::info!("storage: plain PostgreSQL tables (TimescaleDB not in use)");
+                }
+                Ok(rocket.manage(db))
+            }
+            Err(e) => {
+                tracing::error!("{e}");
+                Err(rocket)
+            }
+        }
+    })
+}

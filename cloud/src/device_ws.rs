@@ -1,0 +1,342 @@
+//! The device socket `/ws/device/<device_id>`, exactly as the spec and `ems_protocol` define it.
+//!
+//! Up: telemetry (validated, queued for [`ingest`](crate::ingest), acknowledged with
+//! `TELEMETRY_ACK` once committed), `COMMAND_ANSWER`s, `ERROR`s. Down: commands, acks, `ERROR`
+//! for a frame that was refused (the socket stays open). Too many bad frames in a minute close
+//! the socket with 1008, a frame over `max_frame_bytes` with 1009, silence for two ping periods
+//! with 1011. A new connection of the same device replaces the old one (closed with 4000).
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use ems_protocol::message::ErrorCode;
+use ems_protocol::{
+    ErrorMessage, ProtocolError, TelemetryAck, Upstream, parse_upstream, telemetry_extensions,
+};
+use futures_util::{SinkExt, StreamExt};
+use rocket::{Route, State, get, routes};
+use rocket_ws::frame::{CloseCode, CloseFrame};
+use rocket_ws::result::Error as WsError;
+use rocket_ws::{Channel, Message, WebSocket};
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+use crate::auth::DeviceAuth;
+use crate::commands::{deliver_pending, record_answer};
+use crate::config::CloudConfig;
+use crate::db::Db;
+use crate::hub::{Hub, Outbound, OutboundTx};
+use crate::ingest::{Ingest, Packet};
+
+/// Window over which bad frames are counted.
+const BAD_FRAME_WINDOW: Duration = Duration::from_secs(60);
+
+#[get("/ws/device/<device_id>")]
+fn device_socket(
+    device_id: &str,
+    auth: DeviceAuth,
+    ws: WebSocket,
+    hub: &State<Arc<Hub>>,
+    db: &State<Db>,
+    ingest: &State<Ingest>,
+    config: &State<CloudConfig>,
+) -> Channel<'static> {
+    debug_assert_eq!(auth.device_id, device_id);
+    let ws = ws.config(rocket_ws::Config {
+        max_message_size: Some(config.max_frame_bytes),
+        max_frame_size: Some(config.max_frame_bytes),
+        // Small: acks and commands are a few hundred bytes; keeps idle sockets cheap.
+        write_buffer_size: 4096,
+        ..Default::default()
+    });
+    let session = Session {
+        device_id: auth.device_id,
+        hub: hub.inner().clone(),
+        db: db.inner().clone(),
+        ingest: ingest.inner().clone(),
+        config: config.inner().clone(),
+    };
+    ws.channel(move |stream| {
+        Box::pin(async move {
+            session.run(stream).await;
+            Ok(())
+        })
+    })
+}
+
+/// Mounted at `/`.
+pub fn routes() -> Vec<Route> {
+    routes![device_socket]
+}
+
+struct Session {
+    device_id: String,
+    hub: Arc<Hub>,
+    db: Db,
+    ingest: Ingest,
+    config: CloudConfig,
+}
+
+/// A frame the session did not take.
+struct Refusal {
+    error: ErrorMessage,
+    /// Counts towards `bad_frame_limit` (the sender's fault, not ours).
+    counts: bool,
+}
+
+impl Refusal {
+    fn bad(error: ErrorMessage) -> Self {
+        Refusal {
+            error,
+            counts: true,
+        }
+    }
+}
+
+fn close(code: u16, reason: impl Into<String>) -> CloseFrame<'static> {
+    CloseFrame {
+        code: CloseCode::from(code),
+        reason: reason.into().into(),
+    }
+}
+
+impl Session {
+    async fn run(self, stream: rocket_ws::stream::DuplexStream) {
+        let (mut sink, mut source) = stream.split();
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let conn_id = self.hub.register(&self.device_id, tx.clone());
+        tracing::info!(device = %self.device_id, "device connected");
+        self.hub.announce_connected(&self.device_id).await;
+        self.mark_connected().await;
+        deliver_pending(&self.hub, &self.db, &self.device_id, true).await;
+
+        let period = self.config.ping_interval();
+        let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        let mut last_heard = Instant::now();
+        let mut bad: VecDeque<Instant> = VecDeque::new();
+
+        let closing: Option<CloseFrame<'static>> = loop {
+            tokio::select! {
+                msg = source.next() => {
+                    last_heard = Instant::now();
+                    let refusal = match msg {
+                        Some(Ok(Message::Text(text))) => self.handle_text(&text, &tx).await.err(),
+                        Some(Ok(Message::Binary(_))) => Some(Refusal::bad(ErrorMessage::bad_frame(
+                            &ProtocolError::invalid(".", "binary frames are not accepted; send JSON text"),
+                        ))),
+                        Some(Ok(Message::Close(_))) | None => break None,
+                        Some(Ok(_)) => None, // ping, pong, raw frame
+                        Some(Err(WsError::Capacity(e))) => {
+                            tracing::warn!(device = %self.device_id, "frame too large: {e}");
+                            break Some(close(1009, format!(
+                                "message too large; at most {} bytes", self.config.max_frame_bytes)));
+                        }
+                        Some(Err(e)) => {
+                            tracing::debug!(device = %self.device_id, "socket error: {e}");
+                            break None;
+                        }
+                    };
+                    if let Some(refusal) = refusal {
+                        tracing::debug!(device = %self.device_id, "refused frame: {}", refusal.error.message);
+                        let text = serde_json::to_string(&refusal.error).expect("serialises");
+                        if sink.send(Message::Text(text)).await.is_err() {
+                            break None;
+                        }
+                        if refusal.counts {
+                            let now = Instant::now();
+                            bad.push_back(now);
+                            while bad.front().is_some_and(|t| now.duration_since(*t) > BAD_FRAME_WINDOW) {
+                                bad.pop_front();
+                            }
+                            if bad.len() >= self.config.bad_frame_limit {
+                                tracing::warn!(device = %self.device_id, "too many bad frames, closing");
+                                break Some(close(1008, format!(
+                                    "{} bad frames within a minute", bad.len())));
+                            }
+                        }
+                    }
+                }
+                out = rx.recv() => {
+                    let Some(first) = out else { break None };
+                    let mut batch = vec![first];
+                    while let Ok(more) = rx.try_recv() {
+                        batch.push(more);
+                    }
+                    match write_out(&mut sink, batch).await {
+                        Ok(None) => {}
+                        Ok(Some(frame)) => break Some(frame),
+                        Err(()) => break None,
+                    }
+                }
+                _ = ping.tick() => {
+                    if last_heard.elapsed() > 2 * period {
+                        tracing::info!(device = %self.device_id, "no answer to pings, closing");
+                        break Some(close(1011, "no answer to pings"));
+                    }
+                    if sink.send(Message::Ping(Vec::new())).await.is_err() {
+                        break None;
+                    }
+                }
+            }
+        };
+        if let Some(frame) = closing {
+            let _ = sink.send(Message::Close(Some(frame))).await;
+        }
+        let _ = sink.close().await;
+        if self.hub.unregister(&self.device_id, conn_id) {
+            self.mark_disconnected().await;
+        }
+        tracing::info!(device = %self.device_id, "device disconnected");
+    }
+
+    async fn handle_text(&self, text: &str, tx: &OutboundTx) -> Result<(), Refusal> {
+        let upstream =
+            parse_upstream(text).map_err(|e| Refusal::bad(ErrorMessage::bad_frame(&e)))?;
+        match upstream {
+            Upstream::Telemetry(telemetry) => {
+                if telemetry.device_id != self.device_id {
+                    return Err(Refusal::bad(ErrorMessage {
+                        code: ErrorCode::WrongDevice,
+                        message: format!(
+                            "`device_id` {:?} does not match the connection's device {:?}",
+                            telemetry.device_id, self.device_id
+                        ),
+                        command_id: None,
+                    }));
+                }
+                let age = Utc::now().timestamp() - telemetry.timestamp.unix();
+                if -age > self.config.max_future_skew_s {
+                    return Err(Refusal::bad(ErrorMessage::bad_frame(
+                        &ProtocolError::invalid(
+                            "timestamp",
+                            format!(
+                                "{} is {} s in the future (at most {} s allowed); check the device clock",
+                                telemetry.timestamp, -age, self.config.max_future_skew_s
+                            ),
+                        ),
+                    )));
+                }
+                if age > self.config.max_packet_age_s() {
+                    return Err(Refusal::bad(ErrorMessage::bad_frame(
+                        &ProtocolError::invalid(
+                            "timestamp",
+                            format!(
+                                "{} is older than the {} s the cloud accepts",
+                                telemetry.timestamp,
+                                self.config.max_packet_age_s()
+                            ),
+                        ),
+                    )));
+                }
+                let extensions = serde_json::from_str::<Value>(text)
+                    .ok()
+                    .map(|raw| telemetry_extensions(&raw))
+                    .filter(|ext| !ext.is_empty())
+                    .map(Value::Object);
+                let packet = Packet {
+                    telemetry,
+                    extensions,
+                    ack: tx.clone(),
+                };
+                self.ingest.submit(packet).await.map_err(|e| Refusal {
+                    error: ErrorMessage {
+                        code: ErrorCode::Internal,
+                        message: format!("{e}; resend later"),
+                        command_id: None,
+                    },
+                    counts: false,
+                })
+            }
+            Upstream::CommandAnswer(answer) => {
+                match record_answer(&self.hub, &self.db, &self.device_id, &answer).await {
+                    Ok(Some(rec)) => {
+                        tracing::info!(device = %self.device_id, command = %rec.command_id,
+                            status = %rec.status, "command answered");
+                        Ok(())
+                    }
+                    Ok(None) => {
+                        tracing::info!(device = %self.device_id, command = %answer.command_id,
+                            "answer for an unknown, foreign or already final command ignored");
+                        Ok(())
+                    }
+                    Err(e) => Err(Refusal {
+                        error: ErrorMessage {
+                            code: ErrorCode::Internal,
+                            message: format!("answer not recorded: {e}; resend it"),
+                            command_id: Some(answer.command_id),
+                        },
+                        counts: false,
+                    }),
+                }
+            }
+            Upstream::Error(e) => {
+                tracing::warn!(device = %self.device_id, code = ?e.code, "device reports: {}", e.message);
+                Ok(())
+            }
+        }
+    }
+
+    async fn mark_connected(&self) {
+        let result = async {
+            let client = self.db.pool.get().await.map_err(|e| e.to_string())?;
+            client
+                .execute(
+                    "UPDATE devices SET connected_instance = $2, connected_at = now(), \
+                     last_seen = now() WHERE id = $1",
+                    &[&self.device_id, &self.hub.instance_id],
+                )
+                .await
+                .map_err(|e| e.to_string())
+        }
+        .await;
+        if let Err(e) = result {
+            tracing::warn!(device = %self.device_id, "recording the connection failed: {e}");
+        }
+    }
+
+    async fn mark_disconnected(&self) {
+        if let Ok(client) = self.db.pool.get().await {
+            let _ = client
+                .execute(
+                    "UPDATE devices SET connected_instance = NULL, last_seen = now() \
+                     WHERE id = $1 AND connected_instance = $2",
+                    &[&self.device_id, &self.hub.instance_id],
+                )
+                .await;
+        }
+    }
+}
+
+/// Writes what the rest of the server queued for this socket: all acks as one `TELEMETRY_ACK`,
+/// then commands. `Ok(Some(frame))` asks to close with `frame`; `Err` means the socket is gone.
+async fn write_out<S>(sink: &mut S, batch: Vec<Outbound>) -> Result<Option<CloseFrame<'static>>, ()>
+where
+    S: futures_util::Sink<Message> + Unpin,
+{
+    let mut timestamps = Vec::new();
+    let mut others = Vec::new();
+    for out in batch {
+        match out {
+            Outbound::Ack(ts) => timestamps.push(ts),
+            other => others.push(other),
+        }
+    }
+    if !timestamps.is_empty() {
+        let ack = serde_json::to_string(&TelemetryAck { timestamps }).expect("serialises");
+        sink.feed(Message::Text(ack)).await.map_err(|_| ())?;
+    }
+    for out in others {
+        match out {
+            Outbound::Command(text) => sink.feed(Message::Text(text)).await.map_err(|_| ())?,
+            Outbound::Close(code, reason) => {
+                sink.flush().await.map_err(|_| ())?;
+                return Ok(Some(close(code, reason)));
+            }
+            Outbound::Ack(_) => unreachable!("acks were taken out above"),
+        }
+    }
+    sink.flush().await.map_err(|_| ())?;
+    Ok(None)
+}

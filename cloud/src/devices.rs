@@ -1,0 +1,163 @@
+//! Devices: registration (admin), listing with online state, latest telemetry, events.
+
+use chrono::{DateTime, Utc};
+use ems_protocol::api::{DeviceCreated, DeviceInfo, EventRecord, NewDevice};
+use ems_protocol::{Telemetry, validate_id};
+use rocket::http::Status;
+use rocket::serde::json::Json;
+use rocket::{Route, State, get, post, routes};
+use tokio_postgres::Row;
+
+use crate::auth::{Admin, DEVICE_TOKEN_PREFIX, Viewer, generate_token, hash_token};
+use crate::commands::ensure_device;
+use crate::db::Db;
+use crate::error::{ApiError, ApiResult};
+use crate::history::{TELEMETRY_COLUMNS, parse_time, telemetry_from_row};
+
+/// Online: connected to an instance whose heartbeat is fresh (three periods).
+const DEVICE_SELECT: &str = "\
+SELECT d.id, d.name, d.created_at, \
+  (d.connected_instance IS NOT NULL AND EXISTS (SELECT 1 FROM instances i \
+     WHERE i.id = d.connected_instance AND i.heartbeat_at > now() - interval '30 seconds')) AS online, \
+  GREATEST(d.last_seen, (SELECT max(t.time) FROM telemetry t WHERE t.device_id = d.id)) AS last_seen \
+FROM devices d";
+
+fn device_info(row: &Row) -> DeviceInfo {
+    DeviceInfo {
+        id: row.get(0),
+        name: row.get(1),
+        created_at: row.get(2),
+        online: row.get(3),
+        last_seen: row.get(4),
+    }
+}
+
+pub async fn get_device_info(db: &Db, id: &str) -> ApiResult<DeviceInfo> {
+    let client = db.pool.get().await?;
+    let row = client
+        .query_opt(&format!("{DEVICE_SELECT} WHERE d.id = $1"), &[&id])
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no device {id:?}")))?;
+    Ok(device_info(&row))
+}
+
+/// Registers a device; returns it with its token (the only time the token is visible).
+pub async fn add_device(db: &Db, id: &str, name: Option<&str>) -> ApiResult<DeviceCreated> {
+    validate_id("id", id)?;
+    let name = name.map(str::trim).filter(|n| !n.is_empty()).unwrap_or(id);
+    if name.len() > 128 {
+        return Err(ApiError::bad_field("name", "at most 128 characters"));
+    }
+    let token = generate_token(DEVICE_TOKEN_PREFIX);
+    let inserted = {
+        let client = db.pool.get().await?;
+        client
+            .execute(
+                "INSERT INTO devices (id, name, token_hash) VALUES ($1, $2, $3) \
+                 ON CONFLICT (id) DO NOTHING",
+                &[&id, &name, &hash_token(&token)],
+            )
+            .await?
+    };
+    if inserted == 0 {
+        return Err(ApiError::Conflict(format!(
+            "device {id:?} is already registered"
+        )));
+    }
+    Ok(DeviceCreated {
+        device: get_device_info(db, id).await?,
+        token,
+    })
+}
+
+/// `GET /api/v1/devices` (viewer).
+#[get("/devices")]
+async fn list_devices(_v: Viewer, db: &State<Db>) -> ApiResult<Json<Vec<DeviceInfo>>> {
+    let client = db.pool.get().await?;
+    let rows = client
+        .query(&format!("{DEVICE_SELECT} ORDER BY d.id"), &[])
+        .await?;
+    Ok(Json(rows.iter().map(device_info).collect()))
+}
+
+/// `POST /api/v1/devices` (admin): register a device, answer 201 with its token.
+#[post("/devices", data = "<body>")]
+async fn post_device(
+    admin: Admin,
+    db: &State<Db>,
+    body: Json<NewDevice>,
+) -> ApiResult<(Status, Json<DeviceCreated>)> {
+    let created = add_device(db, &body.id, body.name.as_deref()).await?;
+    tracing::info!(by = %admin.0.name, device = %body.id, "device registered");
+    Ok((Status::Created, Json(created)))
+}
+
+/// `GET /api/v1/devices/<id>` (viewer).
+#[get("/devices/<device_id>")]
+async fn get_device(device_id: &str, _v: Viewer, db: &State<Db>) -> ApiResult<Json<DeviceInfo>> {
+    Ok(Json(get_device_info(db, device_id).await?))
+}
+
+/// `GET /api/v1/devices/<id>/telemetry/latest` (viewer): the newest stored packet, spec shape.
+#[get("/devices/<device_id>/telemetry/latest")]
+async fn latest(device_id: &str, _v: Viewer, db: &State<Db>) -> ApiResult<Json<Telemetry>> {
+    ensure_device(db, device_id).await?;
+    let client = db.pool.get().await?;
+    let row = client
+        .query_opt(
+            &format!(
+                "SELECT {TELEMETRY_COLUMNS} FROM telemetry WHERE device_id = $1 \
+                 ORDER BY time DESC LIMIT 1"
+            ),
+            &[&device_id],
+        )
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no telemetry from {device_id:?} yet")))?;
+    Ok(Json(telemetry_from_row(&row)?))
+}
+
+/// `GET /api/v1/devices/<id>/events[?from=&to=&limit=]` (viewer): newest first.
+#[get("/devices/<device_id>/events?<from>&<to>&<limit>")]
+async fn events(
+    device_id: &str,
+    from: Option<&str>,
+    to: Option<&str>,
+    limit: Option<i64>,
+    _v: Viewer,
+    db: &State<Db>,
+) -> ApiResult<Json<Vec<EventRecord>>> {
+    ensure_device(db, device_id).await?;
+    let from: Option<DateTime<Utc>> = from.map(|s| parse_time("from", s)).transpose()?;
+    let to: Option<DateTime<Utc>> = to.map(|s| parse_time("to", s)).transpose()?;
+    let limit = limit.unwrap_or(100);
+    if !(1..=10_000).contains(&limit) {
+        return Err(ApiError::bad_field("limit", "must be 1 to 10000"));
+    }
+    let client = db.pool.get().await?;
+    let rows = client
+        .query(
+            "SELECT device_id, time, kind, from_state, to_state, flag FROM events \
+             WHERE device_id = $1 AND ($2::timestamptz IS NULL OR time >= $2) \
+               AND ($3::timestamptz IS NULL OR time < $3) \
+             ORDER BY time DESC, id DESC LIMIT $4",
+            &[&device_id, &from, &to, &limit],
+        )
+        .await?;
+    Ok(Json(
+        rows.iter()
+            .map(|r| EventRecord {
+                device_id: r.get(0),
+                time: r.get(1),
+                kind: r.get(2),
+                from_state: r.get(3),
+                to_state: r.get(4),
+                flag: r.get(5),
+            })
+            .collect(),
+    ))
+}
+
+/// Mounted under `/api/v1`.
+pub fn routes() -> Vec<Route> {
+    routes![list_devices, post_device, get_device, latest, events]
+}

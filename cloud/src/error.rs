@@ -1,0 +1,140 @@
+//! The one error type of the REST API, and the catchers that give every failure a JSON body.
+
+use ems_protocol::ProtocolError;
+use ems_protocol::api::ApiErrorBody;
+use rocket::http::Status;
+use rocket::response::{self, Responder};
+use rocket::serde::json::Json;
+use rocket::{Catcher, Request, catch, catchers};
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+/// Why a request failed; becomes `{"error": "...", "field": ...}` with the matching status.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ApiError {
+    #[error("{message}")]
+    BadRequest {
+        message: String,
+        field: Option<String>,
+    },
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    /// The database cannot be reached; the request may be retried.
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        ApiError::BadRequest {
+            message: message.into(),
+            field: None,
+        }
+    }
+
+    pub fn bad_field(field: impl Into<String>, message: impl Into<String>) -> Self {
+        ApiError::BadRequest {
+            message: message.into(),
+            field: Some(field.into()),
+        }
+    }
+
+    pub fn status(&self) -> Status {
+        match self {
+            ApiError::BadRequest { .. } => Status::BadRequest,
+            ApiError::Unauthorized(_) => Status::Unauthorized,
+            ApiError::Forbidden(_) => Status::Forbidden,
+            ApiError::NotFound(_) => Status::NotFound,
+            ApiError::Conflict(_) => Status::Conflict,
+            ApiError::Unavailable(_) => Status::ServiceUnavailable,
+            ApiError::Internal(_) => Status::InternalServerError,
+        }
+    }
+
+    fn body(&self) -> ApiErrorBody {
+        ApiErrorBody {
+            error: self.to_string(),
+            field: match self {
+                ApiError::BadRequest { field, .. } => field.clone(),
+                _ => None,
+            },
+        }
+    }
+}
+
+impl From<ProtocolError> for ApiError {
+    fn from(e: ProtocolError) -> Self {
+        ApiError::bad_field(e.field().to_string(), e.to_string())
+    }
+}
+
+impl From<tokio_postgres::Error> for ApiError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        if e.is_closed() || e.as_db_error().is_none() {
+            tracing::warn!("database unavailable: {e}");
+            ApiError::Unavailable(format!("database unavailable: {e}"))
+        } else {
+            tracing::error!("database error: {e}");
+            ApiError::Internal(format!("database error: {e}"))
+        }
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for ApiError {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        tracing::warn!("database pool: {e}");
+        ApiError::Unavailable(format!("database unavailable: {e}"))
+    }
+}
+
+impl<'r> Responder<'r, 'static> for ApiError {
+    fn respond_to(self, req: &'r Request<'_>) -> response::Result<'static> {
+        let status = self.status();
+        response::Response::build_from(Json(self.body()).respond_to(req)?)
+            .status(status)
+            .ok()
+    }
+}
+
+/// Request guards store their refusal here so the catcher can show it.
+pub(crate) fn remember(req: &Request<'_>, err: ApiError) -> ApiError {
+    let stored = req.local_cache(|| Some(err.clone()));
+    stored.clone().unwrap_or(err)
+}
+
+fn from_catcher(status: Status, req: &Request<'_>) -> ApiError {
+    if let Some(err) = req.local_cache(|| None::<ApiError>) {
+        return err.clone();
+    }
+    let reason = status.reason_lossy().to_string();
+    match status.code {
+        400 | 422 => ApiError::bad_request(format!("{reason}: the request could not be read")),
+        401 => ApiError::Unauthorized("missing or unknown bearer token".into()),
+        403 => ApiError::Forbidden("forbidden".into()),
+        404 => ApiError::NotFound(format!(
+            "no route for {} {}",
+            req.method(),
+            req.uri().path()
+        )),
+        503 => ApiError::Unavailable(reason),
+        _ => ApiError::Internal(reason),
+    }
+}
+
+#[catch(default)]
+fn default_catcher(status: Status, req: &Request<'_>) -> (Status, Json<ApiErrorBody>) {
+    let err = from_catcher(status, req);
+    (status, Json(err.body()))
+}
+
+pub fn catchers() -> Vec<Catcher> {
+    catchers![default_catcher]
+}

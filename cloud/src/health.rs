@@ -1,0 +1,67 @@
+//! `GET /api/v1/health` and the OpenAPI document `GET /api/v1/openapi.json` (no token needed).
+
+use std::sync::Arc;
+
+use ems_protocol::api::Health;
+use rocket::http::{ContentType, Status};
+use rocket::serde::json::Json;
+use rocket::{Route, State, get, routes};
+
+use crate::db::Db;
+use crate::hub::Hub;
+
+/// The hand-written OpenAPI 3 description of `/api/v1` and the two sockets.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+#[get("/health")]
+async fn health(db: &State<Db>, hub: &State<Arc<Hub>>) -> (Status, Json<Health>) {
+    let database = match db.pool.get().await {
+        Ok(client) => client.simple_query("SELECT 1").await.is_ok(),
+        Err(_) => false,
+    };
+    let body = Health {
+        status: if database { "ok" } else { "degraded" }.into(),
+        database,
+        timescale: db.timescale,
+        instance: hub.instance_id.clone(),
+        version: env!("CARGO_PKG_VERSION").into(),
+    };
+    let status = if database {
+        Status::Ok
+    } else {
+        Status::ServiceUnavailable
+    };
+    (status, Json(body))
+}
+
+#[get("/openapi.json")]
+fn openapi() -> (ContentType, &'static str) {
+    (ContentType::JSON, OPENAPI)
+}
+
+/// Mounted under `/api/v1`.
+pub fn routes() -> Vec<Route> {
+    routes![health, openapi]
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn openapi_document_is_json_and_lists_every_route() {
+        let doc: serde_json::Value = serde_json::from_str(super::OPENAPI).unwrap();
+        let paths = doc["paths"].as_object().unwrap();
+        for p in [
+            "/health",
+            "/devices",
+            "/devices/{device_id}",
+            "/devices/{device_id}/telemetry",
+            "/devices/{device_id}/telemetry/latest",
+            "/devices/{device_id}/commands",
+            "/devices/{device_id}/events",
+            "/commands/{command_id}",
+            "/tokens",
+        ] {
+            assert!(paths.contains_key(p), "{p} missing");
+        }
+    }
+}

@@ -1,0 +1,443 @@
+//! Who is connected here, and what the instances sharing the database tell each other.
+//!
+//! The [`Hub`] holds this process's device sockets (one per device: a new connection replaces
+//! the old one, here and on other instances) and a local broadcast of [`LiveEvent`]s for live
+//! feeds and command waiters. Instances talk through PostgreSQL `LISTEN`/`NOTIFY` on one
+//! channel, [`CHANNEL`], with a small JSON [`Notice`]:
+//!
+//! - `COMMAND`: a command was created or changed status. The instance holding the device's
+//!   socket delivers a new one; every instance forwards it to its live feeds and waiters.
+//! - `TELEMETRY`: a stored packet of a device that a live feed on another instance watches.
+//! - `INTEREST`: "I have a live feed on this device", repeated while the feed is open, so the
+//!   instance holding the device forwards its telemetry for a minute.
+//! - `CONNECTED`: a device connected here; other instances close their older socket for it.
+//!
+//! Notifications missed while the listening connection is down are made up for by the command
+//! sweeper (pending deliveries) and the next interest announcement (live feeds).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use ems_protocol::Telemetry;
+use ems_protocol::api::{CommandRecord, LiveEvent};
+use ems_protocol::telemetry::Timestamp;
+use futures_util::StreamExt;
+use rocket::fairing::AdHoc;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{broadcast, mpsc, watch};
+use tokio_postgres::AsyncMessage;
+
+use crate::config::CloudConfig;
+use crate::db::Db;
+
+/// The `LISTEN`/`NOTIFY` channel shared by all instances.
+pub const CHANNEL: &str = "ems_cloud";
+/// PostgreSQL refuses NOTIFY payloads of 8000 bytes or more.
+const MAX_NOTIFY_BYTES: usize = 7900;
+/// How long an `INTEREST` announcement keeps telemetry forwarding on.
+const INTEREST_TTL: Duration = Duration::from_secs(60);
+/// How often a live feed repeats its `INTEREST`.
+pub const INTEREST_REPEAT: Duration = Duration::from_secs(20);
+/// Heartbeat period of this instance; a device counts as online while its instance's heartbeat
+/// is younger than three periods.
+pub const HEARTBEAT: Duration = Duration::from_secs(10);
+
+/// Close code sent to a socket that a newer connection of the same device replaced.
+pub const CLOSE_REPLACED: u16 = 4000;
+
+/// What a device socket's task is asked to write.
+#[derive(Debug)]
+pub enum Outbound {
+    /// A packet is committed; batched into one `TELEMETRY_ACK` with its neighbours.
+    Ack(Timestamp),
+    /// A command, as JSON text.
+    Command(String),
+    /// Close the socket with this code and reason.
+    Close(u16, String),
+}
+
+pub type OutboundTx = mpsc::UnboundedSender<Outbound>;
+
+struct DeviceConn {
+    conn_id: u64,
+    tx: OutboundTx,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Notice {
+    origin: String,
+    #[serde(flatten)]
+    kind: NoticeKind,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "SCREAMING_SNAKE_CASE")]
+enum NoticeKind {
+    Command { command: CommandRecord },
+    Telemetry { telemetry: Telemetry },
+    Interest { device_id: String },
+    Connected { device_id: String },
+}
+
+pub struct Hub {
+    pub instance_id: String,
+    db: Db,
+    devices: Mutex<HashMap<String, DeviceConn>>,
+    next_conn: AtomicU64,
+    events: broadcast::Sender<LiveEvent>,
+    /// Devices that live feeds on other instances watch, until when.
+    interest: Mutex<HashMap<String, Instant>>,
+    stop: watch::Sender<bool>,
+    /// Wakes the command sweeper early (e.g. after the listener reconnected).
+    pub(crate) resync: tokio::sync::Notify,
+}
+
+impl Hub {
+    pub fn new(instance_id: String, db: Db) -> Self {
+        Hub {
+            instance_id,
+            db,
+            devices: Mutex::new(HashMap::new()),
+            next_conn: AtomicU64::new(1),
+            events: broadcast::channel(4096).0,
+            interest: Mutex::new(HashMap::new()),
+            stop: watch::channel(false).0,
+            resync: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// Registers a device socket; an older socket of the same device here is told to close.
+    /// Returns the connection's id for [`unregister`](Self::unregister).
+    pub fn register(&self, device_id: &str, tx: OutboundTx) -> u64 {
+        let conn_id = self.next_conn.fetch_add(1, Ordering::Relaxed);
+        let old = self
+            .devices
+            .lock()
+            .expect("not poisoned")
+            .insert(device_id.to_string(), DeviceConn { conn_id, tx });
+        if let Some(old) = old {
+            let _ = old.tx.send(Outbound::Close(
+                CLOSE_REPLACED,
+                "replaced by a newer connection".into(),
+            ));
+        }
+        conn_id
+    }
+
+    /// Forgets the socket unless a newer one replaced it already. Returns whether it was current.
+    pub fn unregister(&self, device_id: &str, conn_id: u64) -> bool {
+        let mut devices = self.devices.lock().expect("not poisoned");
+        if devices.get(device_id).is_some_and(|c| c.conn_id == conn_id) {
+            devices.remove(device_id);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// The socket of a device connected to this instance.
+    pub fn sender(&self, device_id: &str) -> Option<OutboundTx> {
+        self.devices
+            .lock()
+            .expect("not poisoned")
+            .get(device_id)
+            .map(|c| c.tx.clone())
+    }
+
+    pub fn connected_devices(&self) -> Vec<String> {
+        self.devices
+            .lock()
+            .expect("not poisoned")
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    pub fn connection_count(&self) -> usize {
+        self.devices.lock().expect("not poisoned").len()
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<LiveEvent> {
+        self.events.subscribe()
+    }
+
+    /// Resolves once the server shuts down.
+    pub async fn stopped(&self) {
+        let mut rx = self.stop.subscribe();
+        let _ = rx.wait_for(|s| *s).await;
+    }
+
+    pub fn is_stopped(&self) -> bool {
+        *self.stop.borrow()
+    }
+
+    fn shut_down(&self) {
+        self.stop.send_replace(true);
+        for conn in self.devices.lock().expect("not poisoned").values() {
+            let _ = conn
+                .tx
+                .send(Outbound::Close(1001, "server shutting down".into()));
+        }
+    }
+
+    /// A packet was stored: tell local live feeds, and other instances if one of them watches.
+    pub async fn publish_telemetry(&self, telemetry: Telemetry) {
+        let watched = {
+            let mut interest = self.interest.lock().expect("not poisoned");
+            match interest.get(&telemetry.device_id) {
+                Some(until) if *until > Instant::now() => true,
+                Some(_) => {
+                    interest.remove(&telemetry.device_id);
+                    false
+                }
+                None => false,
+            }
+        };
+        if watched {
+            self.notify(NoticeKind::Telemetry {
+                telemetry: telemetry.clone(),
+            })
+            .await;
+        }
+        let _ = self.events.send(LiveEvent::Telemetry { telemetry });
+    }
+
+    /// A command was created or changed status: tell local feeds and waiters, and every other
+    /// instance (one of them may hold the device's socket).
+    pub async fn publish_command(&self, command: CommandRecord) {
+        self.notify(NoticeKind::Command {
+            command: command.clone(),
+        })
+        .await;
+        let _ = self.events.send(LiveEvent::CommandStatus { command });
+    }
+
+    /// A live feed here watches `device_id`.
+    pub async fn announce_interest(&self, device_id: &str) {
+        self.notify(NoticeKind::Interest {
+            device_id: device_id.to_string(),
+        })
+        .await;
+    }
+
+    /// `device_id` connected here; older sockets elsewhere must close.
+    pub async fn announce_connected(&self, device_id: &str) {
+        self.notify(NoticeKind::Connected {
+            device_id: device_id.to_string(),
+        })
+        .await;
+    }
+
+    async fn notify(&self, kind: NoticeKind) {
+        let notice = Notice {
+            origin: self.instance_id.clone(),
+            kind,
+        };
+        let payload = serde_json::to_string(&notice).expect("notices serialise");
+        if payload.len() > MAX_NOTIFY_BYTES {
+            tracing::warn!(
+                bytes = payload.len(),
+                "notice too large for NOTIFY, not shared"
+            );
+            return;
+        }
+        let result = async {
+            let client = self.db.pool.get().await.map_err(|e| e.to_string())?;
+            client
+                .execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &payload])
+                .await
+                .map_err(|e| e.to_string())
+        }
+        .await;
+        if let Err(e) = result {
+            tracing::warn!("NOTIFY failed, other instances miss a notice: {e}");
+        }
+    }
+
+    /// Handles one notice from another instance.
+    async fn receive(&self, payload: &str) {
+        let notice: Notice = match serde_json::from_str(payload) {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!("unreadable notice: {e}");
+                return;
+            }
+        };
+        if notice.origin == self.instance_id {
+            return;
+        }
+        match notice.kind {
+            NoticeKind::Command { command } => {
+                if command.status == ems_protocol::CommandStatus::Pending
+                    && self.sender(&command.device_id).is_some()
+                {
+                    crate::commands::deliver_pending(self, &self.db, &command.device_id, false)
+                        .await;
+                }
+                let _ = self.events.send(LiveEvent::CommandStatus { command });
+            }
+            NoticeKind::Telemetry { telemetry } => {
+                let _ = self.events.send(LiveEvent::Telemetry { telemetry });
+            }
+            NoticeKind::Interest { device_id } => {
+                self.interest
+                    .lock()
+                    .expect("not poisoned")
+                    .insert(device_id, Instant::now() + INTEREST_TTL);
+            }
+            NoticeKind::Connected { device_id } => {
+                let old = self
+                    .devices
+                    .lock()
+                    .expect("not poisoned")
+                    .remove(&device_id);
+                if let Some(old) = old {
+                    let _ = old.tx.send(Outbound::Close(
+                        CLOSE_REPLACED,
+                        "replaced by a newer connection on another instance".into(),
+                    ));
+                }
+            }
+        }
+    }
+}
+
+/// Listens on [`CHANNEL`] for the life of the server, reconnecting after database outages.
+async fn listen(hub: std::sync::Arc<Hub>, url: String) {
+    let mut backoff = Duration::from_millis(100);
+    while !hub.is_stopped() {
+        match tokio_postgres::connect(&url, tokio_postgres::NoTls).await {
+            Ok((client, mut conn)) => {
+                let (tx, mut rx) = mpsc::unbounded_channel();
+                let driver = tokio::spawn(async move {
+                    let mut messages =
+                        futures_util::stream::poll_fn(move |cx| conn.poll_message(cx));
+                    while let Some(msg) = messages.next().await {
+                        match msg {
+                            Ok(AsyncMessage::Notification(n)) => {
+                                if tx.send(n.payload().to_string()).is_err() {
+                                    break;
+                                }
+                            }
+                            Ok(_) => {}
+                            Err(e) => {
+                                tracing::warn!("notice listener connection: {e}");
+                                break;
+                            }
+                        }
+                    }
+                });
+                if let Err(e) = client.batch_execute(&format!("LISTEN {CHANNEL}")).await {
+                    tracing::warn!("LISTEN failed: {e}");
+                } else {
+                    backoff = Duration::from_millis(100);
+                    tracing::debug!("listening for notices");
+                    // Anything missed while we were away: deliver pending commands now.
+                    hub.resync.notify_one();
+                    loop {
+                        tokio::select! {
+                            msg = rx.recv() => match msg {
+                                Some(payload) => hub.receive(&payload).await,
+                                None => break,
+                            },
+                            _ = hub.stopped() => break,
+                        }
+                    }
+                }
+                driver.abort();
+            }
+            Err(e) => tracing::warn!("notice listener cannot connect: {e}"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = hub.stopped() => break,
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// Keeps this instance's row in `instances` fresh; devices of an instance without a fresh
+/// heartbeat count as offline.
+async fn heartbeat(hub: std::sync::Arc<Hub>) {
+    let mut tick = tokio::time::interval(HEARTBEAT);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = hub.stopped() => break,
+        }
+        let result = async {
+            let client = hub.db.pool.get().await.map_err(|e| e.to_string())?;
+            client
+                .execute(
+                    "INSERT INTO instances (id) VALUES ($1) \
+                     ON CONFLICT (id) DO UPDATE SET heartbeat_at = now()",
+                    &[&hub.instance_id],
+                )
+                .await
+                .map_err(|e| e.to_string())
+        }
+        .await;
+        if let Err(e) = result {
+            tracing::warn!("heartbeat failed: {e}");
+        }
+    }
+    // Leaving: our devices are offline now.
+    if let Ok(client) = hub.db.pool.get().await {
+        let _ = client
+            .execute(
+                "UPDATE devices SET connected_instance = NULL, last_seen = now() \
+                 WHERE connected_instance = $1",
+                &[&hub.instance_id],
+            )
+            .await;
+        let _ = client
+            .execute("DELETE FROM instances WHERE id = $1", &[&hub.instance_id])
+            .await;
+    }
+}
+
+fn default_instance_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "host".into());
+    let mut bytes = [0u8; 4];
+    rand::RngCore::fill_bytes(&mut rand::rng(), &mut bytes);
+    format!(
+        "{host}-{}-{:02x}{:02x}{:02x}{:02x}",
+        std::process::id(),
+        bytes[0],
+        bytes[1],
+        bytes[2],
+        bytes[3]
+    )
+}
+
+/// Manages `Arc<Hub>`, starts the listener and the heartbeat, and stops them at shutdown.
+pub fn stage() -> AdHoc {
+    AdHoc::on_ignite("hub", |rocket| async move {
+        let config = rocket
+            .state::<CloudConfig>()
+            .expect("config managed")
+            .clone();
+        let db = rocket
+            .state::<Db>()
+            .expect("database stage runs first")
+            .clone();
+        let instance_id = config
+            .instance_id
+            .clone()
+            .unwrap_or_else(default_instance_id);
+        tracing::info!(instance = %instance_id, "instance id");
+        let hub = std::sync::Arc::new(Hub::new(instance_id, db.clone()));
+        tokio::spawn(listen(hub.clone(), db.url.clone()));
+        tokio::spawn(heartbeat(hub.clone()));
+        let on_shutdown = hub.clone();
+        rocket
+            .manage(hub)
+            .attach(AdHoc::on_shutdown("hub shutdown", move |_| {
+                Box::pin(async move { on_shutdown.shut_down() })
+            }))
+    })
+}

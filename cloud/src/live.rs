@@ -1,0 +1,80 @@
+//! The live feed `/ws/live/<device_id>`: each stored telemetry packet and each command status
+//! change of one device, as [`LiveEvent`] JSON frames, for dashboards.
+//!
+//! Authenticated with an API token in the `Authorization` header or `?token=` (browsers cannot
+//! set headers on WebSockets). Events of a device connected to another instance arrive through
+//! the [`Hub`]: the feed repeats an `INTEREST` notice while it is open.
+
+use std::sync::Arc;
+
+use ems_protocol::api::LiveEvent;
+use futures_util::{SinkExt, StreamExt};
+use rocket::{Route, State, get, routes};
+use rocket_ws::{Channel, Message, WebSocket};
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::auth::LiveViewer;
+use crate::commands::ensure_device;
+use crate::db::Db;
+use crate::error::ApiResult;
+use crate::hub::{Hub, INTEREST_REPEAT};
+
+#[get("/ws/live/<device_id>")]
+async fn live_feed(
+    device_id: &str,
+    _viewer: LiveViewer,
+    ws: WebSocket,
+    hub: &State<Arc<Hub>>,
+    db: &State<Db>,
+) -> ApiResult<Channel<'static>> {
+    ensure_device(db, device_id).await?;
+    let hub = hub.inner().clone();
+    let device_id = device_id.to_string();
+    // Subscribe before the upgrade completes, so nothing after the 101 is missed.
+    let events = hub.subscribe();
+    Ok(ws.channel(move |stream| {
+        Box::pin(async move {
+            run(stream, hub, device_id, events).await;
+            Ok(())
+        })
+    }))
+}
+
+async fn run(
+    stream: rocket_ws::stream::DuplexStream,
+    hub: Arc<Hub>,
+    device_id: String,
+    mut events: tokio::sync::broadcast::Receiver<LiveEvent>,
+) {
+    let (mut sink, mut source) = stream.split();
+    let mut interest = tokio::time::interval(INTEREST_REPEAT);
+    loop {
+        tokio::select! {
+            ev = events.recv() => match ev {
+                Ok(ev) if ev.device_id() == device_id => {
+                    let text = serde_json::to_string(&ev).expect("serialises");
+                    if sink.send(Message::Text(text)).await.is_err() {
+                        break;
+                    }
+                }
+                Ok(_) => {}
+                Err(RecvError::Lagged(n)) => {
+                    tracing::warn!(device = %device_id, skipped = n, "live feed too slow, events skipped");
+                }
+                Err(RecvError::Closed) => break,
+            },
+            msg = source.next() => match msg {
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                Some(Ok(_)) => {}
+            },
+            _ = interest.tick() => hub.announce_interest(&device_id).await,
+            _ = hub.stopped() => break,
+        }
+    }
+    let _ = sink.close().await;
+}
+
+/// Mounted at `/`.
+pub fn routes() -> Vec<Route> {
+    routes![live_feed]
+}

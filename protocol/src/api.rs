@@ -1,0 +1,233 @@
+//! Request and response bodies of the cloud's REST API (`/api/v1`) and its live feed
+//! (`/ws/live/<device_id>`).
+//!
+//! The cloud serves these and `emsctl` (and any dashboard) reads them, so both sides are built
+//! from the same structs. Times are RFC 3339 UTC; units are in the field names' documentation
+//! and match [`Telemetry`]. The endpoint list with methods and roles is in `cloud/README.md` and
+//! `/api/v1/openapi.json`.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::enums::CommandStatus;
+use crate::telemetry::Telemetry;
+
+/// What an API token may do. Each role includes the ones before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Reads devices, telemetry, commands and events; may open live feeds.
+    Viewer,
+    /// Also issues commands.
+    Operator,
+    /// Also registers devices and creates API tokens.
+    Admin,
+}
+
+impl Role {
+    pub const ALL: &'static [Role] = &[Role::Viewer, Role::Operator, Role::Admin];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Operator => "operator",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "viewer" => Ok(Role::Viewer),
+            "operator" => Ok(Role::Operator),
+            "admin" => Ok(Role::Admin),
+            other => Err(format!(
+                "unknown role {other:?}, expected viewer, operator or admin"
+            )),
+        }
+    }
+}
+
+/// Every error response: `{"error": "...", "field": "..."}` with the HTTP status telling the kind.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApiErrorBody {
+    pub error: String,
+    /// The offending request field (dotted path), for validation errors.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+/// `GET /api/v1/health`. Served with 200 when the database answers, 503 otherwise.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Health {
+    /// `"ok"` or `"degraded"`.
+    pub status: String,
+    pub database: bool,
+    /// Whether telemetry lives in a TimescaleDB hypertable (else a plain table).
+    pub timescale: bool,
+    /// This server process, as it names itself to the other instances.
+    pub instance: String,
+    pub version: String,
+}
+
+/// A registered device.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeviceInfo {
+    pub id: String,
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+    /// Connected to some cloud instance right now.
+    pub online: bool,
+    /// Latest of: last telemetry timestamp, connection and disconnection time.
+    pub last_seen: Option<DateTime<Utc>>,
+}
+
+/// `POST /api/v1/devices` body.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewDevice {
+    /// The device's `device_id` (see `ems_protocol::validate_id`).
+    pub id: String,
+    /// Display name; defaults to the id.
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+/// `POST /api/v1/devices` answer (201). The token is shown only here, never again.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeviceCreated {
+    pub device: DeviceInfo,
+    /// `Authorization: Bearer <token>` for `/ws/device/<id>`.
+    pub token: String,
+}
+
+/// `POST /api/v1/tokens` body.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewToken {
+    /// Unique; recorded as `issued_by` on the commands this token issues.
+    pub name: String,
+    pub role: Role,
+}
+
+/// `POST /api/v1/tokens` answer (201). The token is shown only here, never again.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TokenCreated {
+    pub name: String,
+    pub role: Role,
+    pub token: String,
+}
+
+/// A command as the cloud records it. `GET /api/v1/commands/<id>`, and the answer to
+/// `POST /api/v1/devices/<id>/commands` (201).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CommandRecord {
+    pub command_id: String,
+    pub device_id: String,
+    /// `SET_MODE` or `RESET_ERROR`.
+    pub action: String,
+    /// The spec's `payload` object, as sent to the device.
+    pub payload: Value,
+    /// Name of the API token that issued it.
+    pub issued_by: String,
+    pub issued_at: DateTime<Utc>,
+    pub status: CommandStatus,
+    /// When `status` last changed.
+    pub status_at: DateTime<Utc>,
+    /// The device's reason (for `REJECTED`, or a note), or why the cloud expired it.
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// After this, an undelivered or unanswered command becomes `EXPIRED`.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// What the server derived from consecutive telemetry of one device.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventRecord {
+    pub device_id: String,
+    /// Timestamp of the telemetry packet that showed the change.
+    pub time: DateTime<Utc>,
+    /// `STATE_CHANGED`, `ERROR_RAISED` or `ERROR_CLEARED`.
+    pub kind: String,
+    #[serde(default)]
+    pub from_state: Option<String>,
+    #[serde(default)]
+    pub to_state: Option<String>,
+    /// The error flag raised or cleared.
+    #[serde(default)]
+    pub flag: Option<String>,
+}
+
+/// `GET /api/v1/devices/<id>/telemetry` answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct History {
+    pub device_id: String,
+    /// Start of the covered range (inclusive). With a bucket, aligned down to a bucket start.
+    pub from: DateTime<Utc>,
+    /// End of the covered range (exclusive). With a bucket, aligned up to a bucket end.
+    pub to: DateTime<Utc>,
+    /// Bucket width in seconds, or `None` for raw packets.
+    pub bucket_s: Option<i64>,
+    pub fields: Vec<String>,
+    /// Raw packets (no bucket), oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub points: Vec<RawPoint>,
+    /// Buckets (with a bucket), oldest first; empty buckets are left out.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub buckets: Vec<BucketPoint>,
+    /// True when `limit` cut the answer short.
+    pub truncated: bool,
+}
+
+/// One stored packet, reduced to the requested fields (`battery_soc`, `state`, ...).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RawPoint {
+    pub time: DateTime<Utc>,
+    #[serde(flatten)]
+    pub values: BTreeMap<String, Value>,
+}
+
+/// One bucket: `count` packets from `time` (bucket start) on, and per numeric field its average,
+/// minimum and maximum over the packets where it was not null (`null` when it always was).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BucketPoint {
+    pub time: DateTime<Utc>,
+    pub count: i64,
+    #[serde(flatten)]
+    pub values: BTreeMap<String, Option<FieldStats>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct FieldStats {
+    pub avg: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+/// A frame of the live feed `/ws/live/<device_id>`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum LiveEvent {
+    /// A telemetry packet, pushed once it is stored.
+    Telemetry { telemetry: Telemetry },
+    /// A command was created or changed status.
+    CommandStatus { command: CommandRecord },
+}
+
+impl LiveEvent {
+    pub fn device_id(&self) -> &str {
+        match self {
+            LiveEvent::Telemetry { telemetry } => &telemetry.device_id,
+            LiveEvent::CommandStatus { command } => &command.device_id,
+        }
+    }
+}
