@@ -31,6 +31,8 @@ pub fn figment(db_url: &str) -> Figment {
         .merge(("log_level", "off"))
         .merge(("cli_colors", false))
         .merge(("shutdown.ctrlc", false))
+        .merge(("shutdown.grace", 0))
+        .merge(("shutdown.mercy", 0))
         .merge(("database_url", db_url))
         .merge(("database_pool_size", 8))
         .merge(("command_sweep_interval_ms", 100))
