@@ -2,8 +2,20 @@
 //! machine, commands the inverter and publishes the spec's telemetry every second.
 //!
 //! # Layout
+//! - [`app`]: wiring: buses, devices and the loop from a config (used by the binary and tests).
+//! - [`bus`]: one task per physical bus (Modbus RTU/TCP, I2C), counters, and the blocking
+//!   adapter that drivers see.
 //! - [`config`]: the TOML/env configuration, typed and validated (figment).
 //! - [`control`]: the battery state machine and control strategy; pure, no I/O.
+//! - [`devices`]: driver plugins per device, and one poller task per device with backoff.
+//! - [`site`]: composing measurements from the devices (which device stands for what,
+//!   COMM_LOSS) and the spec's telemetry packet.
+//! - [`run`]: the 1 Hz loop, aligned to wall-clock seconds, and command handling.
 
+pub mod app;
+pub mod bus;
 pub mod config;
 pub mod control;
+pub mod devices;
+pub mod run;
+pub mod site;

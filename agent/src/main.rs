@@ -1,9 +1,167 @@
-//! Edge agent of ems.
+//! `ems-agent`: the edge agent binary.
 //!
 //! # Layout
-//! - `main.rs`: entry point. The crate is filled by its own issue; until then the binary says so
-//!   and exits with an error instead of pretending to work.
+//! - `main.rs`: command line (`run`, `check-config`, `generate-config`, `probe`), logging,
+//!   signals and systemd notifications; the work is in the `ems_agent` library.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use ems_agent::config::{AgentConfig, DEFAULT_CONFIG, DEFAULT_PATH};
+
+/// The ems edge agent: drivers, battery state machine and control, telemetry.
+#[derive(Parser)]
+#[command(version)]
+struct Cli {
+    /// Configuration file.
+    #[arg(long, global = true, default_value = DEFAULT_PATH, env = "EMS_AGENT_CONFIG")]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Option<Cmd>,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the agent (the default).
+    Run,
+    /// Validate the configuration and print the effective config (file + environment).
+    CheckConfig,
+    /// Print a commented default configuration.
+    GenerateConfig,
+    /// Poll every configured device once and print its readings and the telemetry packet.
+    Probe,
+}
 
 fn main() -> anyhow::Result<()> {
-    anyhow::bail!("ems-agent is not implemented yet (see the project's open issues)")
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("EMS_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match cli.command.unwrap_or(Cmd::Run) {
+        Cmd::GenerateConfig => {
+            print!("{DEFAULT_CONFIG}");
+            Ok(())
+        }
+        Cmd::CheckConfig => {
+            let config = AgentConfig::load(&cli.config)?;
+            println!("# {}: valid", cli.config.display());
+            print!(
+                "{}",
+                toml::to_string_pretty(&config).context("printing the config")?
+            );
+            Ok(())
+        }
+        Cmd::Probe => runtime()?.block_on(probe(AgentConfig::load(&cli.config)?)),
+        Cmd::Run => runtime()?.block_on(run(AgentConfig::load(&cli.config)?)),
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    // Two workers are plenty: the work is a few small tasks and blocking driver calls.
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+async fn probe(config: AgentConfig) -> anyhow::Result<()> {
+    let agent = ems_agent::app::start(config).map_err(anyhow::Error::msg)?;
+    for d in &agent.devices {
+        d.poll_now().await;
+    }
+    let mut out = serde_json::Map::new();
+    let mut failed = false;
+    for d in &agent.devices {
+        let slot = d.snapshot();
+        let value = match (&slot.readings, &slot.last_error) {
+            (Some(r), _) if slot.last_ok.is_some() => serde_json::to_value(r)?,
+            (_, err) => {
+                failed = true;
+                serde_json::json!({ "error": err.clone().unwrap_or_else(|| "no answer".into()) })
+            }
+        };
+        out.insert(d.name.clone(), value);
+    }
+    let mut status = agent.status.clone();
+    let telemetry = tokio::time::timeout(Duration::from_secs(3), status.wait_for(|s| s.is_some()))
+        .await
+        .ok()
+        .and_then(|r| r.ok().and_then(|s| s.clone()))
+        .map(|s| serde_json::to_value(&s.telemetry))
+        .transpose()?;
+    let report = serde_json::json!({ "devices": out, "telemetry": telemetry });
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    agent.stop().await;
+    if failed {
+        bail!("at least one device did not answer (see its \"error\")");
+    }
+    Ok(())
+}
+
+async fn run(config: AgentConfig) -> anyhow::Result<()> {
+    tracing::info!(device_id = %config.device_id, devices = config.devices.len(), "starting");
+    let mut agent = ems_agent::app::start(config).map_err(anyhow::Error::msg)?;
+    systemd::notify("READY=1");
+    let watchdog = systemd::watchdog_interval();
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut tick = tokio::time::interval(watchdog.unwrap_or(Duration::from_secs(3600)));
+    let mut status = agent.status.clone();
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            _ = term.recv() => break,
+            _ = tick.tick() => {
+                // Only tell systemd we are alive while the loop is producing cycles.
+                if watchdog.is_some() && status.has_changed().unwrap_or(false) {
+                    status.mark_unchanged();
+                    systemd::notify("WATCHDOG=1");
+                }
+            }
+            Some(t) = agent.telemetry.recv() => {
+                tracing::debug!(timestamp = %t.timestamp, state = %t.system_status.state, "telemetry");
+            }
+        }
+    }
+    systemd::notify("STOPPING=1");
+    agent.stop().await;
+    Ok(())
+}
+
+/// sd_notify(3) without libsystemd: a datagram to `$NOTIFY_SOCKET`.
+mod systemd {
+    use std::os::unix::net::UnixDatagram;
+    use std::time::Duration;
+
+    pub fn notify(state: &str) {
+        let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+            return;
+        };
+        let Ok(sock) = UnixDatagram::unbound() else {
+            return;
+        };
+        let bytes = path.as_encoded_bytes();
+        let result = if let Some(abstract_name) = bytes.strip_prefix(b"@") {
+            use std::os::linux::net::SocketAddrExt;
+            std::os::unix::net::SocketAddr::from_abstract_name(abstract_name)
+                .and_then(|addr| sock.send_to_addr(state.as_bytes(), &addr))
+        } else {
+            sock.send_to(state.as_bytes(), &path)
+        };
+        if let Err(e) = result {
+            tracing::warn!("systemd notification {state:?} failed: {e}");
+        }
+    }
+
+    /// Half the watchdog period systemd asked for, if any.
+    pub fn watchdog_interval() -> Option<Duration> {
+        let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok()?;
+        Some(Duration::from_micros(usec / 2))
+    }
 }

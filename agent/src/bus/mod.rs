@@ -1,0 +1,188 @@
+//! Buses: one task owns each physical bus and runs its transactions strictly one at a time,
+//! whatever the number of devices on it. Drivers reach it through a [`BusHandle`]; the
+//! [`blocking::DriverBus`] adapter gives a driver (running on a blocking thread) the SDK's
+//! synchronous [`ems_driver_sdk::Bus`].
+//!
+//! - [`modbus`]: Modbus RTU (tokio-serial) and Modbus TCP, on tokio-modbus.
+//! - [`i2c`]: Linux i2c-dev and the simulated I2C bus of ems-sim.
+//! - [`blocking`]: the sync `Bus` adapter for drivers.
+//! - [`stats`]: per-bus and per-device counters.
+
+pub mod blocking;
+pub mod i2c;
+pub mod modbus;
+pub mod stats;
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use ems_driver_sdk::BusError;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::config::BusConfig;
+pub use stats::{BusStats, Counters};
+
+/// One transaction.
+#[derive(Debug, Clone)]
+pub enum Request {
+    ReadHolding {
+        unit: u8,
+        addr: u16,
+        count: u16,
+    },
+    ReadInput {
+        unit: u8,
+        addr: u16,
+        count: u16,
+    },
+    ReadCoils {
+        unit: u8,
+        addr: u16,
+        count: u16,
+    },
+    WriteSingle {
+        unit: u8,
+        addr: u16,
+        value: u16,
+    },
+    WriteMultiple {
+        unit: u8,
+        addr: u16,
+        values: Vec<u16>,
+    },
+    I2cWrite {
+        addr: u8,
+        data: Vec<u8>,
+    },
+    I2cRead {
+        addr: u8,
+        len: usize,
+    },
+    I2cWriteRead {
+        addr: u8,
+        data: Vec<u8>,
+        len: usize,
+    },
+}
+
+impl Request {
+    /// The Modbus unit or I2C address the transaction is for (for per-device counters).
+    pub fn target(&self) -> u8 {
+        match self {
+            Request::ReadHolding { unit, .. }
+            | Request::ReadInput { unit, .. }
+            | Request::ReadCoils { unit, .. }
+            | Request::WriteSingle { unit, .. }
+            | Request::WriteMultiple { unit, .. } => *unit,
+            Request::I2cWrite { addr, .. }
+            | Request::I2cRead { addr, .. }
+            | Request::I2cWriteRead { addr, .. } => *addr,
+        }
+    }
+
+    fn is_i2c(&self) -> bool {
+        matches!(
+            self,
+            Request::I2cWrite { .. } | Request::I2cRead { .. } | Request::I2cWriteRead { .. }
+        )
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Response {
+    Registers(Vec<u16>),
+    Coils(Vec<bool>),
+    Bytes(Vec<u8>),
+    Done,
+}
+
+struct Job {
+    request: Request,
+    reply: oneshot::Sender<Result<Response, BusError>>,
+}
+
+/// A cloneable handle to a bus task.
+#[derive(Clone)]
+pub struct BusHandle {
+    name: Arc<str>,
+    tx: mpsc::Sender<Job>,
+    stats: Arc<Mutex<BusStats>>,
+}
+
+impl BusHandle {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Runs one transaction on the bus, after the ones queued before it.
+    pub async fn call(&self, request: Request) -> Result<Response, BusError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Job { request, reply })
+            .await
+            .map_err(|_| BusError::Other(format!("bus {} has stopped", self.name)))?;
+        rx.await
+            .map_err(|_| BusError::Other(format!("bus {} dropped the request", self.name)))?
+    }
+
+    pub fn stats(&self) -> BusStats {
+        self.stats.lock().expect("stats lock").clone()
+    }
+}
+
+/// Something that executes transactions on one physical bus.
+pub(crate) enum Transport {
+    Modbus(modbus::ModbusTransport),
+    I2c(i2c::I2cTransport),
+}
+
+impl Transport {
+    async fn execute(&mut self, req: &Request) -> Result<Response, BusError> {
+        match self {
+            Transport::Modbus(t) if !req.is_i2c() => t.execute(req).await,
+            Transport::I2c(t) if req.is_i2c() => t.execute(req).await,
+            _ => Err(BusError::Unsupported),
+        }
+    }
+}
+
+/// Starts the task that owns bus `name`. Opening the port happens lazily on the first
+/// transaction (and again after a failure), so a missing adapter is reported per transaction
+/// and the agent keeps running.
+pub fn spawn(name: &str, config: &BusConfig) -> BusHandle {
+    let transport = match config {
+        BusConfig::Rtu { .. } | BusConfig::Tcp { .. } => {
+            Transport::Modbus(modbus::ModbusTransport::new(name, config.clone()))
+        }
+        BusConfig::I2c { device } => Transport::I2c(i2c::I2cTransport::dev(device.clone())),
+        BusConfig::I2cSocket { path } => Transport::I2c(i2c::I2cTransport::socket(path.clone())),
+    };
+    let (tx, mut rx) = mpsc::channel::<Job>(64);
+    let stats = Arc::new(Mutex::new(BusStats::default()));
+    let handle = BusHandle {
+        name: name.into(),
+        tx,
+        stats: stats.clone(),
+    };
+    let bus_name = name.to_string();
+    tokio::spawn(async move {
+        let mut transport = transport;
+        while let Some(job) = rx.recv().await {
+            if job.reply.is_closed() {
+                continue;
+            }
+            let started = Instant::now();
+            let result = transport.execute(&job.request).await;
+            let elapsed = started.elapsed();
+            stats
+                .lock()
+                .expect("stats lock")
+                .record(job.request.target(), &result, elapsed);
+            if let Err(e) = &result {
+                tracing::debug!(bus = %bus_name, target = job.request.target(), "transaction failed: {e}");
+            }
+            let _ = job.reply.send(result);
+        }
+    });
+    handle
+}

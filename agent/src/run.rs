@@ -1,0 +1,251 @@
+//! The agent's main loop: every whole wall-clock second it composes the site from the devices'
+//! latest readings, steps the state machine, writes the setpoint to the inverter and publishes
+//! the spec's telemetry packet. Commands arrive on a channel and are answered exactly once per
+//! `command_id`.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use ems_driver_sdk::Role;
+use ems_protocol::{
+    AnswerStatus, Command, CommandAction, CommandAnswer, State, Telemetry, Timestamp,
+};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::config::AgentConfig;
+use crate::control::{Controller, Decision};
+use crate::devices::DeviceHandle;
+use crate::site::{self, Source};
+
+/// How many answered command ids are remembered for de-duplication.
+const ANSWER_MEMORY: usize = 4096;
+
+/// A command from the uplink with the channel its answer goes back on.
+pub struct CommandRequest {
+    pub command: Command,
+    pub reply: oneshot::Sender<CommandAnswer>,
+}
+
+/// The latest cycle, for `probe`, health checks and tests.
+#[derive(Debug, Clone)]
+pub struct Status {
+    pub telemetry: Telemetry,
+    pub setpoint_w: f64,
+    pub lost_devices: Vec<String>,
+}
+
+/// Channels the loop talks through.
+pub struct Channels {
+    /// Telemetry packets, one per second, for the uplink's queue.
+    pub telemetry: mpsc::Sender<Telemetry>,
+    pub commands: mpsc::Receiver<CommandRequest>,
+    /// Whether the cloud link is up (for the manual-mode fallback).
+    pub link_up: watch::Receiver<bool>,
+    pub status: watch::Sender<Option<Status>>,
+    /// Becomes true to stop: the battery goes to 0 W first.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+pub struct Agent {
+    config: AgentConfig,
+    controller: Controller,
+    devices: Vec<DeviceHandle>,
+    started: Instant,
+    answered: HashMap<String, CommandAnswer>,
+    answered_order: VecDeque<String>,
+}
+
+impl Agent {
+    pub fn new(config: AgentConfig, devices: Vec<DeviceHandle>) -> Self {
+        Agent {
+            controller: Controller::new(config.limits()),
+            config,
+            devices,
+            started: Instant::now(),
+            answered: HashMap::new(),
+            answered_order: VecDeque::new(),
+        }
+    }
+
+    fn inverter(&self) -> Option<&DeviceHandle> {
+        self.devices.iter().find(|d| d.fills(Role::Inverter))
+    }
+
+    fn view(&self) -> site::SiteView {
+        let slots: Vec<_> = self.devices.iter().map(|d| d.snapshot()).collect();
+        let sources: Vec<Source<'_>> = self
+            .devices
+            .iter()
+            .zip(&slots)
+            .map(|(d, slot)| Source {
+                name: &d.name,
+                roles: &d.roles,
+                slot,
+            })
+            .collect();
+        site::compose(
+            &sources,
+            Instant::now(),
+            self.started,
+            Duration::from_secs_f64(self.config.comm.loss_after_s),
+        )
+    }
+
+    fn mono_s(&self) -> f64 {
+        self.started.elapsed().as_secs_f64()
+    }
+
+    pub async fn run(mut self, mut ch: Channels) {
+        let mut next = next_whole_second();
+        loop {
+            tokio::select! {
+                biased;
+                _ = ch.shutdown.changed() => {
+                    if *ch.shutdown.borrow() {
+                        self.write_setpoint(0.0).await;
+                        tracing::info!("stopped; battery setpoint 0 W");
+                        return;
+                    }
+                }
+                Some(req) = ch.commands.recv() => {
+                    let link = *ch.link_up.borrow();
+                    let answer = self.handle_command(req.command, link).await;
+                    let _ = req.reply.send(answer);
+                }
+                _ = tokio::time::sleep(until(next)) => {
+                    let link = *ch.link_up.borrow();
+                    let status = self.cycle(next, link).await;
+                    if ch.telemetry.try_send(status.telemetry.clone()).is_err() {
+                        tracing::warn!("telemetry channel full or closed; packet {} not queued", status.telemetry.timestamp);
+                    }
+                    let _ = ch.status.send(Some(status));
+                    next = next_whole_second();
+                }
+            }
+        }
+    }
+
+    /// One control cycle for the second `at`.
+    pub async fn cycle(&mut self, at: SystemTime, link_up: bool) -> Status {
+        let view = self.view();
+        let starting = self.controller.state() == State::Starting
+            && view.lost.is_empty()
+            && !view.waiting.is_empty();
+        let decision = if starting {
+            // Devices still coming up inside the start-up window: hold 0 W, no verdict yet.
+            Decision {
+                state: State::Starting,
+                setpoint_w: 0.0,
+                error_flags: Vec::new(),
+                mode: self.controller.mode(),
+                fell_back_to_auto: false,
+            }
+        } else {
+            self.controller
+                .step(self.mono_s(), &view.measurements, link_up)
+        };
+        if decision.fell_back_to_auto {
+            tracing::warn!(
+                "cloud link down for {} s: manual mode fell back to AUTO",
+                self.config.control.manual_fallback_after_s
+            );
+        }
+        self.write_setpoint(decision.setpoint_w).await;
+        let secs = at
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        let timestamp = Timestamp::from_unix(secs).unwrap_or_else(Timestamp::now);
+        let telemetry = site::telemetry(
+            &self.config.device_id,
+            timestamp,
+            &view.measurements,
+            &decision,
+            site::wifi_strength(),
+        );
+        Status {
+            telemetry,
+            setpoint_w: decision.setpoint_w,
+            lost_devices: view.lost,
+        }
+    }
+
+    async fn write_setpoint(&self, power_w: f64) {
+        if let Some(inv) = self.inverter()
+            && let Err(e) = inv.set_power(power_w).await
+        {
+            tracing::warn!(device = %inv.name, "setpoint {power_w} W not written: {e}");
+        }
+    }
+
+    /// Applies a command once; a repeated `command_id` gets the first answer again.
+    pub async fn handle_command(&mut self, command: Command, link_up: bool) -> CommandAnswer {
+        if let Some(previous) = self.answered.get(&command.command_id) {
+            return previous.clone();
+        }
+        let result = match &command.action {
+            CommandAction::SetMode {
+                target_mode,
+                target_power,
+            } => self.controller.set_mode(*target_mode, *target_power),
+            CommandAction::ResetError => {
+                if self.controller.state() == State::Error {
+                    // Clear the devices' own latched alarms and look again before deciding.
+                    let resets = self.devices.iter().map(|d| d.reset_and_poll());
+                    let _ = tokio::time::timeout(Duration::from_secs(5), run_in_turn(resets)).await;
+                    let view = self.view();
+                    self.controller
+                        .step(self.mono_s(), &view.measurements, link_up);
+                }
+                self.controller.reset_error()
+            }
+        };
+        let answer = match result {
+            Ok(()) => CommandAnswer {
+                command_id: command.command_id.clone(),
+                status: AnswerStatus::Accepted,
+                reason: None,
+            },
+            Err(rejection) => CommandAnswer {
+                command_id: command.command_id.clone(),
+                status: AnswerStatus::Rejected,
+                reason: Some(rejection.0),
+            },
+        };
+        tracing::info!(command_id = %command.command_id, action = command.action.name(), status = %answer.status, reason = answer.reason.as_deref().unwrap_or(""), "command");
+        self.remember(answer.clone());
+        answer
+    }
+
+    fn remember(&mut self, answer: CommandAnswer) {
+        if self.answered_order.len() >= ANSWER_MEMORY
+            && let Some(old) = self.answered_order.pop_front()
+        {
+            self.answered.remove(&old);
+        }
+        self.answered_order.push_back(answer.command_id.clone());
+        self.answered.insert(answer.command_id.clone(), answer);
+    }
+
+    pub fn controller(&self) -> &Controller {
+        &self.controller
+    }
+}
+
+async fn run_in_turn<F: std::future::Future<Output = ()>>(futures: impl Iterator<Item = F>) {
+    let set: Vec<_> = futures.map(Box::pin).collect();
+    for f in set {
+        f.await;
+    }
+}
+
+/// The next whole second of wall-clock time.
+fn next_whole_second() -> SystemTime {
+    let now = SystemTime::now();
+    let since = now.duration_since(UNIX_EPOCH).unwrap_or_default();
+    UNIX_EPOCH + Duration::from_secs(since.as_secs() + 1)
+}
+
+fn until(t: SystemTime) -> Duration {
+    t.duration_since(SystemTime::now()).unwrap_or_default()
+}

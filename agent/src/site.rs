@@ -1,0 +1,234 @@
+//! Composing the site's view from its devices: which device's value stands for each quantity
+//! (BMS / battery meter before the inverter for battery values, grid meter before the inverter
+//! for grid values), which devices are lost (COMM_LOSS, their values unknown), and the spec's
+//! telemetry packet.
+
+use std::time::{Duration, Instant};
+
+use ems_driver_sdk::{Flag, Readings, Role};
+use ems_protocol::{Battery, ErrorFlag, Grid, SystemStatus, Telemetry, Timestamp};
+
+use crate::control::{Decision, Measurements};
+use crate::devices::DeviceSlot;
+
+/// One device's slot with the roles it fills.
+pub struct Source<'a> {
+    pub name: &'a str,
+    pub roles: &'a [Role],
+    pub slot: &'a DeviceSlot,
+}
+
+/// The composed view of one cycle.
+#[derive(Debug, Clone, Default)]
+pub struct SiteView {
+    pub measurements: Measurements,
+    /// Devices silent for longer than the loss window.
+    pub lost: Vec<String>,
+    /// Devices that have not answered yet, still inside the start-up window.
+    pub waiting: Vec<String>,
+}
+
+fn map_flag(f: &Flag) -> ErrorFlag {
+    match f {
+        Flag::Overheat => ErrorFlag::Overheat,
+        Flag::Undertemperature => ErrorFlag::Undertemperature,
+        Flag::Overvoltage => ErrorFlag::Overvoltage,
+        Flag::Undervoltage => ErrorFlag::Undervoltage,
+        Flag::Overcurrent => ErrorFlag::Overcurrent,
+        Flag::BmsAlarm => ErrorFlag::BmsAlarm,
+        Flag::InverterFault => ErrorFlag::InverterFault,
+        Flag::GridFault => ErrorFlag::GridFault,
+        Flag::Other(s) => {
+            let name: String = s
+                .to_ascii_uppercase()
+                .chars()
+                .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+                .take(64)
+                .collect();
+            name.parse().unwrap_or(ErrorFlag::InverterFault)
+        }
+    }
+}
+
+/// Composes the measurements from the devices' latest readings.
+pub fn compose(
+    sources: &[Source<'_>],
+    now: Instant,
+    started: Instant,
+    loss_after: Duration,
+) -> SiteView {
+    let mut view = SiteView::default();
+    let mut fresh: Vec<(&[Role], &Readings)> = Vec::new();
+    let mut flags: Vec<ErrorFlag> = Vec::new();
+    for s in sources {
+        let reference = s.slot.last_ok.unwrap_or(started);
+        let age = now.saturating_duration_since(reference);
+        match (&s.slot.readings, s.slot.last_ok) {
+            (Some(r), Some(_)) if age <= loss_after => {
+                fresh.push((s.roles, r));
+                for f in &r.flags {
+                    let flag = map_flag(f);
+                    if !flags.contains(&flag) {
+                        flags.push(flag);
+                    }
+                }
+            }
+            _ if age <= loss_after => view.waiting.push(s.name.to_string()),
+            _ => view.lost.push(s.name.to_string()),
+        }
+    }
+    if !view.lost.is_empty() && !flags.contains(&ErrorFlag::CommLoss) {
+        flags.push(ErrorFlag::CommLoss);
+    }
+    let pick = |order: &[Role], get: fn(&Readings) -> Option<f64>| -> Option<f64> {
+        order.iter().find_map(|role| {
+            fresh
+                .iter()
+                .filter(|(roles, _)| roles.contains(role))
+                .find_map(|(_, r)| get(r))
+        })
+    };
+    let battery = [Role::Battery, Role::BatteryMeter, Role::Inverter];
+    let bms = [Role::Battery, Role::Inverter];
+    let grid = [Role::GridMeter, Role::Inverter];
+    view.measurements = Measurements {
+        battery_voltage_v: pick(&battery, |r| r.battery_voltage_v),
+        battery_current_a: pick(&battery, |r| r.battery_current_a),
+        battery_power_w: pick(&battery, |r| r.battery_power_w),
+        battery_soc_pct: pick(&bms, |r| r.battery_soc_pct),
+        battery_temperature_c: pick(&bms, |r| r.battery_temperature_c),
+        bms_max_charge_current_a: pick(&bms, |r| r.battery_max_charge_current_a),
+        bms_max_discharge_current_a: pick(&bms, |r| r.battery_max_discharge_current_a),
+        grid_voltage_v: pick(&grid, |r| r.grid_voltage_v),
+        grid_power_w: pick(&grid, |r| r.grid_power_w),
+        grid_frequency_hz: pick(&grid, |r| r.grid_frequency_hz),
+        device_flags: flags,
+    };
+    view
+}
+
+/// The spec's telemetry packet for `timestamp`.
+pub fn telemetry(
+    device_id: &str,
+    timestamp: Timestamp,
+    m: &Measurements,
+    decision: &Decision,
+    wifi_strength: Option<i32>,
+) -> Telemetry {
+    let round = |v: Option<f64>, digits: i32| {
+        v.map(|x| {
+            let k = 10f64.powi(digits);
+            (x * k).round() / k
+        })
+    };
+    Telemetry {
+        device_id: device_id.to_string(),
+        timestamp,
+        system_status: SystemStatus {
+            state: decision.state,
+            mode: decision.mode.telemetry_mode(),
+            error_flags: decision.error_flags.clone(),
+            wifi_strength,
+        },
+        battery: Battery {
+            voltage: round(m.battery_voltage_v, 2),
+            current: round(m.battery_current_a, 2),
+            power: round(m.battery_power_w, 1),
+            soc: round(m.battery_soc_pct.map(|s| s.clamp(0.0, 100.0)), 1),
+        },
+        grid: Grid {
+            voltage: round(m.grid_voltage_v, 1),
+            power: round(m.grid_power_w, 1),
+            frequency: round(m.grid_frequency_hz, 2),
+        },
+    }
+}
+
+/// Signal level of the first wireless interface in `/proc/net/wireless`, dBm; `None` without
+/// a wireless link.
+pub fn wifi_strength() -> Option<i32> {
+    let text = std::fs::read_to_string("/proc/net/wireless").ok()?;
+    parse_wireless(&text)
+}
+
+fn parse_wireless(text: &str) -> Option<i32> {
+    // Two header lines, then "wlan0: 0000   70.  -40.  -256  0 0 0 0 0 0".
+    let line = text.lines().nth(2)?;
+    let level = line.split(':').nth(1)?.split_whitespace().nth(2)?;
+    let dbm = level.trim_end_matches('.').parse::<f64>().ok()?;
+    (-150.0..=0.0).contains(&dbm).then_some(dbm.round() as i32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wireless_level_is_read_in_dbm() {
+        let text = "Inter-| sta-|   Quality        |   Discarded packets               | Missed | WE\n face | tus | link level noise |  nwid  crypt   frag  retry   misc | beacon | 22\n wlan0: 0000   70.  -40.  -256        0      0      0      0      0        0\n";
+        assert_eq!(parse_wireless(text), Some(-40));
+        assert_eq!(parse_wireless("header\nheader\n"), None);
+    }
+
+    fn slot(readings: Readings, age: Duration, now: Instant) -> DeviceSlot {
+        DeviceSlot {
+            readings: Some(readings),
+            last_ok: Some(now - age),
+            ..DeviceSlot::default()
+        }
+    }
+
+    #[test]
+    fn meters_win_over_the_inverter_and_lost_devices_become_unknown() {
+        let now = Instant::now();
+        let started = now - Duration::from_secs(100);
+        let inverter = Readings {
+            battery_soc_pct: Some(60.0),
+            battery_voltage_v: Some(50.0),
+            grid_power_w: Some(111.0),
+            ..Readings::default()
+        };
+        let shunt = Readings {
+            battery_voltage_v: Some(51.5),
+            ..Readings::default()
+        };
+        let meter = Readings {
+            grid_power_w: Some(-200.0),
+            ..Readings::default()
+        };
+        let (a, b, c) = (
+            slot(inverter, Duration::from_secs(1), now),
+            slot(shunt, Duration::from_secs(1), now),
+            slot(meter, Duration::from_secs(30), now),
+        );
+        let sources = [
+            Source {
+                name: "inv",
+                roles: &[Role::Inverter, Role::Battery],
+                slot: &a,
+            },
+            Source {
+                name: "shunt",
+                roles: &[Role::BatteryMeter],
+                slot: &b,
+            },
+            Source {
+                name: "meter",
+                roles: &[Role::GridMeter],
+                slot: &c,
+            },
+        ];
+        let view = compose(&sources, now, started, Duration::from_secs(5));
+        // The inverter fills `battery`, which comes before `battery_meter`.
+        assert_eq!(view.measurements.battery_voltage_v, Some(50.0));
+        assert_eq!(view.measurements.battery_soc_pct, Some(60.0));
+        // The grid meter is lost: COMM_LOSS, and the inverter's grid value is the fallback.
+        assert_eq!(view.lost, vec!["meter".to_string()]);
+        assert!(
+            view.measurements
+                .device_flags
+                .contains(&ErrorFlag::CommLoss)
+        );
+        assert_eq!(view.measurements.grid_power_w, Some(111.0));
+    }
+}
