@@ -1,1 +1,286 @@
-//! placeholder while the crate is being written
+//! ems driver `modbus-map`: a declarative driver for the long tail of Modbus BMS, inverters and
+//! meters. A TOML register map says where each canonical reading lives, in which type, word order
+//! and scale, which bits raise which alarm flags, and how setpoints and alarm resets are written.
+//!
+//! Every map must follow its device's published register definition (word order, scale factors,
+//! "not implemented" values) and name that document in its `[device] source`, as
+//! `config/devices/sdm630.toml` does for the Eastron SDM630 protocol.
+//!
+//! Reads are merged automatically ([`plan`]): registers of one table whose gaps are at most the
+//! map's `read.max_gap` share a transaction of at most `read.max_registers` (≤ 125). A read the
+//! device refuses with a Modbus exception leaves its readings absent; a transport failure fails
+//! the poll. The map format is documented in [`map`].
+//!
+//! # Options
+//! Either `map = "/etc/ems/devices/x.toml"` (a map file; `max_gap` may override its
+//! `read.max_gap`), or the map itself inline in the device's options table.
+//!
+//! # Layout
+//! - [`map`]: the TOML format, its checks, and the compiled [`map::Map`].
+//! - [`target`]: canonical reading names → [`Readings`] fields.
+//! - [`plan`]: merging spans into reads (pure).
+//! - this file: decoding, the [`ModbusMap`] driver and its export.
+
+pub mod map;
+pub mod plan;
+pub mod target;
+
+use ems_driver_sdk::options::require_modbus_unit;
+use ems_driver_sdk::regs::{
+    RegisterKind, WordOrder, ascii_from, f32_from, f32_to, read_registers, u32_from, u32_to,
+};
+use ems_driver_sdk::{
+    Bus, ConfigError, DeviceAddress, Driver, DriverError, DriverInfo, LogLevel, Options, Readings,
+    Role,
+};
+
+use map::{DataType, Map};
+use plan::Span;
+use target::Target;
+
+/// One device described by a register map.
+#[derive(Debug)]
+pub struct ModbusMap {
+    unit: u8,
+    map: Map,
+    /// The reads of one poll, planned once from the map.
+    reads: Vec<Span>,
+}
+
+/// A decoded register value before scaling.
+enum Raw {
+    /// The raw bits (for `not_implemented` and `states`) and the numeric value.
+    Number {
+        bits: u32,
+        value: f64,
+    },
+    Text(String),
+}
+
+fn decode(data_type: DataType, order: WordOrder, w: &[u16]) -> Raw {
+    match data_type {
+        DataType::U16 => Raw::Number {
+            bits: u32::from(w[0]),
+            value: f64::from(w[0]),
+        },
+        DataType::I16 => Raw::Number {
+            bits: u32::from(w[0]),
+            value: f64::from(w[0] as i16),
+        },
+        DataType::U32 => {
+            let v = u32_from([w[0], w[1]], order);
+            Raw::Number {
+                bits: v,
+                value: f64::from(v),
+            }
+        }
+        DataType::I32 => {
+            let v = u32_from([w[0], w[1]], order);
+            Raw::Number {
+                bits: v,
+                value: f64::from(v as i32),
+            }
+        }
+        DataType::F32 => {
+            let v = f32_from([w[0], w[1]], order);
+            Raw::Number {
+                bits: v.to_bits(),
+                value: f64::from(v),
+            }
+        }
+        DataType::String => Raw::Text(ascii_from(w)),
+    }
+}
+
+impl ModbusMap {
+    /// The driver for `map` on `unit`.
+    pub fn with_map(unit: u8, map: Map) -> ModbusMap {
+        let spans: Vec<Span> = map
+            .readings
+            .iter()
+            .map(|r| Span {
+                kind: r.kind,
+                start: r.address,
+                count: r.width,
+            })
+            .chain(map.flags.iter().map(|f| Span {
+                kind: f.kind,
+                start: f.address,
+                count: f.data_type.width(None),
+            }))
+            .collect();
+        let reads = plan::plan(&spans, map.max_gap, map.max_registers);
+        ModbusMap { unit, map, reads }
+    }
+
+    /// The words of `[address, address + width)` from whichever read holds them.
+    fn words(
+        blocks: &[(Span, Vec<u16>)],
+        kind: RegisterKind,
+        address: u16,
+        width: u16,
+    ) -> Option<&[u16]> {
+        blocks.iter().find_map(|(s, w)| {
+            let at = address.checked_sub(s.start)? as usize;
+            (s.kind == kind && at + width as usize <= w.len()).then(|| &w[at..at + width as usize])
+        })
+    }
+}
+
+impl Driver for ModbusMap {
+    const INFO: DriverInfo = DriverInfo {
+        name: "modbus-map",
+        version: env!("CARGO_PKG_VERSION"),
+        roles: &[
+            Role::Inverter,
+            Role::Battery,
+            Role::GridMeter,
+            Role::BatteryMeter,
+            Role::PvMeter,
+        ],
+    };
+
+    fn new(options: &toml::Table, address: DeviceAddress) -> Result<Self, ConfigError> {
+        let map = if options.contains_key("map") {
+            let mut o = Options::new(options);
+            let path = o.str("map")?.unwrap_or_default();
+            let max_gap = o.i64("max_gap")?;
+            o.finish()?;
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| ConfigError::new("map", format!("cannot read {path}: {e}")))?;
+            let mut map = Map::from_toml(&text).map_err(|e| {
+                ConfigError::new("map", format!("{path}: `{}`: {}", e.key, e.reason))
+            })?;
+            if let Some(gap) = max_gap {
+                map.max_gap = u16::try_from(gap).map_err(|_| {
+                    ConfigError::new("max_gap", format!("{gap} is outside 0..=65535"))
+                })?;
+            }
+            map
+        } else {
+            Map::from_value(toml::Value::Table(options.clone()))?
+        };
+        Ok(ModbusMap::with_map(require_modbus_unit(address)?, map))
+    }
+
+    fn poll(&mut self, bus: &mut dyn Bus) -> Result<Readings, DriverError> {
+        let mut blocks = Vec::with_capacity(self.reads.len());
+        for read in &self.reads {
+            match read_registers(bus, read.kind, self.unit, read.start, read.count) {
+                Ok(words) => blocks.push((*read, words)),
+                Err(e) if e.is_exception() => bus.log(
+                    LogLevel::Warn,
+                    &format!("modbus-map: readings in {e} are absent"),
+                ),
+                Err(e) => return Err(e),
+            }
+        }
+
+        let mut r = Readings::default();
+        for reading in &self.map.readings {
+            let Some(w) = Self::words(&blocks, reading.kind, reading.address, reading.width) else {
+                continue;
+            };
+            match (
+                decode(reading.data_type, reading.word_order, w),
+                reading.target,
+            ) {
+                (Raw::Text(text), Target::InverterState) => {
+                    r.inverter_state = (!text.is_empty()).then_some(text);
+                }
+                (Raw::Number { bits, .. }, _) if reading.not_implemented == Some(bits) => {}
+                (Raw::Number { bits, .. }, Target::InverterState) => {
+                    r.inverter_state = Some(
+                        reading
+                            .states
+                            .get(&bits)
+                            .cloned()
+                            .unwrap_or_else(|| format!("UNKNOWN({bits})")),
+                    );
+                }
+                (Raw::Number { value, .. }, target) => {
+                    let scaled = value * reading.scale + reading.offset;
+                    if let Some(slot) = target.slot(&mut r) {
+                        *slot = scaled.is_finite().then_some(scaled);
+                    }
+                }
+                (Raw::Text(_), _) => {} // refused by the map checks
+            }
+        }
+        for flag in &self.map.flags {
+            let width = flag.data_type.width(None);
+            let Some(w) = Self::words(&blocks, flag.kind, flag.address, width) else {
+                continue;
+            };
+            if let Raw::Number { bits, .. } = decode(flag.data_type, flag.word_order, w)
+                && bits & (1 << flag.bit) != 0
+            {
+                r.raise(flag.flag.clone());
+            }
+        }
+        Ok(r)
+    }
+
+    fn set_battery_power(&mut self, bus: &mut dyn Bus, power_w: f64) -> Result<(), DriverError> {
+        let w = self.map.battery_power.as_ref().ok_or_else(|| {
+            DriverError::Unsupported("the register map has no [battery_power]".into())
+        })?;
+        for f in &w.before {
+            bus.write_single_register(self.unit, f.address, f.value)
+                .map_err(DriverError::bus(format!(
+                    "write {} to holding {} before the setpoint",
+                    f.value, f.address
+                )))?;
+        }
+        let raw = (power_w - w.offset) / w.scale;
+        let out_of_range = || {
+            DriverError::InvalidSetpoint(format!(
+                "{power_w} W is register value {raw}, outside the range of a {:?}",
+                w.data_type
+            ))
+        };
+        let rounded = raw.round();
+        let words: Vec<u16> = match w.data_type {
+            DataType::U16 if (0.0..=65535.0).contains(&rounded) => vec![rounded as u16],
+            DataType::I16 if (-32768.0..=32767.0).contains(&rounded) => {
+                vec![rounded as i16 as u16]
+            }
+            DataType::U32 if (0.0..=4294967295.0).contains(&rounded) => {
+                u32_to(rounded as u32, w.word_order).to_vec()
+            }
+            DataType::I32 if (-2147483648.0..=2147483647.0).contains(&rounded) => {
+                u32_to(rounded as i32 as u32, w.word_order).to_vec()
+            }
+            DataType::F32 if raw.is_finite() => f32_to(raw as f32, w.word_order).to_vec(),
+            _ => return Err(out_of_range()),
+        };
+        let operation = format!("write setpoint to holding {}", w.address);
+        if let [word] = words[..] {
+            bus.write_single_register(self.unit, w.address, word)
+        } else {
+            bus.write_multiple_registers(self.unit, w.address, &words)
+        }
+        .map_err(DriverError::bus(operation))
+    }
+
+    fn reset_alarms(&mut self, bus: &mut dyn Bus) -> Result<(), DriverError> {
+        if self.map.reset_alarms.is_empty() {
+            return Err(DriverError::Unsupported(
+                "the register map has no [reset_alarms]".into(),
+            ));
+        }
+        for f in &self.map.reset_alarms {
+            bus.write_single_register(self.unit, f.address, f.value)
+                .map_err(DriverError::bus(format!(
+                    "write {} to holding {} to reset alarms",
+                    f.value, f.address
+                )))?;
+        }
+        Ok(())
+    }
+}
+
+ems_driver_sdk::export_driver!(ModbusMap);
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,447 @@
+//! The register map format (TOML, read with serde) and its checked, compiled form [`Map`].
+//!
+//! ```toml
+//! [device]                      # informative
+//! name = "Eastron SDM630"
+//! source = "Eastron SDM630 Modbus protocol, input registers"
+//!
+//! [read]
+//! max_gap = 24                  # unmapped registers one read may span (default 0)
+//! max_registers = 125           # per read (default and maximum 125)
+//!
+//! [[reading]]
+//! name = "grid_power_w"         # a canonical reading, see `target::NAMES`
+//! function = "input"            # "input" (0x04) or "holding" (0x03)
+//! address = 0x0034              # protocol address (register 30053 = 0x0034)
+//! type = "f32"                  # u16 i16 u32 i32 f32 string
+//! word_order = "high_first"     # or "low_first", for 32-bit types (default high_first)
+//! scale = 1.0                   # value = raw × scale + offset (defaults 1 and 0)
+//! offset = 0.0
+//! not_implemented = 0xFFFF      # raw value meaning "absent" (optional)
+//! # count = 8                   # registers, for type = "string"
+//! # states = { 1 = "OFF", 4 = "MPPT" }   # for name = "inverter_state" with an integer type
+//!
+//! [[flag]]                      # a bit that raises an alarm flag
+//! function = "holding"
+//! address = 100
+//! type = "u16"                  # u16 or u32
+//! bit = 3
+//! flag = "overheat"             # overheat, undertemperature, overvoltage, undervoltage,
+//!                               # overcurrent, bms_alarm, inverter_fault, grid_fault, or any
+//!                               # other text (raised as Flag::Other)
+//!
+//! [battery_power]               # how a setpoint is written (holding registers)
+//! address = 200
+//! type = "i16"                  # register = (power_w − offset) / scale, rounded
+//! scale = -1.0                  # e.g. a device whose + means discharge
+//! before = [{ address = 199, value = 1 }]   # fixed writes first (e.g. "remote control on")
+//!
+//! [reset_alarms]
+//! writes = [{ address = 300, value = 1 }]
+//! ```
+
+use std::collections::BTreeMap;
+
+use ems_driver_sdk::regs::{MAX_READ_REGISTERS, RegisterKind, WordOrder};
+use ems_driver_sdk::{ConfigError, Flag};
+use serde::Deserialize;
+
+use crate::target::Target;
+
+/// Register data types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DataType {
+    U16,
+    I16,
+    U32,
+    I32,
+    F32,
+    String,
+}
+
+impl DataType {
+    /// Registers a value of this type takes (strings: their `count`).
+    pub fn width(self, count: Option<u16>) -> u16 {
+        match self {
+            DataType::U16 | DataType::I16 => 1,
+            DataType::U32 | DataType::I32 | DataType::F32 => 2,
+            DataType::String => count.unwrap_or(0),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMap {
+    #[serde(default)]
+    #[allow(dead_code)] // informative only
+    device: toml::Table,
+    #[serde(default)]
+    read: RawRead,
+    #[serde(default)]
+    reading: Vec<RawReading>,
+    #[serde(default)]
+    flag: Vec<RawFlag>,
+    battery_power: Option<RawValueWrite>,
+    reset_alarms: Option<RawResetAlarms>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRead {
+    max_gap: Option<u16>,
+    max_registers: Option<u16>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawReading {
+    name: String,
+    function: RegisterKind,
+    address: u16,
+    #[serde(rename = "type")]
+    data_type: DataType,
+    #[serde(default)]
+    word_order: WordOrder,
+    scale: Option<f64>,
+    offset: Option<f64>,
+    not_implemented: Option<u32>,
+    count: Option<u16>,
+    states: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFlag {
+    function: RegisterKind,
+    address: u16,
+    #[serde(rename = "type", default = "u16_type")]
+    data_type: DataType,
+    #[serde(default)]
+    word_order: WordOrder,
+    bit: u8,
+    flag: String,
+}
+
+fn u16_type() -> DataType {
+    DataType::U16
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawValueWrite {
+    address: u16,
+    #[serde(rename = "type")]
+    data_type: DataType,
+    #[serde(default)]
+    word_order: WordOrder,
+    scale: Option<f64>,
+    offset: Option<f64>,
+    #[serde(default)]
+    before: Vec<FixedWrite>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawResetAlarms {
+    writes: Vec<FixedWrite>,
+}
+
+/// A constant written to a holding register.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FixedWrite {
+    pub address: u16,
+    pub value: u16,
+}
+
+/// One value read from the device.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reading {
+    pub target: Target,
+    pub kind: RegisterKind,
+    pub address: u16,
+    pub data_type: DataType,
+    pub word_order: WordOrder,
+    pub scale: f64,
+    pub offset: f64,
+    pub not_implemented: Option<u32>,
+    /// Registers (1, 2 or a string's count).
+    pub width: u16,
+    /// Raw value → state name, for `inverter_state` from an integer.
+    pub states: BTreeMap<u32, String>,
+}
+
+/// One flag bit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FlagBit {
+    pub kind: RegisterKind,
+    pub address: u16,
+    pub data_type: DataType,
+    pub word_order: WordOrder,
+    pub bit: u8,
+    pub flag: Flag,
+}
+
+/// How a value (the battery setpoint) is written.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValueWrite {
+    pub address: u16,
+    pub data_type: DataType,
+    pub word_order: WordOrder,
+    pub scale: f64,
+    pub offset: f64,
+    pub before: Vec<FixedWrite>,
+}
+
+/// A checked register map.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Map {
+    pub max_gap: u16,
+    pub max_registers: u16,
+    pub readings: Vec<Reading>,
+    pub flags: Vec<FlagBit>,
+    pub battery_power: Option<ValueWrite>,
+    pub reset_alarms: Vec<FixedWrite>,
+}
+
+impl Map {
+    /// Parses and checks a map; the error's key is the path inside the map
+    /// (`reading[2].type`).
+    pub fn from_value(value: toml::Value) -> Result<Map, ConfigError> {
+        let raw: RawMap = serde_path_to_error::deserialize(value).map_err(|e| {
+            let path = e.path().to_string();
+            ConfigError::new(
+                if path == "." { "map".to_string() } else { path },
+                e.into_inner().to_string(),
+            )
+        })?;
+        raw.check()
+    }
+
+    /// Parses and checks a map file's text.
+    pub fn from_toml(text: &str) -> Result<Map, ConfigError> {
+        let value: toml::Table =
+            toml::from_str(text).map_err(|e| ConfigError::new("map", e.to_string()))?;
+        Map::from_value(toml::Value::Table(value))
+    }
+}
+
+fn scale_of(key: String, scale: Option<f64>) -> Result<f64, ConfigError> {
+    match scale {
+        None => Ok(1.0),
+        Some(s) if s.is_finite() && s != 0.0 => Ok(s),
+        Some(s) => Err(ConfigError::new(key, format!("{s} is not a usable scale"))),
+    }
+}
+
+fn fits(key: String, address: u16, width: u16) -> Result<(), ConfigError> {
+    if u32::from(address) + u32::from(width) > 0x1_0000 {
+        return Err(ConfigError::new(key, "runs past register 65535"));
+    }
+    Ok(())
+}
+
+impl RawMap {
+    fn check(self) -> Result<Map, ConfigError> {
+        let max_registers = self.read.max_registers.unwrap_or(MAX_READ_REGISTERS);
+        if !(1..=MAX_READ_REGISTERS).contains(&max_registers) {
+            return Err(ConfigError::new(
+                "read.max_registers",
+                format!("{max_registers} is outside 1..=125 (the Modbus limit)"),
+            ));
+        }
+        let mut readings = Vec::new();
+        for (i, r) in self.reading.into_iter().enumerate() {
+            let key = |field: &str| format!("reading[{i}].{field}");
+            let target = Target::parse(&r.name).ok_or_else(|| {
+                ConfigError::new(
+                    key("name"),
+                    format!(
+                        "{:?} is not a canonical reading; known: {}",
+                        r.name,
+                        crate::target::NAMES.join(", ")
+                    ),
+                )
+            })?;
+            let width = r.data_type.width(r.count);
+            match (r.data_type, target, r.count) {
+                (DataType::String, Target::InverterState, Some(1..=MAX_READ_REGISTERS)) => {}
+                (DataType::String, Target::InverterState, _) => {
+                    return Err(ConfigError::new(
+                        key("count"),
+                        "a string needs `count`, its length in registers (1..=125)",
+                    ));
+                }
+                (DataType::String, _, _) => {
+                    return Err(ConfigError::new(
+                        key("type"),
+                        "only inverter_state can be a string",
+                    ));
+                }
+                (DataType::F32, Target::InverterState, _) => {
+                    return Err(ConfigError::new(
+                        key("type"),
+                        "inverter_state needs an integer type with `states`, or a string",
+                    ));
+                }
+                _ => {}
+            }
+            let mut states = BTreeMap::new();
+            if let Some(raw_states) = r.states {
+                if target != Target::InverterState {
+                    return Err(ConfigError::new(
+                        key("states"),
+                        "only inverter_state takes `states`",
+                    ));
+                }
+                for (k, v) in raw_states {
+                    let raw = k.parse::<u32>().map_err(|_| {
+                        ConfigError::new(key("states"), format!("key {k:?} is not an integer"))
+                    })?;
+                    states.insert(raw, v);
+                }
+            } else if target == Target::InverterState && r.data_type != DataType::String {
+                return Err(ConfigError::new(
+                    key("states"),
+                    "an integer inverter_state needs `states` naming its values",
+                ));
+            }
+            fits(key("address"), r.address, width)?;
+            readings.push(Reading {
+                target,
+                kind: r.function,
+                address: r.address,
+                data_type: r.data_type,
+                word_order: r.word_order,
+                scale: scale_of(key("scale"), r.scale)?,
+                offset: r.offset.unwrap_or(0.0),
+                not_implemented: r.not_implemented,
+                width,
+                states,
+            });
+        }
+        let mut flags = Vec::new();
+        for (i, f) in self.flag.into_iter().enumerate() {
+            let key = |field: &str| format!("flag[{i}].{field}");
+            let bits = match f.data_type {
+                DataType::U16 => 16,
+                DataType::U32 => 32,
+                _ => {
+                    return Err(ConfigError::new(
+                        key("type"),
+                        "a flag register is u16 or u32",
+                    ));
+                }
+            };
+            if f.bit >= bits {
+                return Err(ConfigError::new(
+                    key("bit"),
+                    format!("{} is beyond a {bits}-bit register", f.bit),
+                ));
+            }
+            fits(key("address"), f.address, f.data_type.width(None))?;
+            flags.push(FlagBit {
+                kind: f.function,
+                address: f.address,
+                data_type: f.data_type,
+                word_order: f.word_order,
+                bit: f.bit,
+                flag: parse_flag(&f.flag),
+            });
+        }
+        let battery_power = match self.battery_power {
+            None => None,
+            Some(w) => {
+                if w.data_type == DataType::String {
+                    return Err(ConfigError::new(
+                        "battery_power.type",
+                        "a setpoint is a number: u16, i16, u32, i32 or f32",
+                    ));
+                }
+                fits(
+                    "battery_power.address".into(),
+                    w.address,
+                    w.data_type.width(None),
+                )?;
+                Some(ValueWrite {
+                    address: w.address,
+                    data_type: w.data_type,
+                    word_order: w.word_order,
+                    scale: scale_of("battery_power.scale".into(), w.scale)?,
+                    offset: w.offset.unwrap_or(0.0),
+                    before: w.before,
+                })
+            }
+        };
+        Ok(Map {
+            max_gap: self.read.max_gap.unwrap_or(0),
+            max_registers,
+            readings,
+            flags,
+            battery_power,
+            reset_alarms: self.reset_alarms.map(|r| r.writes).unwrap_or_default(),
+        })
+    }
+}
+
+fn parse_flag(name: &str) -> Flag {
+    match name {
+        "overheat" => Flag::Overheat,
+        "undertemperature" => Flag::Undertemperature,
+        "overvoltage" => Flag::Overvoltage,
+        "undervoltage" => Flag::Undervoltage,
+        "overcurrent" => Flag::Overcurrent,
+        "bms_alarm" => Flag::BmsAlarm,
+        "inverter_fault" => Flag::InverterFault,
+        "grid_fault" => Flag::GridFault,
+        other => Flag::Other(other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_name_the_path_inside_the_map() {
+        let err = Map::from_toml(
+            r#"
+            [[reading]]
+            name = "grid_power_w"
+            function = "input"
+            address = 0
+            type = "f32"
+            [[reading]]
+            name = "grid_power_w"
+            function = "input"
+            address = 2
+            type = "float"
+            "#,
+        )
+        .unwrap_err();
+        assert_eq!(err.key, "reading[1].type");
+        assert!(err.reason.contains("float"), "{err}");
+
+        let err = Map::from_toml(
+            r#"
+            [[reading]]
+            name = "grid_powr_w"
+            function = "input"
+            address = 0
+            type = "f32"
+            "#,
+        )
+        .unwrap_err();
+        assert_eq!(err.key, "reading[0].name");
+
+        let err = Map::from_toml("[read]\nmax_registers = 200").unwrap_err();
+        assert_eq!(err.key, "read.max_registers");
+
+        let err =
+            Map::from_toml("[[flag]]\nfunction = \"holding\"\naddress = 1\nbit = 16\nflag = \"x\"")
+                .unwrap_err();
+        assert_eq!(err.key, "flag[0].bit");
+    }
+}

@@ -1,0 +1,321 @@
+//! Unit tests: the shipped SDM630 map on the published SDM630 register layout, and a BMS-style
+//! inline map exercising every type, word order, sentinel, flag and write.
+
+use ems_driver_sdk::memory::Transaction;
+use ems_driver_sdk::regs::{ascii_to, f32_to};
+use ems_driver_sdk::{BusError, Flag, MemoryBus};
+
+use super::*;
+
+const UNIT: u8 = 9;
+const SDM630_MAP: &str = include_str!("../../../config/devices/sdm630.toml");
+
+fn unit() -> DeviceAddress {
+    DeviceAddress {
+        modbus_unit: Some(UNIT),
+        i2c_address: None,
+    }
+}
+
+fn driver(options: &str) -> ModbusMap {
+    ModbusMap::new(&toml::from_str(options).unwrap(), unit()).unwrap()
+}
+
+fn close(a: Option<f64>, b: f64) -> bool {
+    a.is_some_and(|a| (a - b).abs() < 1e-6)
+}
+
+#[test]
+fn the_sdm630_map_reads_the_meter_in_one_transaction() {
+    let mut bus = MemoryBus::new();
+    bus.set_input(UNIT, 0, &[0; 0x50]);
+    for (addr, x) in [
+        (0x0000, 230.5f32),
+        (0x000E, -120.0),
+        (0x0034, 2000.0),
+        (0x004A, 7.5),
+    ] {
+        bus.set_input(UNIT, addr, &f32_to(x, WordOrder::HighFirst));
+    }
+    let mut d = ModbusMap::with_map(UNIT, Map::from_toml(SDM630_MAP).unwrap());
+    let r = d.poll(&mut bus).unwrap();
+    assert_eq!(
+        bus.transactions(),
+        &[Transaction::ReadInput {
+            unit: UNIT,
+            addr: 0,
+            count: 0x4C
+        }]
+    );
+    assert!(close(r.grid_phase_voltage_v[0], 230.5));
+    assert!(close(r.grid_phase_power_w[1], -120.0));
+    assert!(close(r.grid_power_w, 2000.0));
+    assert!(close(r.grid_export_energy_kwh, 7.5));
+    assert_eq!(r.grid_frequency_hz, Some(0.0));
+    assert_eq!(r.battery_soc_pct, None);
+}
+
+/// A made-up BMS: holding registers 100.. (state, values) and 200.. (text, alarms).
+const BMS: &str = r#"
+[read]
+max_gap = 0
+
+[[reading]]
+name = "battery_soc_pct"
+function = "holding"
+address = 100
+type = "u16"
+scale = 0.1
+
+[[reading]]
+name = "battery_current_a"
+function = "holding"
+address = 101
+type = "i16"
+scale = -0.01            # this BMS counts discharge positive, in 10 mA
+not_implemented = 0x8000
+
+[[reading]]
+name = "grid_import_energy_kwh"
+function = "holding"
+address = 102
+type = "u32"
+word_order = "low_first"
+scale = 0.001
+
+[[reading]]
+name = "battery_power_w"
+function = "holding"
+address = 104
+type = "i32"
+
+[[reading]]
+name = "battery_temperature_c"
+function = "holding"
+address = 106
+type = "i16"
+scale = 0.1
+offset = -40.0
+
+[[reading]]
+name = "battery_voltage_v"
+function = "holding"
+address = 107
+type = "f32"
+
+[[reading]]
+name = "inverter_state"
+function = "holding"
+address = 200
+type = "string"
+count = 4
+
+[[flag]]
+function = "holding"
+address = 204
+bit = 0
+flag = "overheat"
+
+[[flag]]
+function = "holding"
+address = 204
+bit = 5
+flag = "FAN_FAULT"
+
+[battery_power]
+address = 300
+type = "i16"
+scale = -1.0
+before = [{ address = 301, value = 1 }]
+
+[reset_alarms]
+writes = [{ address = 302, value = 0xA5 }]
+"#;
+
+fn bms_bus() -> MemoryBus {
+    let mut bus = MemoryBus::new();
+    bus.set_holding(
+        UNIT,
+        100,
+        &[655, (-1234i16) as u16, 0x5678, 0x0001, 0xFFFF, 0xFF38],
+    );
+    bus.set_holding(UNIT, 106, &[650]);
+    bus.set_holding(UNIT, 107, &f32_to(51.25, WordOrder::HighFirst));
+    bus.set_holding(UNIT, 200, &ascii_to("RUN", 4));
+    bus.set_holding(UNIT, 204, &[0b10_0001]);
+    bus.set_holding(UNIT, 300, &[0, 0, 0]);
+    bus
+}
+
+#[test]
+fn every_type_word_order_and_scale() {
+    let mut bus = bms_bus();
+    let mut d = driver(BMS);
+    let r = d.poll(&mut bus).unwrap();
+    assert!(close(r.battery_soc_pct, 65.5));
+    assert!(close(r.battery_current_a, 12.34), "sign inverted by scale");
+    assert!(close(
+        r.grid_import_energy_kwh,
+        f64::from(0x0001_5678u32) * 0.001
+    ));
+    assert!(close(r.battery_power_w, -200.0));
+    assert!(close(r.battery_temperature_c, 25.0));
+    assert!(close(r.battery_voltage_v, 51.25));
+    assert_eq!(r.inverter_state.as_deref(), Some("RUN"));
+    assert_eq!(
+        r.flags,
+        vec![Flag::Overheat, Flag::Other("FAN_FAULT".into())]
+    );
+    // max_gap = 0: 100..109 is one read, 200..205 another.
+    assert_eq!(bus.transactions().len(), 2);
+}
+
+#[test]
+fn gaps_merge_only_as_far_as_allowed() {
+    let mut bus = bms_bus();
+    bus.set_holding(UNIT, 109, &[0; 91]);
+    let mut d = driver(&BMS.replace("max_gap = 0", "max_gap = 91"));
+    d.poll(&mut bus).unwrap();
+    assert_eq!(
+        bus.transactions(),
+        &[Transaction::ReadHolding {
+            unit: UNIT,
+            addr: 100,
+            count: 105
+        }]
+    );
+}
+
+#[test]
+fn sentinels_and_nan_are_absent() {
+    let mut bus = bms_bus();
+    bus.set_holding(UNIT, 101, &[0x8000]);
+    bus.set_holding(UNIT, 107, &f32_to(f32::NAN, WordOrder::HighFirst));
+    let r = driver(BMS).poll(&mut bus).unwrap();
+    assert_eq!(r.battery_current_a, None);
+    assert_eq!(r.battery_voltage_v, None);
+    assert!(close(r.battery_soc_pct, 65.5));
+}
+
+#[test]
+fn integer_states_are_named() {
+    let map = r#"
+        [[reading]]
+        name = "inverter_state"
+        function = "input"
+        address = 5
+        type = "u16"
+        states = { 1 = "OFF", 4 = "MPPT" }
+    "#;
+    let mut bus = MemoryBus::new();
+    bus.set_input(UNIT, 5, &[4]);
+    assert_eq!(
+        driver(map)
+            .poll(&mut bus)
+            .unwrap()
+            .inverter_state
+            .as_deref(),
+        Some("MPPT")
+    );
+    bus.set_input(UNIT, 5, &[9]);
+    assert_eq!(
+        driver(map)
+            .poll(&mut bus)
+            .unwrap()
+            .inverter_state
+            .as_deref(),
+        Some("UNKNOWN(9)")
+    );
+}
+
+#[test]
+fn a_refused_read_leaves_its_readings_absent_and_transport_errors_fail() {
+    let mut bus = bms_bus();
+    bus.fail(UNIT, 200..=204, BusError::Exception(2));
+    let r = driver(BMS).poll(&mut bus).unwrap();
+    assert_eq!(r.inverter_state, None);
+    assert!(r.flags.is_empty());
+    assert!(close(r.battery_soc_pct, 65.5));
+    assert_eq!(bus.logs().len(), 1);
+
+    bus.clear_faults(UNIT);
+    bus.fail(UNIT, 100..=100, BusError::Timeout);
+    let err = driver(BMS).poll(&mut bus).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            DriverError::Bus {
+                source: BusError::Timeout,
+                ..
+            }
+        ),
+        "{err}"
+    );
+
+    bus.clear_faults(UNIT);
+    bus.short_answers(UNIT, 1);
+    let err = driver(BMS).poll(&mut bus).unwrap_err();
+    assert!(matches!(err, DriverError::ShortAnswer { .. }), "{err}");
+}
+
+#[test]
+fn setpoints_and_resets_write_what_the_map_says() {
+    let mut bus = bms_bus();
+    let mut d = driver(BMS);
+    d.set_battery_power(&mut bus, 1500.0).unwrap();
+    assert_eq!(bus.holding(UNIT, 301), Some(1));
+    assert_eq!(bus.holding(UNIT, 300), Some((-1500i16) as u16));
+    let err = d.set_battery_power(&mut bus, 40000.0).unwrap_err();
+    assert!(matches!(err, DriverError::InvalidSetpoint(_)), "{err}");
+    d.reset_alarms(&mut bus).unwrap();
+    assert_eq!(bus.holding(UNIT, 302), Some(0xA5));
+
+    let map = BMS
+        .replace(
+            "type = \"i16\"\nscale = -1.0",
+            "type = \"i32\"\nword_order = \"low_first\"",
+        )
+        .replace(
+            "[reset_alarms]\nwrites = [{ address = 302, value = 0xA5 }]",
+            "",
+        );
+    let mut d = driver(&map);
+    d.set_battery_power(&mut bus, -70000.0).unwrap();
+    let raw = (-70000i32) as u32;
+    assert_eq!(bus.holding(UNIT, 300), Some(raw as u16));
+    assert_eq!(bus.holding(UNIT, 301), Some((raw >> 16) as u16));
+    let err = d.reset_alarms(&mut bus).unwrap_err();
+    assert!(matches!(err, DriverError::Unsupported(_)), "{err}");
+
+    let err = driver(SDM630_MAP)
+        .set_battery_power(&mut bus, 1.0)
+        .unwrap_err();
+    assert!(matches!(err, DriverError::Unsupported(_)), "{err}");
+}
+
+#[test]
+fn map_files_and_option_errors() {
+    let dir = std::env::temp_dir().join(format!("ems-modbus-map-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("bms.toml");
+    std::fs::write(&path, BMS).unwrap();
+    let options = format!("map = {:?}\nmax_gap = 200", path.display().to_string());
+    let d = driver(&options);
+    assert_eq!(d.map.max_gap, 200);
+
+    let t = |s: &str| toml::from_str::<toml::Table>(s).unwrap();
+    let err = ModbusMap::new(&t(&format!("{options}\nextra = 1")), unit()).unwrap_err();
+    assert_eq!(err.key, "extra");
+    let err = ModbusMap::new(&t("map = \"/nonexistent/x.toml\""), unit()).unwrap_err();
+    assert_eq!(err.key, "map");
+    std::fs::write(&path, BMS.replace("type = \"f32\"", "type = \"f64\"")).unwrap();
+    let err = ModbusMap::new(&t(&options), unit()).unwrap_err();
+    assert_eq!(err.key, "map");
+    assert!(err.reason.contains("reading[5].type"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+
+    let err = ModbusMap::new(&t("[[reading]]\nname = 1"), unit()).unwrap_err();
+    assert_eq!(err.key, "reading[0].name");
+    let err = ModbusMap::new(&t(""), DeviceAddress::default()).unwrap_err();
+    assert_eq!(err.key, "modbus_unit");
+}
