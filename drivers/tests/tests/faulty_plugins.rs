@@ -1,11 +1,9 @@
 //! Proves a driver that panics cannot take the host down: the panic is caught inside the plugin,
 //! reported once, and the instance refuses every later call, while other instances keep working.
 
-mod common;
-
-use common::{options, plugin_file};
 use ems_driver_sdk::host::{HostError, Plugin};
 use ems_driver_sdk::{DeviceAddress, LogLevel, MemoryBus};
+use ems_driver_tests::{options, plugin_file};
 
 const UNIT_7: DeviceAddress = DeviceAddress {
     modbus_unit: Some(7),

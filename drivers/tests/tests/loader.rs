@@ -1,12 +1,10 @@
 //! Proves the loader finds real plugin files by driver name, checks their descriptor, and refuses
 //! everything that is not a usable plugin with an error that says exactly what is wrong.
 
-mod common;
-
-use common::{dir_with, options, plugin_file};
 use ems_driver_sdk::abi::ABI_VERSION;
 use ems_driver_sdk::host::{HostError, Plugin, PluginDir};
 use ems_driver_sdk::{DeviceAddress, MemoryBus, Role};
+use ems_driver_tests::{dir_with, options, plugin_file};
 
 const UNIT_1: DeviceAddress = DeviceAddress {
     modbus_unit: Some(1),
@@ -155,7 +153,7 @@ fn rejected_options_name_the_key_and_why() {
 
 #[test]
 fn a_real_driver_polls_through_the_abi_and_sees_bus_errors() {
-    let plugin = PluginDir::new(common::artifact_dir())
+    let plugin = PluginDir::new(ems_driver_tests::artifact_dir())
         .load("sdm630")
         .unwrap();
     let mut meter = plugin.instantiate(&options(""), UNIT_1).unwrap();
