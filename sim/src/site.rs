@@ -65,7 +65,6 @@ pub struct SimState {
     pub i2c_silent: bool,
     pub line_faults: LineFaults,
     pub stats: LineStats,
-    over_temp_c: f64,
 }
 
 /// A running simulated site. Dropping it stops its tasks.
@@ -98,14 +97,18 @@ impl SimSite {
 
         let state = Arc::new(Mutex::new(SimState {
             site: Site::new(opts.params.clone(), opts.initial_soc_pct),
-            inverter: SunSpecDevice::new(opts.inverter_unit, opts.params.inverter_max_charge_w),
+            inverter: {
+                let mut inv =
+                    SunSpecDevice::new(opts.inverter_unit, opts.params.inverter_max_charge_w);
+                inv.over_temp_c = opts.over_temp_c;
+                inv
+            },
             ina226: Ina226::new(opts.ina226_address, opts.ina226_shunt_ohms),
             meter_unit: opts.meter_unit,
             silent_units: HashSet::new(),
             i2c_silent: false,
             line_faults: LineFaults::default(),
             stats: LineStats::default(),
-            over_temp_c: opts.over_temp_c,
         }));
         let mut tasks = Vec::new();
 
@@ -122,13 +125,8 @@ impl SimSite {
                 last = now;
                 let mut s = lock(&st);
                 s.site.advance(dt);
-                let SimState {
-                    site,
-                    inverter,
-                    over_temp_c,
-                    ..
-                } = &mut *s;
-                inverter.update_alarms(site, *over_temp_c);
+                let SimState { site, inverter, .. } = &mut *s;
+                inverter.update_alarms(site);
             }
         }));
 

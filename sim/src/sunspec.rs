@@ -65,6 +65,8 @@ pub struct SunSpecDevice {
     rvrt_tms: u16,
     /// Battery alarms latched until AlmRst (model 802) is written.
     pub latched_evt1: u32,
+    /// Battery temperature above which OVER_TEMP_ALARM is raised, °C.
+    pub over_temp_c: f64,
 }
 
 impl SunSpecDevice {
@@ -77,17 +79,30 @@ impl SunSpecDevice {
             out_w_rte: 0,
             rvrt_tms: 0,
             latched_evt1: 0,
+            over_temp_c: 50.0,
         }
     }
 
-    /// Raises battery alarms from the site's condition (they stay latched until AlmRst).
-    pub fn update_alarms(&mut self, site: &Site, over_temp_c: f64) {
-        if site.temperature_c > over_temp_c {
-            self.latched_evt1 |= EVT1_OVER_TEMP_ALARM;
+    /// Alarms whose condition holds now.
+    fn active_evt1(&self, site: &Site) -> u32 {
+        let mut evt = 0;
+        if site.temperature_c > self.over_temp_c {
+            evt |= EVT1_OVER_TEMP_ALARM;
         }
         if site.bms_alarm {
-            self.latched_evt1 |= EVT1_OVER_VOLT_ALARM;
+            evt |= EVT1_OVER_VOLT_ALARM;
         }
+        evt
+    }
+
+    /// Latches the alarms whose condition holds now; they stay set until AlmRst, and an alarm
+    /// whose condition persists is reported again at once after a reset, as a BMS does.
+    pub fn update_alarms(&mut self, site: &Site) {
+        self.latched_evt1 |= self.active_evt1(site);
+    }
+
+    fn evt1(&self, site: &Site) -> u32 {
+        self.latched_evt1 | self.active_evt1(site)
     }
 
     fn image(&self, site: &Site) -> Vec<u16> {
@@ -221,12 +236,13 @@ impl SunSpecDevice {
         put(m + 17, 0xFFFF);
         put(m + 18, 0); // AlmRst
         put(m + 19, 4); // Typ: LITHIUM_ION
-        put(m + 20, if self.latched_evt1 != 0 { 3 } else { 2 }); // State: FAULT / CONNECTED… simplified
+        let evt1 = self.evt1(site);
+        put(m + 20, if evt1 != 0 { 3 } else { 2 }); // State: FAULT / CONNECTED, simplified
         put(m + 21, 0xFFFF);
         put(m + 22, 0xFFFF);
         put(m + 23, 0xFFFF);
-        put(m + 24, (self.latched_evt1 >> 16) as u16);
-        put(m + 25, self.latched_evt1 as u16);
+        put(m + 24, (evt1 >> 16) as u16);
+        put(m + 25, evt1 as u16);
         for k in 26..32 {
             put(m + k, 0);
         }

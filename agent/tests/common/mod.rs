@@ -1,0 +1,126 @@
+//! Shared set-up: a simulated site on pseudo-terminals and an agent configured against it with
+//! the real driver plugins from this build.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ems_agent::app::RunningAgent;
+use ems_agent::config::AgentConfig;
+use ems_agent::run::Status;
+use ems_sim::site::{SimOptions, SimSite};
+
+/// `target/debug` (or release) of this build, where the driver `.so` files are.
+pub fn driver_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe
+        .parent()
+        .and_then(|p| p.parent())
+        .expect("target/<profile>")
+        .to_path_buf();
+    for name in ["sunspec", "sdm630", "ina226"] {
+        let so = dir.join(format!("libems_driver_{name}.so"));
+        assert!(
+            so.is_file(),
+            "driver plugin {} is missing: build the workspace first (`cargo build --workspace`, as `./dev.sh test` does)",
+            so.display()
+        );
+    }
+    dir
+}
+
+pub struct Bench {
+    pub sim: SimSite,
+    pub agent: RunningAgent,
+    _dir: tempfile::TempDir,
+}
+
+/// Starts ems-sim and an agent polling it every 250 ms.
+pub async fn start(initial_soc: f64, extra_toml: &str) -> Bench {
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = SimOptions::new(dir.path().join("sim"));
+    opts.initial_soc_pct = initial_soc;
+    let sim = SimSite::start(opts).await.expect("start ems-sim");
+    {
+        // Steady conditions unless a test changes them.
+        let mut s = sim.state();
+        s.site.pv_override_w = Some(0.0);
+        s.site.load_override_w = Some(500.0);
+    }
+    let text = format!(
+        r#"
+device_id = "bench_1"
+data_dir = "{data}"
+driver_dir = "{drivers}"
+[comm]
+loss_after_s = 3.0
+backoff_max_s = 4.0
+[buses.rs485]
+kind = "rtu"
+port = "{port}"
+baud = 19200
+timeout_ms = 150
+retries = 1
+[buses.i2c]
+kind = "i2c-socket"
+path = "{i2c}"
+[devices.inverter]
+driver = "sunspec"
+bus = "rs485"
+unit = 1
+roles = ["inverter", "battery"]
+poll_ms = 250
+[devices.grid_meter]
+driver = "sdm630"
+bus = "rs485"
+unit = 2
+roles = ["grid_meter"]
+poll_ms = 250
+[devices.shunt]
+driver = "ina226"
+bus = "i2c"
+address = 0x40
+roles = ["battery_meter"]
+poll_ms = 250
+options = {{ shunt_ohms = 0.001, max_current_a = 80.0 }}
+{extra_toml}
+"#,
+        data = dir.path().join("data").display(),
+        drivers = driver_dir().display(),
+        port = sim.rs485_path.display(),
+        i2c = sim.i2c_path.display(),
+    );
+    let config = AgentConfig::from_toml_str(&text, "bench.toml").unwrap_or_else(|e| panic!("{e}"));
+    let agent = ems_agent::app::start(config).unwrap_or_else(|e| panic!("{e}"));
+    Bench {
+        sim,
+        agent,
+        _dir: dir,
+    }
+}
+
+impl Bench {
+    /// Waits until a cycle's status satisfies `cond`, failing after `secs` with the last status.
+    pub async fn wait_status(
+        &mut self,
+        what: &str,
+        secs: u64,
+        cond: impl Fn(&Status) -> bool,
+    ) -> Status {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+        let mut last = None;
+        loop {
+            let changed = tokio::time::timeout_at(deadline, self.agent.status.changed()).await;
+            if let Some(s) = self.agent.status.borrow_and_update().clone() {
+                if cond(&s) {
+                    return s;
+                }
+                last = Some(s);
+            }
+            if changed.is_err() {
+                panic!("timed out after {secs} s waiting for {what}; last status: {last:#?}");
+            }
+        }
+    }
+}
