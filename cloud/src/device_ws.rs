@@ -120,7 +120,6 @@ impl Session {
         let closing: Option<CloseFrame<'static>> = loop {
             tokio::select! {
                 msg = source.next() => {
-                    last_heard = Instant::now();
                     let refusal = match msg {
                         Some(Ok(Message::Text(text))) => self.handle_text(&text, &tx).await.err(),
                         Some(Ok(Message::Binary(_))) => Some(Refusal::bad(ErrorMessage::bad_frame(
@@ -138,6 +137,9 @@ impl Session {
                             break None;
                         }
                     };
+                    // After handling: time spent waiting for ingest (back-pressure) is ours, not a
+                    // silent peer.
+                    last_heard = Instant::now();
                     if let Some(refusal) = refusal {
                         tracing::debug!(device = %self.device_id, "refused frame: {}", refusal.error.message);
                         let text = serde_json::to_string(&refusal.error).expect("serialises");

@@ -236,8 +236,8 @@ async fn bucketed(db: &Db, q: &HistoryQuery, bucket_s: i64) -> ApiResult<History
     for f in &q.fields {
         if from_aggregate {
             cols.push_str(&format!(
-                ", (sum({f}_sum) / nullif(sum({f}_count), 0))::float8, min({f}_min)::float8, \
-                 max({f}_max)::float8"
+                ", (sum({f}_sum)::float8 / nullif(sum({f}_count), 0))::float8, \
+                 min({f}_min)::float8, max({f}_max)::float8"
             ));
         } else {
             cols.push_str(&format!(

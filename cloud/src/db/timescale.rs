@@ -43,10 +43,15 @@ pub async fn setup(client: &Client, config: &CloudConfig) -> Result<bool, DbErro
         tracing::info!("TimescaleDB extension not available on this server");
         return Ok(false);
     }
-    client
+    // Available is not loadable: without `shared_preload_libraries = 'timescaledb'` this fails,
+    // and the server is better off on plain tables than not starting.
+    if let Err(e) = client
         .batch_execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
         .await
-        .map_err(sql("creating the timescaledb extension"))?;
+    {
+        tracing::warn!("TimescaleDB is available but cannot be loaded ({e}); using plain tables");
+        return Ok(false);
+    }
     client
         .batch_execute(
             "SELECT create_hypertable('telemetry', 'time', \
@@ -119,12 +124,13 @@ async fn set_retention(client: &Client, table: &str, days: Option<u32>) -> Resul
 /// Per-minute buckets keeping count, sum, min and max of every numeric field, so coarser
 /// buckets recompute exact averages (`sum(sum) / sum(count)`). Real-time
 /// (`materialized_only = false`), so recent data is included and answers equal the raw table's.
+/// Plain aggregates only (no casts around them), the form every 2.x release accepts; readers cast.
 pub fn continuous_aggregate_sql() -> String {
     let mut cols = String::new();
     for f in NUMERIC_FIELDS {
         cols.push_str(&format!(
-            ", count({f}) AS {f}_count, sum({f})::float8 AS {f}_sum, \
-             min({f})::float8 AS {f}_min, max({f})::float8 AS {f}_max"
+            ", count({f}) AS {f}_count, sum({f}) AS {f}_sum, \
+             min({f}) AS {f}_min, max({f}) AS {f}_max"
         ));
     }
     format!(
