@@ -1,5 +1,7 @@
 //! ems driver `sdm630`: Eastron SDM630 three-phase energy meter (and the SDM120 and SDM72 via the
-//! `model` option) on Modbus, as the grid meter (or a PV or battery meter).
+//! `model` option) on Modbus, as the grid meter. Its readings are the `grid_*` fields, so it
+//! declares only that role: a meter on the PV or battery side needs its power in `pv_power_w` or
+//! `battery_power_w`, which a `modbus-map` map can do.
 //!
 //! Register map: Eastron "SDM630 Modbus Protocol" (SDM630-Modbus V2 / Smart meter protocol
 //! implementation, input registers, function 0x04). Every value is an IEEE-754 single in two
@@ -169,7 +171,7 @@ impl Driver for Sdm630 {
     const INFO: DriverInfo = DriverInfo {
         name: "sdm630",
         version: env!("CARGO_PKG_VERSION"),
-        roles: &[Role::GridMeter, Role::PvMeter, Role::BatteryMeter],
+        roles: &[Role::GridMeter],
     };
 
     fn new(options: &toml::Table, address: DeviceAddress) -> Result<Self, ConfigError> {

@@ -76,3 +76,159 @@ fn bus_errors_cross_the_abi_intact() {
     );
     assert!(!instance.is_poisoned());
 }
+
+/// A bus whose every transaction times out, as raw ABI callbacks.
+mod dead_bus {
+    use std::ffi::c_void;
+
+    use ems_driver_sdk::BusError;
+    use ems_driver_sdk::abi::{AbiBus, AbiBusError, AbiStr};
+
+    unsafe fn timeout(error: *mut AbiBusError) -> i32 {
+        // SAFETY: the plugin passes a valid error record.
+        unsafe { (*error).set(&BusError::Timeout) };
+        1
+    }
+    unsafe extern "C" fn regs(
+        _: *mut c_void,
+        _: u8,
+        _: u16,
+        _: u16,
+        _: *mut u16,
+        _: *mut usize,
+        e: *mut AbiBusError,
+    ) -> i32 {
+        unsafe { timeout(e) }
+    }
+    unsafe extern "C" fn coils(
+        _: *mut c_void,
+        _: u8,
+        _: u16,
+        _: u16,
+        _: *mut u8,
+        _: *mut usize,
+        e: *mut AbiBusError,
+    ) -> i32 {
+        unsafe { timeout(e) }
+    }
+    unsafe extern "C" fn single(_: *mut c_void, _: u8, _: u16, _: u16, e: *mut AbiBusError) -> i32 {
+        unsafe { timeout(e) }
+    }
+    unsafe extern "C" fn multiple(
+        _: *mut c_void,
+        _: u8,
+        _: u16,
+        _: *const u16,
+        _: usize,
+        e: *mut AbiBusError,
+    ) -> i32 {
+        unsafe { timeout(e) }
+    }
+    unsafe extern "C" fn i2c_write(
+        _: *mut c_void,
+        _: u8,
+        _: *const u8,
+        _: usize,
+        e: *mut AbiBusError,
+    ) -> i32 {
+        unsafe { timeout(e) }
+    }
+    unsafe extern "C" fn i2c_read(
+        _: *mut c_void,
+        _: u8,
+        _: *mut u8,
+        _: usize,
+        _: *mut usize,
+        e: *mut AbiBusError,
+    ) -> i32 {
+        unsafe { timeout(e) }
+    }
+    #[allow(clippy::too_many_arguments)]
+    unsafe extern "C" fn i2c_write_read(
+        _: *mut c_void,
+        _: u8,
+        _: *const u8,
+        _: usize,
+        _: *mut u8,
+        _: usize,
+        _: *mut usize,
+        e: *mut AbiBusError,
+    ) -> i32 {
+        unsafe { timeout(e) }
+    }
+    unsafe extern "C" fn log(_: *mut c_void, _: u8, _: AbiStr) {}
+
+    pub fn table() -> AbiBus {
+        AbiBus {
+            ctx: std::ptr::null_mut(),
+            read_holding_registers: regs,
+            read_input_registers: regs,
+            read_coils: coils,
+            write_single_register: single,
+            write_multiple_registers: multiple,
+            i2c_write,
+            i2c_read,
+            i2c_write_read,
+            log,
+        }
+    }
+}
+
+/// Even a host that ignored the panic and kept calling is refused: the plugin keeps its own
+/// poison flag (this test plays such a host on the raw ABI).
+#[test]
+fn the_plugin_itself_refuses_a_poisoned_instance() {
+    use ems_driver_sdk::abi::{
+        AbiAddress, AbiBuf, AbiStr, DriverDescriptor, ENTRY_SYMBOL, EntryFn, status,
+    };
+
+    // SAFETY: our own test plugin.
+    let library = unsafe { libloading::Library::new(plugin_file("test-panicky")) }.unwrap();
+    let entry = *unsafe { library.get::<EntryFn>(ENTRY_SYMBOL.as_bytes()) }.unwrap();
+    // SAFETY: the plugin's static descriptor; the library is leaked below, never unloaded.
+    let descriptor: &DriverDescriptor = unsafe { &*entry() };
+    let take = |out: AbiBuf| -> String {
+        if out.ptr.is_null() {
+            return String::new();
+        }
+        // SAFETY: an answer buffer of this plugin, given back once.
+        let text = unsafe { std::slice::from_raw_parts(out.ptr, out.len) };
+        let text = String::from_utf8_lossy(text).into_owned();
+        unsafe { (descriptor.free_buf)(out) };
+        text
+    };
+
+    let mut instance = std::ptr::null_mut();
+    let mut out = AbiBuf::EMPTY;
+    // SAFETY (all calls below): arguments as the ABI describes them.
+    let code = unsafe {
+        (descriptor.create)(
+            AbiStr::new(""),
+            AbiAddress::from(UNIT_7),
+            &mut instance,
+            &mut out,
+        )
+    };
+    let message = take(out);
+    assert_eq!(code, status::OK, "{message}");
+
+    let bus = dead_bus::table();
+    let mut out = AbiBuf::EMPTY;
+    let code = unsafe { (descriptor.poll)(instance, &bus, &mut out) };
+    assert_eq!(code, status::PANICKED);
+    assert!(take(out).contains("on purpose"));
+
+    for _ in 0..2 {
+        let mut out = AbiBuf::EMPTY;
+        let code = unsafe { (descriptor.poll)(instance, &bus, &mut out) };
+        assert_eq!(code, status::POISONED);
+        assert!(take(out).contains("poisoned by an earlier panic"));
+    }
+    let mut out = AbiBuf::EMPTY;
+    let code = unsafe { (descriptor.set_battery_power)(instance, &bus, 10.0, &mut out) };
+    let message = take(out);
+    assert_eq!(code, status::POISONED, "{message}");
+
+    unsafe { (descriptor.destroy)(instance) };
+    std::mem::forget(library);
+}

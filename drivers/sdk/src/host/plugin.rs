@@ -149,22 +149,7 @@ impl Plugin {
         }
         // SAFETY: every ABI version starts with the header; nothing past it is read yet.
         let header = unsafe { *raw.cast::<DescriptorHeader>() };
-        if header.abi_version != ABI_VERSION {
-            return Err(HostError::AbiVersionMismatch {
-                path: path.to_path_buf(),
-                expected: ABI_VERSION,
-                found: header.abi_version,
-            });
-        }
-        let expected = std::mem::size_of::<DriverDescriptor>();
-        if header.struct_size as usize != expected {
-            return Err(HostError::DescriptorSizeMismatch {
-                path: path.to_path_buf(),
-                version: ABI_VERSION,
-                expected,
-                found: header.struct_size as usize,
-            });
-        }
+        check_header(path, header)?;
         // SAFETY: version and size match this host's descriptor; it is static in a library that
         // is never unloaded.
         let descriptor: &'static DriverDescriptor = unsafe { &*raw };
@@ -284,7 +269,57 @@ impl Plugin {
     }
 }
 
+/// The version and size checks, before anything else of the descriptor is read.
+fn check_header(path: &Path, header: DescriptorHeader) -> Result<(), HostError> {
+    if header.abi_version != ABI_VERSION {
+        return Err(HostError::AbiVersionMismatch {
+            path: path.to_path_buf(),
+            expected: ABI_VERSION,
+            found: header.abi_version,
+        });
+    }
+    let expected = std::mem::size_of::<DriverDescriptor>();
+    if header.struct_size as usize != expected {
+        return Err(HostError::DescriptorSizeMismatch {
+            path: path.to_path_buf(),
+            version: ABI_VERSION,
+            expected,
+            found: header.struct_size as usize,
+        });
+    }
+    Ok(())
+}
+
 fn static_str(s: AbiStr) -> Option<&'static str> {
     // SAFETY: descriptor strings are static data in a library that is never unloaded.
     std::str::from_utf8(unsafe { s.as_bytes::<'static>() }).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_header_is_checked_version_first_then_size() {
+        let path = Path::new("/x/libems_driver_x.so");
+        let size = std::mem::size_of::<DriverDescriptor>() as u32;
+        let header = |abi_version, struct_size| DescriptorHeader {
+            abi_version,
+            struct_size,
+        };
+        assert!(check_header(path, header(ABI_VERSION, size)).is_ok());
+        let err = check_header(path, header(2, 12)).unwrap_err();
+        assert!(
+            matches!(err, HostError::AbiVersionMismatch { found: 2, .. }),
+            "{err}"
+        );
+        let err = check_header(path, header(ABI_VERSION, size - 8)).unwrap_err();
+        let message = err.to_string();
+        assert!(
+            matches!(err, HostError::DescriptorSizeMismatch { .. })
+                && message.contains(&format!("{} bytes", size - 8))
+                && message.contains(&format!("are {size} bytes")),
+            "{message}"
+        );
+    }
 }
