@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use ems_protocol::{Command, CommandAnswer, Telemetry};
+use ems_protocol::{Command, CommandAnswer};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
@@ -11,17 +11,18 @@ use crate::bus::{self, BusHandle};
 use crate::config::AgentConfig;
 use crate::devices::{self, DeviceHandle};
 use crate::run::{Agent, Channels, CommandRequest, Status};
+use crate::uplink::queue::{Budget, Queue};
+use crate::uplink::{Uplink, UplinkOptions, UplinkStats, connect};
 
 /// A running agent and the ends of its channels.
 pub struct RunningAgent {
     pub buses: BTreeMap<String, BusHandle>,
     pub devices: Vec<DeviceHandle>,
     pub commands: mpsc::Sender<CommandRequest>,
-    pub telemetry: mpsc::Receiver<Telemetry>,
     pub status: watch::Receiver<Option<Status>>,
-    pub link_up: watch::Sender<bool>,
+    pub uplink: watch::Receiver<UplinkStats>,
     shutdown: watch::Sender<bool>,
-    task: JoinHandle<()>,
+    tasks: Vec<JoinHandle<()>>,
 }
 
 impl RunningAgent {
@@ -35,15 +36,34 @@ impl RunningAgent {
         rx.await.ok()
     }
 
-    /// Stops the loop after commanding 0 W.
+    /// Stops the loop after commanding 0 W, and the uplink.
     pub async fn stop(self) {
         let _ = self.shutdown.send(true);
-        let _ = self.task.await;
+        for t in self.tasks {
+            let _ = t.await;
+        }
     }
 }
 
-/// Spawns the buses, loads the drivers, starts one poller per device and the loop.
+/// Spawns the buses, loads the drivers, starts one poller per device, the loop and the uplink
+/// (its queue always; its socket when `uplink.url` is set).
 pub fn start(config: AgentConfig) -> Result<RunningAgent, String> {
+    let up = &config.uplink;
+    let token = match &up.token_file {
+        Some(path) if up.url.is_some() => connect::read_token(path).map_err(|e| e.to_string())?,
+        _ => String::new(),
+    };
+    let tls = connect::tls_config(up.ca_file.as_deref()).map_err(|e| e.to_string())?;
+    let queue_path = crate::uplink::queue_path(&config.data_dir);
+    let queue = Queue::open(
+        &queue_path,
+        Budget {
+            max_packets: up.queue_max_packets,
+            max_age_s: up.queue_max_age_s as i64,
+        },
+    )
+    .map_err(|e| e.to_string())?;
+    let uplink_opts = UplinkOptions::new(up.url.clone(), config.device_id.clone(), token, tls);
     let loaded = devices::load(&config)?;
     let buses: BTreeMap<String, BusHandle> = config
         .buses
@@ -61,8 +81,10 @@ pub fn start(config: AgentConfig) -> Result<RunningAgent, String> {
     let (cmd_tx, cmd_rx) = mpsc::channel(64);
     let (tel_tx, tel_rx) = mpsc::channel(600);
     let (status_tx, status_rx) = watch::channel(None);
-    let (link_tx, link_rx) = watch::channel(true);
+    let (link_tx, link_rx) = watch::channel(false);
     let (stop_tx, stop_rx) = watch::channel(false);
+    let (uplink, uplink_rx) = Uplink::new(uplink_opts, queue, tel_rx, cmd_tx.clone(), link_tx);
+    let uplink_task = tokio::spawn(uplink.run(stop_rx.clone()));
     let agent = Agent::new(config, devices.clone());
     let task = tokio::spawn(agent.run(Channels {
         telemetry: tel_tx,
@@ -75,10 +97,9 @@ pub fn start(config: AgentConfig) -> Result<RunningAgent, String> {
         buses,
         devices,
         commands: cmd_tx,
-        telemetry: tel_rx,
         status: status_rx,
-        link_up: link_tx,
+        uplink: uplink_rx,
         shutdown: stop_tx,
-        task,
+        tasks: vec![task, uplink_task],
     })
 }

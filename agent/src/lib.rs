@@ -11,6 +11,7 @@
 //! - [`site`]: composing measurements from the devices (which device stands for what,
 //!   COMM_LOSS) and the spec's telemetry packet.
 //! - [`run`]: the 1 Hz loop, aligned to wall-clock seconds, and command handling.
+//! - [`uplink`]: the WSS client to the cloud and the store-and-forward queue.
 
 pub mod app;
 pub mod bus;
@@ -19,3 +20,4 @@ pub mod control;
 pub mod devices;
 pub mod run;
 pub mod site;
+pub mod uplink;

@@ -107,7 +107,7 @@ async fn probe(config: AgentConfig) -> anyhow::Result<()> {
 
 async fn run(config: AgentConfig) -> anyhow::Result<()> {
     tracing::info!(device_id = %config.device_id, devices = config.devices.len(), "starting");
-    let mut agent = ems_agent::app::start(config).map_err(anyhow::Error::msg)?;
+    let agent = ems_agent::app::start(config).map_err(anyhow::Error::msg)?;
     systemd::notify("READY=1");
     let watchdog = systemd::watchdog_interval();
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -123,9 +123,6 @@ async fn run(config: AgentConfig) -> anyhow::Result<()> {
                     status.mark_unchanged();
                     systemd::notify("WATCHDOG=1");
                 }
-            }
-            Some(t) = agent.telemetry.recv() => {
-                tracing::debug!(timestamp = %t.timestamp, state = %t.system_status.state, "telemetry");
             }
         }
     }

@@ -75,7 +75,7 @@ impl Default for CommSettings {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct UplinkSettings {
     /// Cloud base URL, `wss://host[:port]` (`ws://` for local development). The agent connects
@@ -85,6 +85,23 @@ pub struct UplinkSettings {
     pub token_file: Option<PathBuf>,
     /// Extra CA certificate (PEM) trusted besides the system roots, for self-signed servers.
     pub ca_file: Option<PathBuf>,
+    /// Queue budget: at most this many packets (oldest evicted first).
+    pub queue_max_packets: u64,
+    /// Queue budget: packets older than this are evicted, s.
+    pub queue_max_age_s: u64,
+}
+
+impl Default for UplinkSettings {
+    /// No cloud; a queue of 7 days at 1 Hz.
+    fn default() -> Self {
+        UplinkSettings {
+            url: None,
+            token_file: None,
+            ca_file: None,
+            queue_max_packets: 7 * 86_400,
+            queue_max_age_s: 7 * 86_400,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

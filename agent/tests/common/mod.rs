@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod cloud;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -33,12 +35,16 @@ pub fn driver_dir() -> PathBuf {
 pub struct Bench {
     pub sim: SimSite,
     pub agent: RunningAgent,
-    _dir: tempfile::TempDir,
+    pub dir: tempfile::TempDir,
 }
 
 /// Starts ems-sim and an agent polling it every 250 ms.
 pub async fn start(initial_soc: f64, extra_toml: &str) -> Bench {
-    let dir = tempfile::tempdir().unwrap();
+    start_in(tempfile::tempdir().unwrap(), initial_soc, extra_toml).await
+}
+
+/// [`start`] in a directory prepared by the test (token files and the like).
+pub async fn start_in(dir: tempfile::TempDir, initial_soc: f64, extra_toml: &str) -> Bench {
     let mut opts = SimOptions::new(dir.path().join("sim"));
     opts.initial_soc_pct = initial_soc;
     let sim = SimSite::start(opts).await.expect("start ems-sim");
@@ -93,11 +99,7 @@ options = {{ shunt_ohms = 0.001, max_current_a = 80.0 }}
     );
     let config = AgentConfig::from_toml_str(&text, "bench.toml").unwrap_or_else(|e| panic!("{e}"));
     let agent = ems_agent::app::start(config).unwrap_or_else(|e| panic!("{e}"));
-    Bench {
-        sim,
-        agent,
-        _dir: dir,
-    }
+    Bench { sim, agent, dir }
 }
 
 impl Bench {

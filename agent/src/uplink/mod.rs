@@ -1,0 +1,361 @@
+//! The uplink: the device socket to the cloud, and the store-and-forward queue behind it.
+//!
+//! Every packet from the loop is first made durable in the [`queue`], then sent. Packets leave
+//! the queue only on the cloud's `TELEMETRY_ACK`. After an outage the backlog goes out oldest
+//! first, in batches, at a bounded rate, while each new live packet is sent at once.
+//! Commands from the cloud are handed to the loop and answered exactly once per `command_id`
+//! (answers are kept in the queue's database, so this holds across restarts too).
+//!
+//! - [`connect`]: TLS, token file, opening the socket.
+//! - [`queue`]: the SQLite queue.
+
+pub mod connect;
+pub mod queue;
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ems_protocol::{
+    CommandAnswer, Downstream, ErrorMessage, Telemetry, Upstream, parse_downstream,
+};
+use futures_util::{SinkExt, StreamExt};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_rustls::rustls::ClientConfig;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::run::CommandRequest;
+use connect::Socket;
+use queue::Queue;
+
+/// Uplink tuning; defaults suit a Raspberry Pi on a home connection.
+#[derive(Debug, Clone)]
+pub struct UplinkOptions {
+    /// Cloud base URL (`wss://host`), or `None` to only queue.
+    pub url: Option<String>,
+    pub device_id: String,
+    pub token: String,
+    pub tls: Arc<ClientConfig>,
+    /// Backlog packets sent per batch, and batches per second.
+    pub batch: usize,
+    pub batches_per_s: u32,
+    /// Unacknowledged packets allowed in flight.
+    pub window: usize,
+    /// A packet not acknowledged within this is sent again (the cloud de-duplicates).
+    pub resend_after: Duration,
+    /// Ping period; a socket silent for three periods is dead.
+    pub ping_every: Duration,
+    pub backoff_max: Duration,
+}
+
+impl UplinkOptions {
+    pub fn new(
+        url: Option<String>,
+        device_id: String,
+        token: String,
+        tls: Arc<ClientConfig>,
+    ) -> Self {
+        UplinkOptions {
+            url,
+            device_id,
+            token,
+            tls,
+            batch: 100,
+            batches_per_s: 10,
+            window: 1000,
+            resend_after: Duration::from_secs(30),
+            ping_every: Duration::from_secs(10),
+            backoff_max: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Counters the uplink reports.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct UplinkStats {
+    pub connected: bool,
+    pub connects: u64,
+    pub queued: u64,
+    pub sent: u64,
+    pub acked: u64,
+    pub evicted_total: u64,
+}
+
+pub struct Uplink {
+    opts: UplinkOptions,
+    queue: Queue,
+    telemetry: mpsc::Receiver<Telemetry>,
+    commands: mpsc::Sender<CommandRequest>,
+    link_up: watch::Sender<bool>,
+    stats: watch::Sender<UplinkStats>,
+}
+
+/// What one session ended with.
+enum End {
+    Shutdown,
+    Lost(String),
+}
+
+impl Uplink {
+    pub fn new(
+        opts: UplinkOptions,
+        queue: Queue,
+        telemetry: mpsc::Receiver<Telemetry>,
+        commands: mpsc::Sender<CommandRequest>,
+        link_up: watch::Sender<bool>,
+    ) -> (Uplink, watch::Receiver<UplinkStats>) {
+        let (stats, stats_rx) = watch::channel(UplinkStats::default());
+        (
+            Uplink {
+                opts,
+                queue,
+                telemetry,
+                commands,
+                link_up,
+                stats,
+            },
+            stats_rx,
+        )
+    }
+
+    /// Queues a packet; a queue failure is logged and the packet is still sent live.
+    fn enqueue(&mut self, t: &Telemetry) {
+        match self.queue.push(t) {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(
+                evicted = n,
+                "telemetry queue over budget: oldest packets evicted"
+            ),
+            Err(e) => tracing::error!("cannot queue telemetry {}: {e}", t.timestamp),
+        }
+        let queued = self.queue.len();
+        let evicted = self.queue.evicted_total().unwrap_or(0);
+        self.stats.send_modify(|s| {
+            s.queued = queued;
+            s.evicted_total = evicted;
+        });
+    }
+
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+        let mut backoff = Duration::from_secs(1);
+        loop {
+            let Some(url) = self.opts.url.clone() else {
+                // No cloud configured: keep queueing (a later config with a URL sends it all).
+                tokio::select! {
+                    _ = shutdown.changed() => return,
+                    t = self.telemetry.recv() => match t { Some(t) => self.enqueue(&t), None => return },
+                }
+                continue;
+            };
+            let (device_id, token, tls) = (
+                self.opts.device_id.clone(),
+                self.opts.token.clone(),
+                self.opts.tls.clone(),
+            );
+            let target = url.clone();
+            let connecting = async move {
+                connect::connect(&target, &device_id, &token, &tls, Duration::from_secs(10)).await
+            };
+            tokio::pin!(connecting);
+            let socket = loop {
+                tokio::select! {
+                    _ = shutdown.changed() => return,
+                    t = self.telemetry.recv() => match t { Some(t) => self.enqueue(&t), None => return },
+                    r = &mut connecting => break r,
+                }
+            };
+            match socket {
+                Ok(socket) => {
+                    tracing::info!(url = %url, "uplink connected");
+                    backoff = Duration::from_secs(1);
+                    let _ = self.link_up.send(true);
+                    self.stats.send_modify(|s| {
+                        s.connected = true;
+                        s.connects += 1;
+                    });
+                    let end = self.session(socket, &mut shutdown).await;
+                    let _ = self.link_up.send(false);
+                    self.stats.send_modify(|s| s.connected = false);
+                    match end {
+                        End::Shutdown => return,
+                        End::Lost(why) => tracing::warn!("uplink lost: {why}"),
+                    }
+                }
+                Err(e) => {
+                    let _ = self.link_up.send(false);
+                    tracing::warn!("uplink: {e}; retrying in {backoff:?}");
+                }
+            }
+            // Exponential backoff with ±25 % jitter, so a fleet does not reconnect in step.
+            let jitter = 0.75 + fastrand::f64() * 0.5;
+            let wait = backoff.mul_f64(jitter);
+            let sleep = tokio::time::sleep(wait);
+            tokio::pin!(sleep);
+            loop {
+                tokio::select! {
+                    _ = shutdown.changed() => return,
+                    t = self.telemetry.recv() => match t { Some(t) => self.enqueue(&t), None => return },
+                    _ = &mut sleep => break,
+                }
+            }
+            backoff = (backoff * 2).min(self.opts.backoff_max);
+        }
+    }
+
+    async fn session(&mut self, socket: Socket, shutdown: &mut watch::Receiver<bool>) -> End {
+        let (mut sink, mut stream) = socket.split();
+        // Sent, not yet acknowledged: timestamp → when sent.
+        let mut in_flight: BTreeMap<i64, Instant> = BTreeMap::new();
+        // Backlog cursor: everything up to here has been sent in this session.
+        let mut cursor = i64::MIN;
+        let mut last_heard = Instant::now();
+        let mut pending_commands: HashSet<String> = HashSet::new();
+        let (answer_tx, mut answer_rx) = mpsc::channel::<CommandAnswer>(64);
+        let mut tick =
+            tokio::time::interval(Duration::from_secs(1) / self.opts.batches_per_s.max(1));
+        let mut ping = tokio::time::interval(self.opts.ping_every);
+        ping.tick().await;
+
+        loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.changed() => {
+                    let _ = sink.send(Message::Close(None)).await;
+                    return End::Shutdown;
+                }
+                t = self.telemetry.recv() => {
+                    let Some(t) = t else { return End::Shutdown };
+                    self.enqueue(&t);
+                    let ts = t.timestamp.unix();
+                    if let Err(e) = sink.send(Message::Text(t.to_json())).await {
+                        return End::Lost(e.to_string());
+                    }
+                    in_flight.insert(ts, Instant::now());
+                    self.stats.send_modify(|s| s.sent += 1);
+                }
+                Some(answer) = answer_rx.recv() => {
+                    pending_commands.remove(&answer.command_id);
+                    if let Err(e) = self.queue.store_answer(&answer, now_unix()) {
+                        tracing::error!("cannot store answer to {}: {e}", answer.command_id);
+                    }
+                    if let Err(e) = sink.send(Message::Text(Upstream::CommandAnswer(answer).to_json())).await {
+                        return End::Lost(e.to_string());
+                    }
+                }
+                msg = stream.next() => {
+                    let text = match msg {
+                        None => return End::Lost("closed by the cloud".into()),
+                        Some(Err(e)) => return End::Lost(e.to_string()),
+                        Some(Ok(Message::Text(text))) => text,
+                        Some(Ok(Message::Close(frame))) => return End::Lost(format!("closed by the cloud: {frame:?}")),
+                        Some(Ok(_)) => { last_heard = Instant::now(); continue; }
+                    };
+                    last_heard = Instant::now();
+                    match parse_downstream(&text) {
+                        Ok(Downstream::TelemetryAck(ack)) => {
+                            for t in &ack.timestamps {
+                                in_flight.remove(&t.unix());
+                            }
+                            match self.queue.ack(&ack.timestamps) {
+                                Ok(n) => {
+                                    let queued = self.queue.len();
+                                    self.stats.send_modify(|s| { s.acked += n; s.queued = queued; });
+                                }
+                                Err(e) => tracing::error!("cannot delete acknowledged packets: {e}"),
+                            }
+                        }
+                        Ok(Downstream::Command(command)) => {
+                            let id = command.command_id.clone();
+                            match self.queue.answer(&id) {
+                                Ok(Some(previous)) => {
+                                    // Already executed (maybe before a restart): same answer.
+                                    if let Err(e) = sink.send(Message::Text(Upstream::CommandAnswer(previous).to_json())).await {
+                                        return End::Lost(e.to_string());
+                                    }
+                                }
+                                _ if pending_commands.contains(&id) => {}
+                                _ => {
+                                    pending_commands.insert(id);
+                                    let commands = self.commands.clone();
+                                    let answers = answer_tx.clone();
+                                    tokio::spawn(async move {
+                                        let (reply, rx) = oneshot::channel();
+                                        if commands.send(CommandRequest { command, reply }).await.is_ok()
+                                            && let Ok(answer) = rx.await
+                                        {
+                                            let _ = answers.send(answer).await;
+                                        }
+                                    });
+                                }
+                            }
+                        }
+                        Ok(Downstream::Error(e)) => {
+                            tracing::warn!(code = ?e.code, "cloud refused a frame: {}", e.message);
+                        }
+                        Err(e) => {
+                            tracing::warn!("malformed frame from the cloud: {e}");
+                            let mut reply = ErrorMessage::bad_frame(&e);
+                            reply.command_id = serde_json::from_str::<serde_json::Value>(&text)
+                                .ok()
+                                .and_then(|v| v.get("command_id")?.as_str().map(str::to_string));
+                            if let Err(e) = sink.send(Message::Text(Upstream::Error(reply).to_json())).await {
+                                return End::Lost(e.to_string());
+                            }
+                        }
+                    }
+                }
+                _ = tick.tick() => {
+                    // Packets unacknowledged for too long go again (the cloud stores each once).
+                    let stale = in_flight.values().any(|sent| sent.elapsed() > self.opts.resend_after);
+                    if stale {
+                        in_flight.clear();
+                        cursor = i64::MIN;
+                    }
+                    if in_flight.len() >= self.opts.window {
+                        continue;
+                    }
+                    let room = (self.opts.window - in_flight.len()).min(self.opts.batch);
+                    let rows = match self.queue.oldest_after(cursor, room) {
+                        Ok(rows) => rows,
+                        Err(e) => { tracing::error!("reading the queue: {e}"); continue; }
+                    };
+                    for (ts, body) in rows {
+                        cursor = ts;
+                        if in_flight.contains_key(&ts) {
+                            continue;
+                        }
+                        if let Err(e) = sink.feed(Message::Text(body)).await {
+                            return End::Lost(e.to_string());
+                        }
+                        in_flight.insert(ts, Instant::now());
+                        self.stats.send_modify(|s| s.sent += 1);
+                    }
+                    if let Err(e) = sink.flush().await {
+                        return End::Lost(e.to_string());
+                    }
+                }
+                _ = ping.tick() => {
+                    if last_heard.elapsed() > self.opts.ping_every * 3 {
+                        return End::Lost(format!("no sign of life for {:?}", last_heard.elapsed()));
+                    }
+                    if let Err(e) = sink.send(Message::Ping(Vec::new())).await {
+                        return End::Lost(e.to_string());
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Where the queue lives in the data directory.
+pub fn queue_path(data_dir: &std::path::Path) -> PathBuf {
+    data_dir.join("uplink-queue.sqlite")
+}
