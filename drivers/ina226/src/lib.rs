@@ -229,11 +229,14 @@ impl Driver for Ina226 {
         let conversion_time_us = o.i64("conversion_time_us")?.unwrap_or(1100);
         let invert = o.bool("invert")?.unwrap_or(false);
         o.finish()?;
+        let small = |key: &str, v: i64| {
+            u32::try_from(v).map_err(|_| ConfigError::new(key, format!("{v} must be positive")))
+        };
         let calibration = Calibration::new(
             shunt_ohms,
             max_current_a,
-            u32::try_from(averages).unwrap_or(0),
-            u32::try_from(conversion_time_us).unwrap_or(0),
+            small("averages", averages)?,
+            small("conversion_time_us", conversion_time_us)?,
         )?;
         Ok(Ina226 {
             addr7: require_i2c_address(address)?,
@@ -436,6 +439,11 @@ mod tests {
             "max_current_a"
         );
         assert_eq!(key(&format!("{OPTIONS}\naverages = 3"), at), "averages");
+        assert_eq!(key(&format!("{OPTIONS}\naverages = -4"), at), "averages");
+        assert_eq!(
+            key(&format!("{OPTIONS}\nconversion_time_us = 1000"), at),
+            "conversion_time_us"
+        );
         assert_eq!(key(OPTIONS, DeviceAddress::default()), "i2c_address");
         assert_eq!(key(&format!("{OPTIONS}\nshunt = 1"), at), "shunt");
     }
