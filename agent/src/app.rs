@@ -63,7 +63,8 @@ pub fn start(config: AgentConfig) -> Result<RunningAgent, String> {
         },
     )
     .map_err(|e| e.to_string())?;
-    let uplink_opts = UplinkOptions::new(up.url.clone(), config.device_id.clone(), token, tls);
+    let mut uplink_opts = UplinkOptions::new(up.url.clone(), config.device_id.clone(), token, tls);
+    uplink_opts.backoff_max = Duration::from_secs_f64(up.reconnect_max_s);
     let loaded = devices::load(&config)?;
     let buses: BTreeMap<String, BusHandle> = config
         .buses

@@ -89,6 +89,8 @@ pub struct UplinkSettings {
     pub queue_max_packets: u64,
     /// Queue budget: packets older than this are evicted, s.
     pub queue_max_age_s: u64,
+    /// Reconnect attempts back off exponentially (with jitter) up to this interval, s.
+    pub reconnect_max_s: f64,
 }
 
 impl Default for UplinkSettings {
@@ -100,6 +102,7 @@ impl Default for UplinkSettings {
             ca_file: None,
             queue_max_packets: 7 * 86_400,
             queue_max_age_s: 7 * 86_400,
+            reconnect_max_s: 60.0,
         }
     }
 }

@@ -31,6 +31,7 @@ pub fn check(c: &AgentConfig, file: &str) -> Result<(), ConfigError> {
         ),
         ("comm.loss_after_s", c.comm.loss_after_s),
         ("comm.backoff_max_s", c.comm.backoff_max_s),
+        ("uplink.reconnect_max_s", c.uplink.reconnect_max_s),
     ];
     for (key, v) in finite {
         if !v.is_finite() || v < 0.0 {
@@ -107,6 +108,15 @@ pub fn check(c: &AgentConfig, file: &str) -> Result<(), ConfigError> {
         return err(
             "uplink.url",
             format!("{url:?} must start with wss:// (or ws:// for development)"),
+        );
+    }
+    if c.uplink.reconnect_max_s < 1.0 {
+        return err("uplink.reconnect_max_s", "must be at least 1 s".into());
+    }
+    if c.uplink.queue_max_packets < 60 {
+        return err(
+            "uplink.queue_max_packets",
+            "must hold at least 60 packets".into(),
         );
     }
     if c.uplink.url.is_some() && c.uplink.token_file.is_none() {
