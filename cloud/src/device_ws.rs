@@ -20,6 +20,7 @@ use rocket::{Route, State, get, routes};
 use rocket_ws::frame::{CloseCode, CloseFrame};
 use rocket_ws::result::Error as WsError;
 use rocket_ws::{Channel, Message, WebSocket};
+use serde::Deserialize;
 use serde_json::Value;
 use tokio::sync::mpsc;
 
@@ -108,9 +109,14 @@ impl Session {
         let (tx, mut rx) = mpsc::unbounded_channel();
         let conn_id = self.hub.register(&self.device_id, tx.clone());
         tracing::info!(device = %self.device_id, "device connected");
-        self.hub.announce_connected(&self.device_id).await;
-        self.mark_connected().await;
-        deliver_pending(&self.hub, &self.db, &self.device_id, true).await;
+        // The start-up and tear-down steps are boxed so their futures do not stay inside the
+        // state of every idle socket's task.
+        Box::pin(async {
+            self.hub.announce_connected(&self.device_id).await;
+            self.mark_connected().await;
+            deliver_pending(&self.hub, &self.db, &self.device_id, true).await;
+        })
+        .await;
 
         let period = self.config.ping_interval();
         let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
@@ -188,14 +194,13 @@ impl Session {
         }
         let _ = sink.close().await;
         if self.hub.unregister(&self.device_id, conn_id) {
-            self.mark_disconnected().await;
+            Box::pin(self.mark_disconnected()).await;
         }
         tracing::info!(device = %self.device_id, "device disconnected");
     }
 
     async fn handle_text(&self, text: &str, tx: &OutboundTx) -> Result<(), Refusal> {
-        let upstream =
-            parse_upstream(text).map_err(|e| Refusal::bad(ErrorMessage::bad_frame(&e)))?;
+        let (upstream, raw) = parse(text).map_err(|e| Refusal::bad(ErrorMessage::bad_frame(&e)))?;
         match upstream {
             Upstream::Telemetry(telemetry) => {
                 if telemetry.device_id != self.device_id {
@@ -232,8 +237,7 @@ impl Session {
                         ),
                     )));
                 }
-                let extensions = serde_json::from_str::<Value>(text)
-                    .ok()
+                let extensions = raw
                     .map(|raw| telemetry_extensions(&raw))
                     .filter(|ext| !ext.is_empty())
                     .map(Value::Object);
@@ -252,7 +256,8 @@ impl Session {
                 })
             }
             Upstream::CommandAnswer(answer) => {
-                match record_answer(&self.hub, &self.db, &self.device_id, &answer).await {
+                // Boxed: rare, and its database future would otherwise enlarge every idle socket.
+                match Box::pin(record_answer(&self.hub, &self.db, &self.device_id, &answer)).await {
                     Ok(Some(rec)) => {
                         tracing::info!(device = %self.device_id, command = %rec.command_id,
                             status = %rec.status, "command answered");
@@ -309,6 +314,21 @@ impl Session {
                 .await;
         }
     }
+}
+
+/// Parses an upstream frame. The common case, telemetry, is parsed once into a JSON value that
+/// also yields the extension fields; anything else, and every refusal (for its precise message
+/// naming the field), goes through [`parse_upstream`].
+fn parse(text: &str) -> Result<(Upstream, Option<Value>), ProtocolError> {
+    if let Ok(value) = serde_json::from_str::<Value>(text)
+        && value.is_object()
+        && value.get("type").is_none()
+        && let Ok(telemetry) = ems_protocol::Telemetry::deserialize(&value)
+        && telemetry.validate().is_ok()
+    {
+        return Ok((Upstream::Telemetry(telemetry), Some(value)));
+    }
+    parse_upstream(text).map(|u| (u, None))
 }
 
 /// Writes what the rest of the server queued for this socket: all acks as one `TELEMETRY_ACK`,
