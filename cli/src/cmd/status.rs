@@ -1,0 +1,60 @@
+//! `status`: the device's presence and its newest stored packet.
+
+use chrono::Utc;
+use ems_protocol::Telemetry;
+use ems_protocol::api::DeviceInfo;
+use serde::Serialize;
+
+use super::Ctx;
+use crate::cli::Format;
+use crate::exit::Exit;
+use crate::output::{self, Table, pairs};
+use crate::render;
+
+/// `--output json` shape of `status`.
+#[derive(Serialize)]
+struct StatusJson<'a> {
+    device: &'a DeviceInfo,
+    /// The newest packet, spec shape; `null` before the first.
+    telemetry: Option<&'a Telemetry>,
+    /// Seconds between the packet's timestamp and now.
+    age_s: Option<i64>,
+}
+
+pub async fn run(ctx: &Ctx) -> anyhow::Result<Exit> {
+    let id = ctx.device().await?;
+    let device: DeviceInfo = ctx.api.get(&format!("/devices/{id}"), &[]).await?;
+    let latest: Option<Telemetry> = ctx
+        .api
+        .get_optional(&format!("/devices/{id}/telemetry/latest"))
+        .await?;
+    let now = Utc::now();
+    let age_s = latest
+        .as_ref()
+        .map(|t| render::age_s(t.timestamp.as_datetime(), now));
+    match ctx.format {
+        Format::Table => output::emit(&pairs(&render::status_lines(&device, latest.as_ref(), now))),
+        Format::Csv => {
+            let mut headers = vec!["device_id", "online", "age_s"];
+            headers.extend(render::TELEMETRY_COLUMNS);
+            let mut table = Table::new(headers);
+            let mut row = vec![
+                device.id.clone(),
+                device.online.to_string(),
+                age_s.map(|a| a.to_string()).unwrap_or_default(),
+            ];
+            match &latest {
+                Some(t) => row.extend(render::telemetry_row(t)),
+                None => row.extend(render::TELEMETRY_COLUMNS.map(|_| String::new())),
+            }
+            table.push(row);
+            output::emit(&table.to_csv());
+        }
+        Format::Json => output::print_json(&StatusJson {
+            device: &device,
+            telemetry: latest.as_ref(),
+            age_s,
+        }),
+    }
+    Ok(Exit::Success)
+}

@@ -1,0 +1,100 @@
+//! Opens the live feed `/ws/live/<device>` over WS or WSS (rustls, system roots plus
+//! `--ca-file`), with the API token in the `Authorization` header.
+
+use std::path::Path;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::rustls::pki_types::ServerName;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::{WebSocketStream, client_async, tungstenite};
+
+use crate::client::{chain, http_failure};
+use crate::exit::Failure;
+use crate::tls;
+
+/// Any byte stream the socket runs over (plain TCP or TLS).
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+pub type Feed = WebSocketStream<Box<dyn Io>>;
+
+/// `http://h` → `ws://h`, `https://h` → `wss://h`.
+pub fn ws_base(http_base: &str) -> String {
+    if let Some(rest) = http_base.strip_prefix("https://") {
+        format!("wss://{rest}")
+    } else if let Some(rest) = http_base.strip_prefix("http://") {
+        format!("ws://{rest}")
+    } else {
+        http_base.to_string()
+    }
+}
+
+pub async fn connect(
+    http_base: &str,
+    device: &str,
+    token: &str,
+    ca_file: Option<&Path>,
+) -> Result<Feed, Failure> {
+    let url = format!("{}/ws/live/{device}", ws_base(http_base));
+    let unreachable = |reason: String| {
+        Failure::connection(format!("cannot reach {http_base}: {reason}"))
+            .hint("check --url / EMS_URL and that the server is running; for a self-signed certificate pass --ca-file")
+    };
+    let mut request = url
+        .as_str()
+        .into_client_request()
+        .map_err(|e| Failure::usage(format!("live feed URL {url:?}: {e}")))?;
+    let bearer = HeaderValue::from_str(&format!("Bearer {token}"))
+        .map_err(|_| Failure::usage("the API token contains characters a header cannot carry"))?;
+    request.headers_mut().insert("Authorization", bearer);
+    let uri = request.uri().clone();
+    let secure = uri.scheme_str() == Some("wss");
+    let host = uri
+        .host()
+        .ok_or_else(|| Failure::usage(format!("server URL {http_base:?} has no host")))?
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    let port = uri.port_u16().unwrap_or(if secure { 443 } else { 80 });
+    let tcp = TcpStream::connect((host.as_str(), port))
+        .await
+        .map_err(|e| unreachable(e.to_string()))?;
+    let stream: Box<dyn Io> = if secure {
+        let config = tls::rustls_config(ca_file)?;
+        let name = ServerName::try_from(host.clone())
+            .map_err(|e| Failure::usage(format!("server name {host:?}: {e}")))?;
+        let tls = TlsConnector::from(config)
+            .connect(name, tcp)
+            .await
+            .map_err(|e| unreachable(format!("TLS: {}", chain(&e))))?;
+        Box::new(tls)
+    } else {
+        Box::new(tcp)
+    };
+    match client_async(request, stream).await {
+        Ok((feed, _)) => Ok(feed),
+        Err(tungstenite::Error::Http(response)) => {
+            let body = response
+                .body()
+                .as_ref()
+                .map(|b| String::from_utf8_lossy(b).into_owned())
+                .unwrap_or_default();
+            Err(http_failure(response.status(), &body, http_base))
+        }
+        Err(e) => Err(unreachable(chain(&e))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schemes_map() {
+        assert_eq!(ws_base("http://a:1"), "ws://a:1");
+        assert_eq!(ws_base("https://a"), "wss://a");
+    }
+}
