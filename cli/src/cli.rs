@@ -109,7 +109,7 @@ pub struct SetMode {
     pub mode: TargetMode,
     /// Power in W (magnitude; the mode gives the direction). Required for MANUAL_CHARGE and
     /// MANUAL_DISCHARGE, refused for AUTO and MANUAL_IDLE
-    #[arg(long, short = 'p', value_name = "W")]
+    #[arg(long, short = 'p', value_name = "W", allow_negative_numbers = true)]
     pub power: Option<f64>,
     #[command(flatten)]
     pub wait: Wait,
