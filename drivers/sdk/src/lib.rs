@@ -41,8 +41,23 @@ pub use options::Options;
 /// entry symbol `ems_driver_entry_v1` returning a static descriptor whose functions wrap every
 /// call in `catch_unwind`. Use it once per plugin crate, at the crate root:
 ///
-/// ```ignore
+/// ```
+/// use ems_driver_sdk::{Bus, ConfigError, DeviceAddress, Driver, DriverError, DriverInfo, Readings, Role};
+///
+/// struct MyDriver;
+///
+/// impl Driver for MyDriver {
+///     const INFO: DriverInfo = DriverInfo { name: "my-meter", version: "0.1.0", roles: &[Role::GridMeter] };
+///     fn new(_options: &toml::Table, _address: DeviceAddress) -> Result<Self, ConfigError> {
+///         Ok(MyDriver)
+///     }
+///     fn poll(&mut self, _bus: &mut dyn Bus) -> Result<Readings, DriverError> {
+///         Ok(Readings { grid_power_w: Some(-200.0), ..Readings::default() })
+///     }
+/// }
+///
 /// ems_driver_sdk::export_driver!(MyDriver);
+/// # fn main() {}
 /// ```
 #[macro_export]
 macro_rules! export_driver {
