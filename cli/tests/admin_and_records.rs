@@ -12,7 +12,9 @@ async fn devices_tokens_commands_and_events() {
 
     // devices add prints the device token once; it lets the device connect.
     let added = cloud
-        .run(&["devices", "add", "ems_007", "--name", "Garage", "-o", "json"])
+        .run(&[
+            "devices", "add", "ems_007", "--name", "Garage", "-o", "json",
+        ])
         .await
         .expect(0)
         .json();
@@ -26,25 +28,38 @@ async fn devices_tokens_commands_and_events() {
     assert!(r.stdout.contains("token"), "{}", r.stdout);
 
     let mut device = cloud.device("ems_007", &device_token).await;
-    let listed = cloud.run(&["devices", "list", "-o", "csv"]).await.expect(0).csv();
+    let listed = cloud
+        .run(&["devices", "list", "-o", "csv"])
+        .await
+        .expect(0)
+        .csv();
     assert_eq!(listed.len(), 2);
     assert_eq!(listed[0]["id"], "ems_007");
     assert_eq!(listed[0]["online"], "yes");
     assert_eq!(listed[1]["online"], "no");
     let r = cloud.run(&["devices", "list"]).await.expect(0);
-    assert!(r.stdout.lines().next().unwrap().starts_with("id"), "{}", r.stdout);
+    assert!(
+        r.stdout.lines().next().unwrap().starts_with("id"),
+        "{}",
+        r.stdout
+    );
     let shown = cloud
         .run(&["devices", "show", "ems_007", "-o", "json"])
         .await
         .expect(0)
         .json();
     assert_eq!(shown["name"], "Garage");
-    let r = cloud.run(&["devices", "show", "-d", "ems_007"]).await.expect(0);
+    let r = cloud
+        .run(&["devices", "show", "-d", "ems_007"])
+        .await
+        .expect(0);
     assert!(r.stdout.contains("online"), "{}", r.stdout);
 
     // tokens create: an operator token that then works, a viewer that may not add devices.
     let created = cloud
-        .run(&["tokens", "create", "--role", "operator", "--name", "ops", "-o", "json"])
+        .run(&[
+            "tokens", "create", "--role", "operator", "--name", "ops", "-o", "json",
+        ])
         .await
         .expect(0)
         .json();
@@ -67,17 +82,36 @@ async fn devices_tokens_commands_and_events() {
         .expect(2);
     assert!(r.stderr.contains("viewer, operator, admin"), "{}", r.stderr);
     let mut cmd = emsctl(cloud.home.path());
-    cmd.args(["--url", &cloud.url(), "--token", &viewer, "devices", "add", "ems_009"]);
+    cmd.args([
+        "--url",
+        &cloud.url(),
+        "--token",
+        &viewer,
+        "devices",
+        "add",
+        "ems_009",
+    ]);
     run(cmd).await.expect(3);
 
     // A command issued with the operator token shows in commands list/show.
     let mut cmd = emsctl(cloud.home.path());
     cmd.args(["--url", &cloud.url(), "--token", &operator, "-d", "ems_007"]);
-    cmd.args(["set-mode", "MANUAL_CHARGE", "--power", "1500", "--id", "cmd_ops_1"]);
+    cmd.args([
+        "set-mode",
+        "MANUAL_CHARGE",
+        "--power",
+        "1500",
+        "--id",
+        "cmd_ops_1",
+    ]);
     let child = cmd.spawn().unwrap();
     let command = device.next_command().await;
     device
-        .answer(&command.command_id, AnswerStatus::Rejected, Some("battery too cold"))
+        .answer(
+            &command.command_id,
+            AnswerStatus::Rejected,
+            Some("battery too cold"),
+        )
         .await;
     common::finish(child).await.expect(1);
     let rows = cloud
@@ -91,12 +125,17 @@ async fn devices_tokens_commands_and_events() {
     assert_eq!(rows[0]["target"], "MANUAL_CHARGE 1500 W");
     assert_eq!(rows[0]["status"], "REJECTED");
     let none = cloud
-        .run(&["commands", "list", "-d", "ems_007", "--status", "accepted", "-o", "json"])
+        .run(&[
+            "commands", "list", "-d", "ems_007", "--status", "accepted", "-o", "json",
+        ])
         .await
         .expect(0)
         .json();
     assert_eq!(none, serde_json::json!([]));
-    let r = cloud.run(&["commands", "show", "cmd_ops_1"]).await.expect(0);
+    let r = cloud
+        .run(&["commands", "show", "cmd_ops_1"])
+        .await
+        .expect(0);
     assert!(r.stdout.contains("battery too cold"), "{}", r.stdout);
     assert!(r.stdout.contains("by ops"), "{}", r.stdout);
     let r = cloud.run(&["commands", "show", "cmd_nope"]).await.expect(2);
@@ -123,6 +162,10 @@ async fn devices_tokens_commands_and_events() {
     assert!(kinds.contains(&"STATE_CHANGED"), "{events}");
     assert!(kinds.contains(&"ERROR_RAISED"), "{events}");
     let r = cloud.run(&["events", "-d", "ems_007"]).await.expect(0);
-    assert!(r.stdout.contains("CHARGING") && r.stdout.contains("OVERHEAT"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("CHARGING") && r.stdout.contains("OVERHEAT"),
+        "{}",
+        r.stdout
+    );
     cloud.stop().await;
 }

@@ -21,14 +21,26 @@ async fn completions_and_man_pages() {
     let mut cmd = emsctl(home.path());
     cmd.arg("man");
     let r = run(cmd).await.expect(0);
-    assert!(r.stdout.starts_with(".ie") || r.stdout.contains(".TH emsctl"), "{}", r.stdout);
-    assert!(r.stdout.contains("Exit codes"), "exit codes documented in the man page");
+    assert!(
+        r.stdout.starts_with(".ie") || r.stdout.contains(".TH emsctl"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains("Exit codes"),
+        "exit codes documented in the man page"
+    );
 
     let dir = home.path().join("man1");
     let mut cmd = emsctl(home.path());
     cmd.args(["man", "--dir", dir.to_str().unwrap()]);
     run(cmd).await.expect(0);
-    for page in ["emsctl.1", "emsctl-set-mode.1", "emsctl-history.1", "emsctl-devices-add.1"] {
+    for page in [
+        "emsctl.1",
+        "emsctl-set-mode.1",
+        "emsctl-history.1",
+        "emsctl-devices-add.1",
+    ] {
         assert!(dir.join(page).is_file(), "{page} written");
     }
 

@@ -56,13 +56,22 @@ async fn history_round_trips_through_every_format() {
     args.extend(range);
     args.extend(["--fields", "battery.soc"]);
     let rows = cloud.run(&args).await.expect(0).csv();
-    let total: i64 = rows.iter().map(|r| r["count"].parse::<i64>().unwrap()).sum();
+    let total: i64 = rows
+        .iter()
+        .map(|r| r["count"].parse::<i64>().unwrap())
+        .sum();
     assert_eq!(total, 150);
     assert!(rows.len() >= 3, "{rows:?}");
     let first = &rows[0];
     assert_eq!(
         first.keys().cloned().collect::<Vec<_>>(),
-        ["battery_soc_avg", "battery_soc_max", "battery_soc_min", "count", "time"]
+        [
+            "battery_soc_avg",
+            "battery_soc_max",
+            "battery_soc_min",
+            "count",
+            "time"
+        ]
     );
     assert_eq!(first["battery_soc_min"], "0");
     let json = {

@@ -24,7 +24,10 @@ async fn flags_over_environment_over_file() {
     let url = cloud.url();
     write_default_config(
         home,
-        &format!("url = \"{url}\"\ntoken = \"{}\"\ndevice = \"ems_a\"\n", cloud.admin),
+        &format!(
+            "url = \"{url}\"\ntoken = \"{}\"\ndevice = \"ems_a\"\n",
+            cloud.admin
+        ),
     );
     let show = || {
         let mut cmd = emsctl(home);
@@ -68,7 +71,10 @@ async fn flags_over_environment_over_file() {
     let other = home.join("site-d.toml");
     std::fs::write(
         &other,
-        format!("url = \"{url}\"\ntoken = \"{}\"\ndevice = \"ems_d\"\n", cloud.admin),
+        format!(
+            "url = \"{url}\"\ntoken = \"{}\"\ndevice = \"ems_d\"\n",
+            cloud.admin
+        ),
     )
     .unwrap();
     let mut cmd = show();
@@ -82,7 +88,11 @@ async fn flags_over_environment_over_file() {
     let mut cmd = show();
     cmd.args(["--config", "/nonexistent/emsctl.toml"]);
     let r = run(cmd).await.expect(2);
-    assert!(r.stderr.contains("/nonexistent/emsctl.toml"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("/nonexistent/emsctl.toml"),
+        "{}",
+        r.stderr
+    );
     write_default_config(home, "urll = \"http://x\"\n");
     let r = run(show()).await.expect(2);
     assert!(r.stderr.contains("urll"), "{}", r.stderr);

@@ -46,7 +46,12 @@ async fn watch_streams_until_ctrl_c() {
     device.send_stored(&[p]).await;
     let line = next_line(&mut out).await;
     assert!(line.starts_with(&ts[0].to_string()), "{line}");
-    for expected in ["CHARGING", "soc 61 %", "discharging 800 W", "exporting 200 W"] {
+    for expected in [
+        "CHARGING",
+        "soc 61 %",
+        "discharging 800 W",
+        "exporting 200 W",
+    ] {
         assert!(line.contains(expected), "{expected:?} missing: {line}");
     }
     let issued = cloud
@@ -68,7 +73,10 @@ async fn watch_streams_until_ctrl_c() {
     await_subscribed(child.stderr.take().unwrap()).await;
     let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
     device
-        .send_stored(&[packet("ems_001", ts[1], 62.0), packet("ems_001", ts[2], 63.0)])
+        .send_stored(&[
+            packet("ems_001", ts[1], 62.0),
+            packet("ems_001", ts[2], 63.0),
+        ])
         .await;
     for (t, soc) in [(ts[1], 62.0), (ts[2], 63.0)] {
         let line = next_line(&mut out).await;
