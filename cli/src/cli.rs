@@ -32,6 +32,7 @@ pub struct Cli {
 
 /// Options every subcommand takes.
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Global options")]
 pub struct Global {
     /// Base URL of the ems cloud, e.g. https://ems.example.com [env: EMS_URL] [config: url]
     #[arg(long, global = true, value_name = "URL")]
