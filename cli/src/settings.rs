@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use figment::Figment;
 use figment::providers::{Format as _, Serialized, Toml};
+use figment::value::magic::RelativePathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::cli::Global;
@@ -26,6 +27,17 @@ struct Layer {
     device: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     ca_file: Option<PathBuf>,
+}
+
+/// What the layers merge into. A relative `ca_file` from the config file is resolved against the
+/// file's directory; from a flag or variable, against the working directory.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Merged {
+    url: Option<String>,
+    token: Option<String>,
+    device: Option<String>,
+    ca_file: Option<RelativePathBuf>,
 }
 
 /// The merged settings. `url` and `token` are checked when a subcommand needs them.
@@ -142,6 +154,16 @@ fn env_layer(get: impl Fn(&str) -> Option<String>) -> Layer {
 
 /// File, then environment, then flags; later wins.
 fn merge(file: Option<&Path>, env: Layer, flags: Layer) -> Result<Layer, Failure> {
+    let merged = extract(file, env, flags)?;
+    Ok(Layer {
+        url: merged.url,
+        token: merged.token,
+        device: merged.device,
+        ca_file: merged.ca_file.map(|p| p.relative()),
+    })
+}
+
+fn extract(file: Option<&Path>, env: Layer, flags: Layer) -> Result<Merged, Failure> {
     let mut figment = Figment::new();
     if let Some(path) = file {
         figment = figment.merge(Toml::file_exact(path));
@@ -149,7 +171,7 @@ fn merge(file: Option<&Path>, env: Layer, flags: Layer) -> Result<Layer, Failure
     figment
         .merge(Serialized::defaults(env))
         .merge(Serialized::defaults(flags))
-        .extract::<Layer>()
+        .extract::<Merged>()
         .map_err(|e| {
             let path = file.map(|p| p.display().to_string()).unwrap_or_default();
             Failure::usage(format!("config file {path}: {e}"))
@@ -171,7 +193,8 @@ mod tests {
 
     #[test]
     fn flags_beat_env_beat_file() {
-        let dir = tempfile_dir();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
         let path = dir.join("config.toml");
         std::fs::write(
             &path,
@@ -190,8 +213,25 @@ mod tests {
     }
 
     #[test]
+    fn ca_file_in_the_file_is_relative_to_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let path = dir.join("relative.toml");
+        std::fs::write(&path, "ca_file = \"ca.pem\"\n").unwrap();
+        let merged = merge(Some(&path), Layer::default(), Layer::default()).unwrap();
+        assert_eq!(merged.ca_file, Some(dir.join("ca.pem")));
+        let flag = Layer {
+            ca_file: Some("ca.pem".into()),
+            ..Layer::default()
+        };
+        let merged = merge(Some(&path), Layer::default(), flag).unwrap();
+        assert_eq!(merged.ca_file, Some(PathBuf::from("ca.pem")));
+    }
+
+    #[test]
     fn unknown_keys_in_the_file_are_refused() {
-        let dir = tempfile_dir();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
         let path = dir.join("config.toml");
         std::fs::write(&path, "urll = \"x\"\n").unwrap();
         let err = merge(Some(&path), Layer::default(), Layer::default()).unwrap_err();
@@ -203,15 +243,5 @@ mod tests {
         let env = env_layer(|k| (k == "EMS_DEVICE").then(|| "123".to_string()));
         let merged = merge(None, env, Layer::default()).unwrap();
         assert_eq!(merged.device.as_deref(), Some("123"));
-    }
-
-    fn tempfile_dir() -> PathBuf {
-        let dir = std::env::temp_dir().join(format!(
-            "emsctl-settings-{}-{:?}",
-            std::process::id(),
-            std::thread::current().id()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
     }
 }
