@@ -94,5 +94,32 @@ async fn watch_streams_until_ctrl_c() {
         .unwrap()
         .unwrap();
     assert_eq!(status.code(), Some(0));
+
+    // CSV: the header once, then one row per packet with the history column names.
+    let mut child = cloud.ctl(&["watch", "-o", "csv"]).spawn().unwrap();
+    await_subscribed(child.stderr.take().unwrap()).await;
+    let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
+    let header = next_line(&mut out).await;
+    assert!(
+        header.starts_with("time,state,mode,error_flags"),
+        "{header}"
+    );
+    device.send_stored(&[packet("ems_001", ts[3], 64.0)]).await;
+    let row = next_line(&mut out).await;
+    let text = format!("{header}\n{row}\n");
+    let mut reader = csv::Reader::from_reader(text.as_bytes());
+    let record = reader
+        .deserialize::<std::collections::BTreeMap<String, String>>()
+        .next();
+    let record = record.unwrap().unwrap();
+    assert_eq!(record["time"], ts[3].to_string());
+    assert_eq!(record["battery_soc"], "64");
+    assert_eq!(record["grid_power"], "-200");
+    interrupt(&child);
+    let status = tokio::time::timeout(common::DEADLINE, child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
     cloud.stop().await;
 }
