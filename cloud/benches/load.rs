@@ -103,6 +103,9 @@ fn percentile(sorted: &[u32], p: f64) -> f64 {
 enum Phase {
     Connect,
     OneHz,
+    /// No sending: the 1 Hz packets still in flight are acked before saturation starts, so
+    /// their latency is not inflated by the saturation traffic.
+    Drain,
     Saturate,
     Done,
 }
@@ -116,6 +119,7 @@ struct Track {
 
 struct Shared {
     acks: [AtomicU64; 2],
+    sent: [AtomicU64; 2],
     connected: AtomicUsize,
     failed: AtomicUsize,
     connect_gate: Semaphore,
@@ -189,6 +193,7 @@ async fn device_task(
 
     let mut seq: i64 = 0;
     let send = |sink_seq: i64, ph: usize| {
+        shared.sent[ph].fetch_add(1, Ordering::Relaxed);
         let ts = Timestamp::from_unix(base + sink_seq).unwrap();
         track
             .lock()
@@ -216,7 +221,9 @@ async fn device_task(
             }
         }
     }
-    let _ = phase.wait_for(|p| *p != Phase::OneHz).await;
+    let _ = phase
+        .wait_for(|p| !matches!(p, Phase::OneHz | Phase::Drain))
+        .await;
     if *phase.borrow() == Phase::Saturate {
         credits.add_permits(window);
         loop {
@@ -423,6 +430,7 @@ async fn run(fd_limit: u64) {
 
     let shared = Arc::new(Shared {
         acks: [AtomicU64::new(0), AtomicU64::new(0)],
+        sent: [AtomicU64::new(0), AtomicU64::new(0)],
         connected: AtomicUsize::new(0),
         failed: AtomicUsize::new(0),
         connect_gate: Semaphore::new(64),
@@ -471,6 +479,13 @@ async fn run(fd_limit: u64) {
     let one_hz_rate =
         (shared.acks[0].load(Ordering::Relaxed) - a0) as f64 / t0.elapsed().as_secs_f64();
     let rss_1hz = rss_kib(pid);
+    phase_tx.send_replace(Phase::Drain);
+    let drain_start = Instant::now();
+    while shared.acks[0].load(Ordering::Relaxed) < shared.sent[0].load(Ordering::Relaxed)
+        && drain_start.elapsed() < Duration::from_secs(60)
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     // Saturation.
     phase_tx.send_replace(Phase::Saturate);
