@@ -16,11 +16,13 @@
 //! - [`live`]: the dashboard feed `/ws/live/<id>`.
 //! - [`auth`]: tokens, roles, request guards; `POST /tokens`.
 //! - [`health`]: `GET /health`, `GET /openapi.json`.
+//! - [`dashboard`]: the web dashboard's built assets at `/`, and `GET /whoami`.
 //! - [`error`]: [`ApiError`](error::ApiError) (JSON error responses) and catchers.
 
 pub mod auth;
 pub mod commands;
 pub mod config;
+pub mod dashboard;
 pub mod db;
 pub mod device_ws;
 pub mod devices;

@@ -11,10 +11,12 @@ use tokio::task::JoinHandle;
 
 use crate::config::CloudConfig;
 use crate::hub::Hub;
-use crate::{auth, commands, db, device_ws, devices, error, health, history, hub, ingest, live};
+use crate::{
+    auth, commands, dashboard, db, device_ws, devices, error, health, history, hub, ingest, live,
+};
 
 /// The whole server on `figment` (see [`crate::config::figment`]): stages in dependency order,
-/// sockets at `/ws/…`, the REST API under `/api/v1`, JSON catchers.
+/// sockets at `/ws/…`, the REST API under `/api/v1`, the dashboard at `/`, JSON catchers.
 pub fn build(figment: Figment) -> Rocket<Build> {
     rocket::custom(figment)
         .attach(AdHoc::config::<CloudConfig>())
@@ -29,6 +31,8 @@ pub fn build(figment: Figment) -> Rocket<Build> {
         .mount("/api/v1", devices::routes())
         .mount("/api/v1", history::routes())
         .mount("/api/v1", commands::routes())
+        .mount("/api/v1", dashboard::routes())
+        .attach(dashboard::stage())
         .register("/", error::catchers())
 }
 

@@ -1,0 +1,162 @@
+// End-to-end test of the dashboard in headless Chromium (playwright-core, Debian's chromium).
+// Started by cloud/tests/dashboard_browser.rs against a real ems-cloud with a scripted device;
+// run by hand the same way with these variables:
+//   EMS_URL            http://127.0.0.1:<port>
+//   EMS_DEVICE_ID      a device that sends telemetry every second and answers commands ACCEPTED
+//   EMS_OPERATOR_TOKEN an operator token
+//   EMS_VIEWER_TOKEN   a viewer token
+//   EMS_SCREENSHOT     where to save the screenshot (PNG)
+//   EMS_CHROMIUM       the browser (default /usr/bin/chromium)
+// Exits 1 with the failed step on stderr.
+
+import { mkdtempSync, mkdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { chromium } from 'playwright-core';
+
+const env = (k) => {
+  const v = process.env[k];
+  if (!v) throw new Error(`${k} is not set`);
+  return v;
+};
+const url = env('EMS_URL');
+const deviceId = env('EMS_DEVICE_ID');
+const operator = env('EMS_OPERATOR_TOKEN');
+const viewer = env('EMS_VIEWER_TOKEN');
+const screenshot = env('EMS_SCREENSHOT');
+const executablePath = process.env.EMS_CHROMIUM || '/usr/bin/chromium';
+
+const T = 15000; // deadline of each wait, ms
+let step = 'start';
+const log = (s) => {
+  step = s;
+  console.log(`e2e: ${s}`);
+};
+
+const profile = mkdtempSync(join(tmpdir(), 'ems-e2e-chromium-'));
+// A fresh profile directory (Playwright wants it as the persistent context's argument rather
+// than as --user-data-dir).
+const context = await chromium.launchPersistentContext(profile, {
+  executablePath,
+  headless: true,
+  viewport: { width: 1280, height: 1000 },
+  args: [
+    '--headless',
+    '--no-sandbox',
+    '--disable-gpu',
+    '--disable-quic',
+    '--no-first-run',
+    '--disable-background-networking',
+    '--disable-component-update',
+    '--disable-sync',
+  ],
+});
+
+async function signIn(page, token, role) {
+  await page.goto(url);
+  await page.getByTestId('token').fill(token);
+  await page.getByTestId('sign-in').click();
+  await page.getByTestId('role').filter({ hasText: role }).waitFor({ timeout: T });
+}
+
+async function openDevice(page) {
+  const row = page.locator(`tr[data-device="${deviceId}"]`);
+  await row.waitFor({ timeout: T });
+  await row.getByTestId('online').filter({ hasText: 'online' }).waitFor({ timeout: T });
+  await row.locator('a').click();
+  await page.getByTestId('feed-state').filter({ hasText: 'live' }).waitFor({ timeout: T });
+}
+
+/** The live values as text, once a packet has been shown. */
+async function liveValues(page) {
+  const ids = ['timestamp', 'battery-power', 'battery-current', 'battery-soc', 'grid-power', 'grid-frequency', 'state', 'mode'];
+  const out = {};
+  for (const id of ids) out[id] = (await page.getByTestId(id).textContent()).trim();
+  out.ts = await page.getByTestId('timestamp').getAttribute('data-ts');
+  return out;
+}
+
+let failed = false;
+try {
+  const page = context.pages()[0] ?? (await context.newPage());
+  page.on('pageerror', (e) => console.error(`e2e: page error: ${e.message}`));
+
+  log('an unknown token is refused');
+  await page.goto(url);
+  await page.getByTestId('token').fill('emsa_not_a_token');
+  await page.getByTestId('sign-in').click();
+  await page.getByTestId('sign-in-error').filter({ hasText: 'Unknown' }).waitFor({ timeout: T });
+
+  log('sign in as operator');
+  await signIn(page, operator, 'operator');
+
+  log('open the device from the list');
+  await openDevice(page);
+
+  log('live values change from one second to the next');
+  await page.waitForFunction(() => document.querySelector('[data-testid=timestamp]')?.dataset.ts, null, { timeout: T });
+  const first = await liveValues(page);
+  await page.waitForFunction(
+    (ts) => {
+      const now = document.querySelector('[data-testid=timestamp]').dataset.ts;
+      return now && now > ts;
+    },
+    first.ts,
+    { timeout: 5000 },
+  );
+  const second = await liveValues(page);
+  console.log(`e2e:   ${JSON.stringify(first)}\ne2e:   ${JSON.stringify(second)}`);
+  if (second['battery-power'] === first['battery-power'] && second['grid-power'] === first['grid-power']) {
+    throw new Error('battery and grid power did not change between packets');
+  }
+  for (const [k, re] of [
+    ['battery-power', /^(charging|discharging|idle)/],
+    ['grid-power', /^(importing|exporting|balanced)/],
+    ['battery-current', /(into|out of) the battery|no current/],
+  ]) {
+    if (!re.test(second[k])) throw new Error(`${k} reads ${JSON.stringify(second[k])}, expected words for the sign`);
+  }
+
+  log('history charts are drawn by uPlot');
+  await page.locator('.charts .uplot').first().waitFor({ timeout: T });
+  if ((await page.locator('.charts .uplot').count()) !== 3) throw new Error('expected 3 charts');
+  await page.locator('button[data-range="24h"]').click();
+  await page.getByTestId('history-status').filter({ hasText: 'buckets' }).waitFor({ timeout: T });
+  await page.locator('button[data-range="1h"]').click();
+  await page.getByTestId('history-status').filter({ hasText: 'packets' }).waitFor({ timeout: T });
+
+  log('send SET_MODE MANUAL_DISCHARGE 800 W and see ACCEPTED');
+  await page.getByTestId('target-mode').selectOption('MANUAL_DISCHARGE');
+  await page.getByTestId('target-power').fill('800');
+  await page.getByTestId('set-mode').click();
+  await page.getByTestId('command-status').filter({ hasText: 'ACCEPTED' }).waitFor({ timeout: T });
+  await page.getByTestId('command-log').getByText('set mode MANUAL_DISCHARGE 800 W').first().waitFor({ timeout: T });
+
+  log('the device follows: mode MANUAL, discharging');
+  await page.getByTestId('mode').filter({ hasText: 'MANUAL' }).waitFor({ timeout: T });
+  await page.getByTestId('battery-power').filter({ hasText: 'discharging' }).waitFor({ timeout: T });
+
+  log('the event log shows the state change');
+  await page.getByTestId('event-log').getByText('→ DISCHARGING').first().waitFor({ timeout: 20000 });
+
+  log(`screenshot ${screenshot}`);
+  mkdirSync(dirname(screenshot), { recursive: true });
+  await page.screenshot({ path: screenshot, fullPage: true });
+
+  log('sign out, sign in as viewer: live values, no command panel');
+  await page.getByTestId('sign-out').click();
+  await signIn(page, viewer, 'viewer');
+  await openDevice(page);
+  await page.waitForFunction(() => document.querySelector('[data-testid=timestamp]')?.dataset.ts, null, { timeout: T });
+  await page.getByTestId('command-log').waitFor({ timeout: T });
+  if ((await page.getByTestId('command-panel').count()) !== 0) throw new Error('a viewer sees the command panel');
+
+  console.log('e2e: all steps passed');
+} catch (e) {
+  failed = true;
+  console.error(`e2e: FAILED at "${step}": ${e.message}`);
+} finally {
+  await context.close();
+  rmSync(profile, { recursive: true, force: true });
+}
+process.exit(failed ? 1 : 0);
