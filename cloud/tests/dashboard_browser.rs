@@ -1,8 +1,8 @@
 //! The dashboard in a real browser: ems-cloud serves the built `dashboard/dist` on a throwaway
 //! database, a scripted device sends spec telemetry every second with changing values and
-//! answers commands ACCEPTED, and `dashboard/tests/e2e.mjs` (playwright-core driving Debian's
-//! headless Chromium) signs in, watches the live values change, sends a command from the page
-//! and sees ACCEPTED, checks that a viewer gets no command panel, and saves
+//! answers commands ACCEPTED (REJECTED above 5 kW), and `dashboard/tests/e2e.mjs` (playwright-core driving Debian's
+//! headless Chromium) signs in, watches the live values change, sends commands from the page
+//! and sees ACCEPTED and REJECTED with the reason, checks that a viewer gets no command panel, and saves
 //! `target/dashboard-screenshot.png`.
 //!
 //! Needs Node.js, `dashboard/node_modules` and `dashboard/dist` (`npm ci && npm run build` in
@@ -153,7 +153,37 @@ fn backlog() -> Vec<Telemetry> {
         .collect()
 }
 
-/// Sends a packet every second and answers every command ACCEPTED (and follows it) until `stop`.
+/// Above this, W, the scripted device refuses a mode, so the page can show a REJECTED reason.
+const INVERTER_LIMIT_W: f64 = 5000.0;
+
+/// The device's answer to a command; an accepted `SET_MODE` becomes the new setpoint.
+fn answer(action: &CommandAction, set: &mut Setpoint) -> (AnswerStatus, Option<String>) {
+    match action {
+        CommandAction::SetMode {
+            target_power: Some(p),
+            ..
+        } if *p > INVERTER_LIMIT_W => (
+            AnswerStatus::Rejected,
+            Some(format!(
+                "{p} W is above the inverter limit of {INVERTER_LIMIT_W} W"
+            )),
+        ),
+        CommandAction::SetMode {
+            target_mode,
+            target_power,
+        } => {
+            *set = Setpoint {
+                mode: *target_mode,
+                power_w: target_power.unwrap_or(0.0),
+            };
+            (AnswerStatus::Accepted, None)
+        }
+        CommandAction::ResetError => (AnswerStatus::Accepted, None),
+    }
+}
+
+/// Sends a packet every second and answers commands (ACCEPTED, and follows them, unless above
+/// [`INVERTER_LIMIT_W`]) until `stop`.
 async fn run_device(
     mut device: common::Device<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
     mut stop: oneshot::Receiver<()>,
@@ -180,13 +210,11 @@ async fn run_device(
             frame = device.ws.next() => match frame {
                 Some(Ok(Message::Text(text))) => {
                     if let Ok(Downstream::Command(c)) = parse_downstream(&text) {
-                        if let CommandAction::SetMode { target_mode, target_power } = &c.action {
-                            set = Setpoint { mode: *target_mode, power_w: target_power.unwrap_or(0.0) };
-                        }
+                        let (status, reason) = answer(&c.action, &mut set);
                         let answer = Upstream::CommandAnswer(CommandAnswer {
                             command_id: c.command_id.clone(),
-                            status: AnswerStatus::Accepted,
-                            reason: None,
+                            status,
+                            reason,
                         });
                         device.send_text(answer.to_json()).await;
                     }

@@ -2,7 +2,8 @@
 // Started by cloud/tests/dashboard_browser.rs against a real ems-cloud with a scripted device;
 // run by hand the same way with these variables:
 //   EMS_URL            http://127.0.0.1:<port>
-//   EMS_DEVICE_ID      a device that sends telemetry every second and answers commands ACCEPTED
+//   EMS_DEVICE_ID      a device that sends telemetry every second, answers commands ACCEPTED
+//                      and follows them, but REJECTED with a reason above 5000 W
 //   EMS_OPERATOR_TOKEN an operator token
 //   EMS_VIEWER_TOKEN   a viewer token
 //   EMS_SCREENSHOT     where to save the screenshot (PNG)
@@ -132,7 +133,14 @@ try {
   await page.getByTestId('command-status').filter({ hasText: 'ACCEPTED' }).waitFor({ timeout: T });
   await page.getByTestId('command-log').getByText('set mode MANUAL_DISCHARGE 800 W').first().waitFor({ timeout: T });
 
-  log('the device follows: mode MANUAL, discharging');
+  log('send MANUAL_CHARGE 9000 W and see REJECTED with the device\'s reason');
+  await page.getByTestId('target-mode').selectOption('MANUAL_CHARGE');
+  await page.getByTestId('target-power').fill('9000');
+  await page.getByTestId('set-mode').click();
+  await page.getByTestId('command-status').filter({ hasText: 'REJECTED' }).waitFor({ timeout: T });
+  await page.getByTestId('command-result').getByText('above the inverter limit').waitFor({ timeout: T });
+
+  log('the device follows the accepted command: mode MANUAL, discharging');
   await page.getByTestId('mode').filter({ hasText: 'MANUAL' }).waitFor({ timeout: T });
   await page.getByTestId('battery-power').filter({ hasText: 'discharging' }).waitFor({ timeout: T });
 
