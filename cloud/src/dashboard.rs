@@ -49,8 +49,8 @@ pub fn stage() -> AdHoc {
         let dir = match rocket.figment().extract::<DashboardConfig>() {
             Ok(c) => c.dashboard_dir,
             Err(e) => {
-                tracing::error!("dashboard_dir: {e}");
-                return rocket;
+                tracing::error!("dashboard_dir: {e}; `/` answers 503");
+                return rocket.mount("/", routes![not_built]);
             }
         };
         if is_built(&dir) {
