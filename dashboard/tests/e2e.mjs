@@ -121,10 +121,14 @@ try {
   log('history charts are drawn by uPlot');
   await page.locator('.charts .uplot').first().waitFor({ timeout: T });
   if ((await page.locator('.charts .uplot').count()) !== 3) throw new Error('expected 3 charts');
-  await page.locator('button[data-range="24h"]').click();
-  await page.getByTestId('history-status').filter({ hasText: 'buckets' }).waitFor({ timeout: T });
-  await page.locator('button[data-range="1h"]').click();
-  await page.getByTestId('history-status').filter({ hasText: 'packets' }).waitFor({ timeout: T });
+  for (const [range, re] of [
+    ['24h', /^[1-9]\d* buckets of 5 min/],
+    ['7d', /^[1-9]\d* buckets of 60 min/],
+    ['1h', /^[1-9]\d* packets/],
+  ]) {
+    await page.locator(`button[data-range="${range}"]`).click();
+    await page.getByTestId('history-status').filter({ hasText: re }).waitFor({ timeout: T });
+  }
 
   log('send SET_MODE MANUAL_DISCHARGE 800 W and see ACCEPTED');
   await page.getByTestId('target-mode').selectOption('MANUAL_DISCHARGE');
@@ -144,8 +148,12 @@ try {
   await page.getByTestId('mode').filter({ hasText: 'MANUAL' }).waitFor({ timeout: T });
   await page.getByTestId('battery-power').filter({ hasText: 'discharging' }).waitFor({ timeout: T });
 
-  log('the event log shows the state change');
-  await page.getByTestId('event-log').getByText('→ DISCHARGING').first().waitFor({ timeout: 20000 });
+  log('the event log shows the state change on top (the backlog has older ones)');
+  await page
+    .locator('[data-testid=event-log] tbody tr')
+    .first()
+    .filter({ hasText: 'state CHARGING → DISCHARGING' })
+    .waitFor({ timeout: 20000 });
 
   log(`screenshot ${screenshot}`);
   mkdirSync(dirname(screenshot), { recursive: true });
