@@ -75,6 +75,8 @@ fn main() {
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| "info,rocket=warn".into()),
         )
+        // Logs go to stderr: stdout carries the tokens `create-token`/`add-device` print.
+        .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
     let result = rocket::execute(run(cli));

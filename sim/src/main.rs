@@ -25,16 +25,39 @@ struct Args {
     /// Simulated seconds per real second.
     #[arg(long, default_value_t = 1.0)]
     speed: f64,
+    /// Send one control command to the running sim in --dir and print its answer, e.g.
+    /// `--send 'temperature 60'` (commands: see sim/README.md).
+    #[arg(long, value_name = "COMMAND")]
+    send: Option<String>,
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("ems-sim: starting the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(real_main()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ems-sim: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn real_main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
     let args = Args::parse();
+    if let Some(command) = &args.send {
+        return send(&args.dir, command).await;
+    }
     let mut opts = SimOptions::new(&args.dir);
     opts.baud = args.baud;
     opts.initial_soc_pct = args.soc;
@@ -55,5 +78,22 @@ async fn main() -> anyhow::Result<()> {
         sim.control_path.display()
     );
     tokio::signal::ctrl_c().await?;
+    Ok(())
+}
+
+async fn send(dir: &std::path::Path, command: &str) -> anyhow::Result<()> {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let path = dir.join("control.sock");
+    let mut conn = tokio::net::UnixStream::connect(&path)
+        .await
+        .with_context(|| format!("connecting to {} (is ems-sim running?)", path.display()))?;
+    conn.write_all(format!("{command}\n").as_bytes()).await?;
+    let mut answer = String::new();
+    BufReader::new(conn).read_line(&mut answer).await?;
+    let answer = answer.trim();
+    if let Some(err) = answer.strip_prefix("error: ") {
+        anyhow::bail!("{err}");
+    }
+    println!("{answer}");
     Ok(())
 }

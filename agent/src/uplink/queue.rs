@@ -226,6 +226,15 @@ impl Queue {
         Ok(())
     }
 
+    /// Folds the WAL into the database and truncates it (SQLite also does this on its own
+    /// every 1000 pages); returns the database size afterwards, bytes.
+    pub fn checkpoint(&self) -> Result<u64, QueueError> {
+        self.conn
+            .execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
+            .map_err(self.err())?;
+        Ok(self.disk_bytes())
+    }
+
     /// Bytes the queue occupies on disk (database + WAL).
     pub fn disk_bytes(&self) -> u64 {
         let base = std::path::PathBuf::from(&self.path);

@@ -1,0 +1,140 @@
+//! Agent footprint at 1 Hz: resident memory and CPU of the real `ems-agent` process (release
+//! build) with three devices on ems-sim (SunSpec inverter + SDM630 on one RS-485 pty, INA226 on
+//! the simulated I2C bus), and Modbus transactions per cycle against the minimum the register
+//! maps allow.
+//!
+//! `cargo build --release && cargo bench -p ems-agent --bench footprint`
+//! (`EMS_BENCH_SECS` sets the duration, default 600 s.)
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ems_sim::site::{SimOptions, SimSite};
+
+fn release_dir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(|p| p.parent()).unwrap().to_path_buf();
+    for name in ["sunspec", "sdm630", "ina226"] {
+        let so = dir.join(format!("libems_driver_{name}.so"));
+        assert!(
+            so.is_file(),
+            "{} missing: run `cargo build --release` first",
+            so.display()
+        );
+    }
+    dir
+}
+
+fn proc_status(pid: u32, key: &str) -> u64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    text.lines()
+        .find(|l| l.starts_with(key))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// utime + stime in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = text.rsplit(')').next().unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+        + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let secs: u64 = std::env::var("EMS_BENCH_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(600);
+    let dir = tempfile::tempdir().unwrap();
+    let sim = SimSite::start(SimOptions::new(dir.path().join("sim")))
+        .await
+        .unwrap();
+    let config = dir.path().join("agent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"device_id = "bench"
+data_dir = "{data}"
+driver_dir = "{drivers}"
+[buses.rs485]
+kind = "rtu"
+port = "{port}"
+baud = 19200
+[buses.i2c]
+kind = "i2c-socket"
+path = "{i2c}"
+[devices.inverter]
+driver = "sunspec"
+bus = "rs485"
+unit = 1
+roles = ["inverter", "battery"]
+[devices.grid_meter]
+driver = "sdm630"
+bus = "rs485"
+unit = 2
+roles = ["grid_meter"]
+[devices.shunt]
+driver = "ina226"
+bus = "i2c"
+address = 0x40
+roles = ["battery_meter"]
+options = {{ shunt_ohms = 0.001, max_current_a = 80.0 }}
+"#,
+            data = dir.path().join("data").display(),
+            drivers = release_dir().display(),
+            port = sim.rs485_path.display(),
+            i2c = sim.i2c_path.display(),
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ems-agent"))
+        .args(["--config", config.to_str().unwrap(), "run"])
+        .env("EMS_LOG", "warn")
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    // Warm-up: discovery and the first cycles are not steady state.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let requests0 = sim.state().stats.requests;
+    let ticks0 = cpu_ticks(pid);
+    let t0 = Instant::now();
+    let mut rss_max = 0;
+    let mut rss_samples = vec![];
+    while t0.elapsed() < Duration::from_secs(secs) {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let rss = proc_status(pid, "VmRSS:");
+        rss_max = rss_max.max(rss);
+        rss_samples.push(rss);
+    }
+    let elapsed = t0.elapsed().as_secs_f64();
+    let ticks = cpu_ticks(pid) - ticks0;
+    let requests = sim.state().stats.requests - requests0;
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    let cpu_pct = ticks as f64 / hz / elapsed * 100.0;
+    let rss_last = *rss_samples.last().unwrap_or(&0);
+    let hwm = proc_status(pid, "VmHWM:");
+    child.kill().unwrap();
+    let _ = child.wait();
+
+    let per_cycle = requests as f64 / elapsed;
+    // Minimum per 1 Hz cycle on the RS-485 bus: SunSpec models 103+124+802 are one contiguous
+    // block of 142 registers (40070..40211) = 2 reads at the 125-register limit; the SDM630's
+    // values 0x0000..0x004B = 1 read; the setpoint = 1 write (StorCtl_Mod..InWRte are
+    // contiguous, the revert timeout two registers further: one write of 11 registers).
+    let minimum = 4.0;
+    println!("agent footprint over {elapsed:.0} s at 1 Hz, 3 devices (release build)");
+    println!(
+        "  RSS: last {rss_last} kB, max sampled {rss_max} kB, high-water {hwm} kB (target <= 10240 kB)"
+    );
+    println!("  CPU: {cpu_pct:.2} % of one core (target <= 1 %)");
+    println!(
+        "  RS-485 transactions per cycle: {per_cycle:.2} measured vs {minimum:.0} minimum (ratio {:.2})",
+        per_cycle / minimum
+    );
+}

@@ -1,0 +1,144 @@
+#!/usr/bin/env bash
+# The whole ems stack on this machine, for trying it out and for development:
+# a private PostgreSQL in .ems-local/, ems-cloud, ems-sim (a simulated site on pseudo-terminals)
+# and ems-agent with the drivers from this build. Ctrl-C stops everything (the agent sets the
+# battery to 0 W first). Running it again reuses the data, the device and the tokens.
+#
+# Environment: EMS_LOCAL_DIR (state, default .ems-local), EMS_PG_PORT (55432),
+# EMS_CLOUD_PORT (8000), EMS_PROFILE (debug | release, default debug).
+set -euo pipefail
+# Each component in its own process group: Ctrl-C reaches only this script, which then stops
+# them in order (the agent must still reach the inverter to command 0 W).
+set -m
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+STATE=${EMS_LOCAL_DIR:-$ROOT/.ems-local}
+PG_PORT=${EMS_PG_PORT:-55432}
+CLOUD_PORT=${EMS_CLOUD_PORT:-8000}
+PROFILE=${EMS_PROFILE:-debug}
+DEVICE=sim_001
+BIN=$ROOT/target/$PROFILE
+
+step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+PIDS=()
+cleanup() {
+    trap - INT TERM EXIT
+    step "stopping"
+    # Reverse start order: the agent first (it commands 0 W on SIGTERM), PostgreSQL last.
+    for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
+        kill -TERM "${PIDS[i]}" 2>/dev/null || true
+        wait "${PIDS[i]}" 2>/dev/null || true
+    done
+    echo "stopped; data kept in $STATE"
+}
+trap cleanup INT TERM EXIT
+
+wait_port() { # host port what seconds
+    local deadline=$((SECONDS + $4))
+    until (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; do
+        ((SECONDS < deadline)) || die "$3 did not come up on $1:$2 (see $STATE/*.log)"
+        sleep 0.2
+    done
+}
+
+mkdir -p "$STATE"
+
+step "building ($PROFILE)"
+if [[ $PROFILE == release ]]; then cargo build --workspace --release; else cargo build --workspace; fi
+
+if [[ -f dashboard/package.json ]]; then
+    if command -v npm >/dev/null; then
+        step "building the dashboard"
+        if ! (cd dashboard && { [[ -d node_modules ]] || npm ci --no-audit --no-fund; } && npm run build); then
+            echo "warning: the dashboard did not build; the API and emsctl work without it" >&2
+        fi
+    else
+        echo "npm not found: the dashboard is not built (the API and emsctl work without it)"
+    fi
+fi
+
+step "PostgreSQL on 127.0.0.1:$PG_PORT"
+PGBIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+[[ -n $PGBIN ]] || die "PostgreSQL server binaries not found; run ./dev.sh deps"
+PGDATA=$STATE/pg
+RUNAS=()
+if [[ $(id -u) -eq 0 ]]; then
+    # PostgreSQL refuses to run as root. Its data must be reachable by the postgres user, which
+    # a checkout under /root is not: then the data lives in /var/tmp instead.
+    if ! runuser -u postgres -- test -x "$STATE" 2>/dev/null; then
+        PGDATA=/var/tmp/ems-local-pg-$(printf '%s' "$STATE" | md5sum | cut -c1-8)
+    fi
+    RUNAS=(runuser -u postgres --)
+fi
+mkdir -p "$PGDATA"
+[[ ${#RUNAS[@]} -eq 0 ]] || chown postgres: "$PGDATA"
+chmod 700 "$PGDATA"
+if [[ ! -f $PGDATA/PG_VERSION ]]; then
+    "${RUNAS[@]}" "$PGBIN/initdb" -D "$PGDATA" -U postgres --auth=trust -E UTF8 --locale=C >"$STATE/initdb.log"
+fi
+"${RUNAS[@]}" "$PGBIN/postgres" -D "$PGDATA" -p "$PG_PORT" -k "$PGDATA" -c listen_addresses=127.0.0.1 \
+    >"$STATE/postgres.log" 2>&1 &
+PIDS+=($!)
+wait_port 127.0.0.1 "$PG_PORT" PostgreSQL 30
+until "$PGBIN/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT"; do sleep 0.2; done
+"$PGBIN/psql" -q -h 127.0.0.1 -p "$PG_PORT" -U postgres -tc "SELECT 1 FROM pg_database WHERE datname = 'ems'" | grep -q 1 ||
+    "$PGBIN/createdb" -h 127.0.0.1 -p "$PG_PORT" -U postgres ems
+
+export EMS_CLOUD_DATABASE_URL="postgres://postgres@127.0.0.1:$PG_PORT/ems"
+export ROCKET_ADDRESS=127.0.0.1 ROCKET_PORT=$CLOUD_PORT ROCKET_LOG_LEVEL=critical
+export EMS_CLOUD_DASHBOARD_DIR=$ROOT/dashboard/dist
+
+step "ems-cloud on http://127.0.0.1:$CLOUD_PORT"
+"$BIN/ems-cloud" serve >"$STATE/cloud.log" 2>&1 &
+PIDS+=($!)
+wait_port 127.0.0.1 "$CLOUD_PORT" ems-cloud 60
+if [[ ! -s $STATE/$DEVICE.token ]]; then
+    "$BIN/ems-cloud" add-device "$DEVICE" --name "Simulated site" >"$STATE/$DEVICE.token.new" ||
+        die "cannot register $DEVICE; if it exists but $STATE/$DEVICE.token was lost (tokens are shown once), start afresh: rm -rf $STATE $PGDATA"
+    mv "$STATE/$DEVICE.token.new" "$STATE/$DEVICE.token"
+fi
+chmod 600 "$STATE/$DEVICE.token"
+if [[ ! -s $STATE/operator.token ]]; then
+    "$BIN/ems-cloud" create-token --role operator --name local-operator >"$STATE/operator.token"
+    chmod 600 "$STATE/operator.token"
+fi
+
+step "ems-sim (simulated site) in $STATE/sim"
+"$BIN/ems-sim" --dir "$STATE/sim" >"$STATE/sim.log" 2>&1 &
+PIDS+=($!)
+for _ in $(seq 100); do [[ -S $STATE/sim/i2c.sock ]] && break; sleep 0.1; done
+[[ -S $STATE/sim/i2c.sock ]] || die "ems-sim did not start (see $STATE/sim.log)"
+
+step "ems-agent"
+sed -e "s|^data_dir = .*|data_dir = \"$STATE/agent\"|" \
+    -e "s|^driver_dir = .*|driver_dir = \"$BIN\"|" \
+    -e "s|^url = .*|url = \"ws://127.0.0.1:$CLOUD_PORT\"|" \
+    -e "s|^token_file = .*|token_file = \"$STATE/$DEVICE.token\"|" \
+    -e "s|^port = .*|port = \"$STATE/sim/rs485\"|" \
+    -e "s|^path = .*|path = \"$STATE/sim/i2c.sock\"|" \
+    config/sim.toml >"$STATE/agent.toml"
+"$BIN/ems-agent" --config "$STATE/agent.toml" check-config >/dev/null
+EMS_LOG=${EMS_LOG:-warn} "$BIN/ems-agent" --config "$STATE/agent.toml" run >"$STATE/agent.log" 2>&1 &
+PIDS+=($!)
+
+OPERATOR=$(cat "$STATE/operator.token")
+cat <<MSG
+
+ems is running.
+  Dashboard:       http://127.0.0.1:$CLOUD_PORT/
+  Operator token:  $OPERATOR
+  Try:             $BIN/emsctl --url http://127.0.0.1:$CLOUD_PORT --token $OPERATOR --device $DEVICE set-mode MANUAL_DISCHARGE --power 500
+                   $BIN/emsctl --url http://127.0.0.1:$CLOUD_PORT --token $OPERATOR --device $DEVICE status
+  Inject a fault:  $BIN/ems-sim --dir $STATE/sim --send 'temperature 60'   (see sim/README.md)
+  Logs:            $STATE/{postgres,cloud,sim,agent}.log
+Ctrl-C stops everything.
+MSG
+
+# Stop everything as soon as any part exits.
+set +e
+wait -n "${PIDS[@]}"
+status=$?
+((status > 128)) || echo "a component exited (status $status); see the logs in $STATE" >&2
+exit 1
