@@ -6,8 +6,9 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-# Debian packages: PostgreSQL for the cloud and the tests, pkg-config/libudev for serial ports.
-PACKAGES=(postgresql pkg-config libudev-dev)
+# Debian packages: PostgreSQL for the cloud and the tests, pkg-config/libudev for serial ports,
+# Chromium for the dashboard's browser test, dpkg-dev for the Debian packages.
+PACKAGES=(postgresql pkg-config libudev-dev chromium dpkg-dev)
 
 deps() {
     local missing=()
@@ -19,15 +20,26 @@ deps() {
         local sudo=""
         [[ $(id -u) -eq 0 ]] || sudo="sudo"
         $sudo apt-get update -q
-        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q "${missing[@]}"
+        # apt's temporary files in /var/tmp: tests clean up their own dirs in /tmp concurrently.
+        TMPDIR=/var/tmp DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q "${missing[@]}"
     fi
+    command -v node >/dev/null && command -v npm >/dev/null || {
+        echo "Node.js 20.19+ and npm are needed for the dashboard (Debian's nodejs 18 is too old for Vite 7)" >&2
+        exit 1
+    }
     ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || {
         echo "PostgreSQL server binaries are missing under /usr/lib/postgresql/*/bin" >&2
         exit 1
     }
 }
 
+dashboard() {
+    (cd dashboard && npm ci --no-audit --no-fund && npm run build && npm test)
+}
+
 run_tests() {
+    # The dashboard's browser test serves dashboard/dist.
+    dashboard
     # The driver plugins are cdylibs; the loader and agent tests load the real .so files, which
     # `cargo test` alone does not build.
     cargo build --workspace
