@@ -15,7 +15,8 @@
 //! batch statement (UNNEST, 1000 rows per statement, one connection, like the writer) and the
 //! ratio ingest / raw is printed.
 //!
-//! Environment: `EMS_BENCH_DEVICES` (10000), `EMS_BENCH_SECONDS` (20), `EMS_BENCH_WINDOW` (8).
+//! Environment: `EMS_BENCH_DEVICES` (10000), `EMS_BENCH_SECONDS` (20), `EMS_BENCH_WINDOW` (8),
+//! `EMS_BENCH_WRAP` (a profiler command to run the server under).
 //! The client and the server share the machine, so on a small machine the client's own work
 //! (JSON, TLS-free WebSocket framing for 10k sockets) competes with the server for the CPU.
 
@@ -327,8 +328,14 @@ async fn raw_insert_rate(url: &str, rows: usize) -> f64 {
     rows as f64 / started.elapsed().as_secs_f64()
 }
 
+/// `EMS_BENCH_WRAP="heaptrack"` (or `"perf record -g"`) runs the server under a profiler.
 fn spawn_server(url: &str, port: u16) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_ems-cloud"))
+    let bin = env!("CARGO_BIN_EXE_ems-cloud");
+    let wrap = std::env::var("EMS_BENCH_WRAP").unwrap_or_default();
+    let mut argv: Vec<&str> = wrap.split_whitespace().collect();
+    argv.push(bin);
+    Command::new(argv[0])
+        .args(&argv[1..])
         .arg("serve")
         .env("EMS_CLOUD_DATABASE_URL", url)
         .env("EMS_CLOUD_DATABASE_POOL_SIZE", "16")

@@ -61,7 +61,10 @@ fn device_socket(
     };
     ws.channel(move |stream| {
         Box::pin(async move {
-            session.run(stream).await;
+            // Detached: Rocket keeps the request, its dispatch task and hyper's 8 KiB read buffer
+            // (which the header values point into) alive until this handler returns. The socket
+            // lives on in its own task, which halves the memory of an idle connection.
+            tokio::spawn(session.run(stream));
             Ok(())
         })
     })

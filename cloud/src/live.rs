@@ -34,7 +34,8 @@ async fn live_feed(
     let events = hub.subscribe();
     Ok(ws.channel(move |stream| {
         Box::pin(async move {
-            run(stream, hub, device_id, events).await;
+            // Detached so Rocket frees the request (see `device_ws`).
+            tokio::spawn(run(stream, hub, device_id, events));
             Ok(())
         })
     }))
