@@ -113,7 +113,10 @@ fi
 
 for package in ems-agent ems-cloud emsctl; do
     step "cargo deb -p $package --no-build ${target_args[*]}"
-    "${cargo_deb[@]}" -p "$package" --no-build "${target_args[@]}"
+    # cargo-deb warns about every asset under ../target/ that is not a Cargo build product: the
+    # staged files above are meant to be that, so those warnings are dropped.
+    { "${cargo_deb[@]}" -p "$package" --no-build "${target_args[@]}" 2>&1 1>&3 \
+        | { grep -v "^warning: Only source paths starting with exactly 'target/release/'" || true; } >&2; } 3>&1
 done
 
 step "packages"
