@@ -53,7 +53,13 @@ pub fn start(config: AgentConfig) -> Result<RunningAgent, String> {
         Some(path) if up.url.is_some() => connect::read_token(path).map_err(|e| e.to_string())?,
         _ => String::new(),
     };
-    let tls = connect::tls_config(up.ca_file.as_deref()).map_err(|e| e.to_string())?;
+    // The system's root store is only worth its memory when there is a wss:// cloud to trust.
+    let tls = match &up.url {
+        Some(url) if url.starts_with("wss://") => {
+            connect::tls_config(up.ca_file.as_deref()).map_err(|e| e.to_string())?
+        }
+        _ => connect::empty_tls_config(),
+    };
     let queue_path = crate::uplink::queue_path(&config.data_dir);
     let queue = Queue::open(
         &queue_path,

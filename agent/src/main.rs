@@ -46,6 +46,7 @@ fn main() -> std::process::ExitCode {
 }
 
 fn real_main() -> anyhow::Result<()> {
+    limit_malloc_arenas();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("EMS_LOG")
@@ -73,10 +74,23 @@ fn real_main() -> anyhow::Result<()> {
     }
 }
 
+/// glibc gives every thread that allocates its own malloc arena; with the runtime's workers and
+/// the blocking threads that run driver calls, those arenas are most of the agent's resident
+/// memory. Two arenas are plenty for a process that does a few small things a second.
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only adjusts allocator parameters; called before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+}
+
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     // Two workers are plenty: the work is a few small tasks and blocking driver calls.
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        // Driver calls block one thread each; a handful of devices never needs more.
+        .max_blocking_threads(16)
         .enable_all()
         .build()
         .context("starting the async runtime")

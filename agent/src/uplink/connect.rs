@@ -96,6 +96,17 @@ pub fn tls_config(ca_file: Option<&Path>) -> Result<Arc<ClientConfig>, ConnectEr
     Ok(Arc::new(config))
 }
 
+/// A TLS config trusting nothing, for an uplink that is plain `ws://` or absent.
+pub fn empty_tls_config() -> Arc<ClientConfig> {
+    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default protocol versions")
+        .with_root_certificates(RootCertStore::empty())
+        .with_no_client_auth();
+    Arc::new(config)
+}
+
 /// Opens `{base}/ws/device/{device_id}` with the bearer token.
 pub async fn connect(
     base: &str,

@@ -16,11 +16,19 @@ pub struct Cloud {
     pub port: u16,
     pub admin: String,
     pub http: reqwest::Client,
+    /// (certificate, key) PEM paths when the server speaks HTTPS/WSS.
+    tls: Option<(String, String)>,
 }
 
-fn figment(db_url: &str, port: u16) -> Figment {
-    rocket::Config::figment()
-        .merge(("address", "127.0.0.1"))
+fn figment(db_url: &str, port: u16, tls: Option<&(String, String)>) -> Figment {
+    let fig = rocket::Config::figment();
+    let fig = match tls {
+        Some((cert, key)) => fig
+            .merge(("tls.certs", cert.as_str()))
+            .merge(("tls.key", key.as_str())),
+        None => fig,
+    };
+    fig.merge(("address", "127.0.0.1"))
         .merge(("port", port))
         .merge(("log_level", "off"))
         .merge(("cli_colors", false))
@@ -41,8 +49,23 @@ fn free_port() -> u16 {
 
 impl Cloud {
     pub async fn start(db_url: &str) -> Cloud {
+        Cloud::start_with(db_url, None, reqwest::Client::new()).await
+    }
+
+    /// A server speaking HTTPS/WSS with the certificate and key in these PEM files; `http` must
+    /// trust the certificate.
+    pub async fn start_tls(db_url: &str, cert: &Path, key: &Path, http: reqwest::Client) -> Cloud {
+        let tls = (cert.display().to_string(), key.display().to_string());
+        Cloud::start_with(db_url, Some(tls), http).await
+    }
+
+    async fn start_with(
+        db_url: &str,
+        tls: Option<(String, String)>,
+        http: reqwest::Client,
+    ) -> Cloud {
         let port = free_port();
-        let running = ems_cloud::start(figment(db_url, port))
+        let running = ems_cloud::start(figment(db_url, port, tls.as_ref()))
             .await
             .expect("ems-cloud starts");
         let db = Db::open(&CloudConfig {
@@ -60,16 +83,19 @@ impl Cloud {
             db_url: db_url.to_string(),
             port,
             admin,
-            http: reqwest::Client::new(),
+            http,
+            tls,
         }
     }
 
     pub fn ws_base(&self) -> String {
-        format!("ws://127.0.0.1:{}", self.port)
+        let scheme = if self.tls.is_some() { "wss" } else { "ws" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     fn api(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}/api/v1{path}", self.port)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}/api/v1{path}", self.port)
     }
 
     pub async fn stop(&mut self) {
@@ -83,7 +109,7 @@ impl Cloud {
         self.stop().await;
         let mut last = None;
         for _ in 0..50 {
-            match ems_cloud::start(figment(&self.db_url, self.port)).await {
+            match ems_cloud::start(figment(&self.db_url, self.port, self.tls.as_ref())).await {
                 Ok(r) => {
                     self.running = Some(r);
                     return;
