@@ -39,8 +39,14 @@ fn field_of(text: &str) -> String {
 
 #[test]
 fn soc_outside_range_names_the_field() {
-    assert_eq!(field_of(&with(&["battery", "soc"], json!(100.5))), "battery.soc");
-    assert_eq!(field_of(&with(&["battery", "soc"], json!(-1))), "battery.soc");
+    assert_eq!(
+        field_of(&with(&["battery", "soc"], json!(100.5))),
+        "battery.soc"
+    );
+    assert_eq!(
+        field_of(&with(&["battery", "soc"], json!(-1))),
+        "battery.soc"
+    );
 }
 
 #[test]
@@ -61,11 +67,26 @@ fn null_measurements_are_unknown_not_zero() {
 
 #[test]
 fn wrong_types_name_the_field() {
-    assert_eq!(field_of(&with(&["battery", "voltage"], json!("53.2"))), "battery.voltage");
-    assert_eq!(field_of(&with(&["system_status", "state"], json!("SLEEPING"))), "system_status.state");
-    assert_eq!(field_of(&with(&["system_status", "error_flags"], json!("OVERHEAT"))), "system_status.error_flags");
-    assert_eq!(field_of(&with(&["timestamp"], json!(1769860801))), "timestamp");
-    assert_eq!(field_of(&with(&["device_id"], json!("bad id/../x"))), "device_id");
+    assert_eq!(
+        field_of(&with(&["battery", "voltage"], json!("53.2"))),
+        "battery.voltage"
+    );
+    assert_eq!(
+        field_of(&with(&["system_status", "state"], json!("SLEEPING"))),
+        "system_status.state"
+    );
+    assert_eq!(
+        field_of(&with(&["system_status", "error_flags"], json!("OVERHEAT"))),
+        "system_status.error_flags"
+    );
+    assert_eq!(
+        field_of(&with(&["timestamp"], json!(1769860801))),
+        "timestamp"
+    );
+    assert_eq!(
+        field_of(&with(&["device_id"], json!("bad id/../x"))),
+        "device_id"
+    );
 }
 
 #[test]
@@ -79,20 +100,32 @@ fn device_id_must_match_the_connection() {
 #[test]
 fn huge_numbers_are_refused() {
     let text = good_telemetry().to_string().replace("53.2", "1e400");
-    assert!(matches!(Telemetry::parse(&text), Err(ProtocolError::Malformed { .. })));
+    assert!(matches!(
+        Telemetry::parse(&text),
+        Err(ProtocolError::Malformed { .. })
+    ));
     let cmd = r#"{"command_id":"c","action":"SET_MODE","payload":{"target_mode":"MANUAL_CHARGE","target_power":1e308}}"#;
-    assert_eq!(Command::parse(cmd).unwrap_err().field(), "payload.target_power");
+    assert_eq!(
+        Command::parse(cmd).unwrap_err().field(),
+        "payload.target_power"
+    );
 }
 
 #[test]
 fn truncated_input_at_every_length_is_an_error() {
     let text = good_telemetry().to_string();
     for cut in 0..text.len() {
-        assert!(parse_upstream(&text[..cut]).is_err(), "prefix of {cut} bytes parsed");
+        assert!(
+            parse_upstream(&text[..cut]).is_err(),
+            "prefix of {cut} bytes parsed"
+        );
     }
     let cmd = r#"{"command_id":"cmd_8293","action":"SET_MODE","payload":{"target_mode":"MANUAL_DISCHARGE","target_power":500}}"#;
     for cut in 0..cmd.len() {
-        assert!(parse_downstream(&cmd[..cut]).is_err(), "prefix of {cut} bytes parsed");
+        assert!(
+            parse_downstream(&cmd[..cut]).is_err(),
+            "prefix of {cut} bytes parsed"
+        );
     }
 }
 
@@ -112,7 +145,8 @@ fn deep_nesting_is_an_error_not_a_stack_overflow() {
 fn one_megabyte_strings_are_refused_without_panic() {
     let big = "A".repeat(1 << 20);
     assert_eq!(field_of(&with(&["device_id"], json!(big))), "device_id");
-    let flag_err = Telemetry::parse(&with(&["system_status", "error_flags"], json!([big]))).unwrap_err();
+    let flag_err =
+        Telemetry::parse(&with(&["system_status", "error_flags"], json!([big]))).unwrap_err();
     assert_eq!(flag_err.field(), "system_status.error_flags[0]");
     let cmd = format!(r#"{{"command_id":"{big}","action":"RESET_ERROR","payload":{{}}}}"#);
     assert_eq!(Command::parse(&cmd).unwrap_err().field(), "command_id");
@@ -120,7 +154,17 @@ fn one_megabyte_strings_are_refused_without_panic() {
 
 #[test]
 fn not_json_and_wrong_top_level_types_are_errors() {
-    for text in ["", "null", "42", "\"x\"", "[]", "{", "{}", "\u{0}", "{\"type\":\"NOPE\"}"] {
+    for text in [
+        "",
+        "null",
+        "42",
+        "\"x\"",
+        "[]",
+        "{",
+        "{}",
+        "\u{0}",
+        "{\"type\":\"NOPE\"}",
+    ] {
         assert!(parse_upstream(text).is_err(), "{text:?}");
         assert!(parse_downstream(text).is_err(), "{text:?}");
     }
@@ -129,10 +173,14 @@ fn not_json_and_wrong_top_level_types_are_errors() {
 
 #[test]
 fn answers_and_acks_parse_and_rejections_need_a_reason() {
-    let up = parse_upstream(r#"{"type":"COMMAND_ANSWER","command_id":"c1","status":"ACCEPTED"}"#).unwrap();
+    let up = parse_upstream(r#"{"type":"COMMAND_ANSWER","command_id":"c1","status":"ACCEPTED"}"#)
+        .unwrap();
     assert!(matches!(up, ems_protocol::Upstream::CommandAnswer(_)));
-    let err = parse_upstream(r#"{"type":"COMMAND_ANSWER","command_id":"c1","status":"REJECTED"}"#).unwrap_err();
+    let err = parse_upstream(r#"{"type":"COMMAND_ANSWER","command_id":"c1","status":"REJECTED"}"#)
+        .unwrap_err();
     assert_eq!(err.field(), "reason");
-    let down = parse_downstream(r#"{"type":"TELEMETRY_ACK","timestamps":["2026-01-31T12:00:01Z"]}"#).unwrap();
+    let down =
+        parse_downstream(r#"{"type":"TELEMETRY_ACK","timestamps":["2026-01-31T12:00:01Z"]}"#)
+            .unwrap();
     assert!(matches!(down, ems_protocol::Downstream::TelemetryAck(_)));
 }

@@ -54,9 +54,8 @@ prop_compose! {
 fn command() -> impl Strategy<Value = Command> {
     let mode = proptest::sample::select(TargetMode::ALL.to_vec());
     prop_oneof![
-        (id(), mode, 0.0..100_000.0f64).prop_map(|(id, m, p)| {
-            Command::set_mode(id, m, m.needs_power().then_some(p))
-        }),
+        (id(), mode, 0.0..100_000.0f64)
+            .prop_map(|(id, m, p)| { Command::set_mode(id, m, m.needs_power().then_some(p)) }),
         id().prop_map(Command::reset_error),
     ]
 }

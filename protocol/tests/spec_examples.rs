@@ -1,7 +1,9 @@
 //! The spec's three JSON examples, read from the spec document itself with their `//` comments
 //! stripped, parse into the typed messages and serialise back to the same JSON values.
 
-use ems_protocol::{Command, CommandAction, Downstream, Mode, State, TargetMode, Telemetry, Upstream};
+use ems_protocol::{
+    Command, CommandAction, Downstream, Mode, State, TargetMode, Telemetry, Upstream,
+};
 use serde_json::Value;
 
 const SPEC: &str = include_str!("../../../shared/spec/communication-interface.md");
@@ -36,7 +38,9 @@ fn same_json(a: &Value, b: &Value) -> bool {
             x.len() == y.len() && x.iter().zip(y).all(|(a, b)| same_json(a, b))
         }
         (Value::Object(x), Value::Object(y)) => {
-            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same_json(v, w)))
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| same_json(v, w)))
         }
         _ => a == b,
     }
@@ -44,9 +48,18 @@ fn same_json(a: &Value, b: &Value) -> bool {
 
 #[test]
 fn number_comparison_is_by_value_but_still_strict() {
-    assert!(same_json(&serde_json::json!({"f": 50.0}), &serde_json::json!({"f": 50})));
-    assert!(!same_json(&serde_json::json!({"f": 50.5}), &serde_json::json!({"f": 50})));
-    assert!(!same_json(&serde_json::json!({"f": 1}), &serde_json::json!({"g": 1})));
+    assert!(same_json(
+        &serde_json::json!({"f": 50.0}),
+        &serde_json::json!({"f": 50})
+    ));
+    assert!(!same_json(
+        &serde_json::json!({"f": 50.5}),
+        &serde_json::json!({"f": 50})
+    ));
+    assert!(!same_json(
+        &serde_json::json!({"f": 1}),
+        &serde_json::json!({"g": 1})
+    ));
 }
 
 #[test]
