@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Builds the three Debian packages of ems into target/debian/ (or target/<triple>/debian/ with
-# --target): ems-agent (agent + driver plugins + device maps), ems-cloud (server + dashboard),
+# Builds the three Debian packages of ems into target/debian/ (<name>_<version>-1_<arch>.deb, also
+# with --target): ems-agent (agent + driver plugins + device maps), ems-cloud (server + dashboard),
 # emsctl (CLI + completions + man pages).
 #
 #   packaging/build.sh                                    # for this machine
@@ -28,7 +28,7 @@ while [ $# -gt 0 ]; do
     case "$1" in
         --target) target="$2"; shift 2 ;;
         --target=*) target="${1#--target=}"; shift ;;
-        -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,/^set -euo/p' "$root/packaging/build.sh" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         *) echo "build.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -120,8 +120,5 @@ for package in ems-agent ems-cloud emsctl; do
 done
 
 step "packages"
-if [ -n "$target" ]; then
-    ls -l "$target_dir/$target/debian/"*.deb 2>/dev/null || ls -l "$target_dir/debian/"*.deb
-else
-    ls -l "$target_dir/debian/"*.deb
-fi
+# cargo-deb 3 writes every architecture to target/debian (the file names carry the arch).
+ls -l "$target_dir/debian/"*.deb

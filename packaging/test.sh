@@ -23,16 +23,18 @@
 #   - as root, when none of the packages is installed yet (EMS_PACKAGING_INSTALL=0 skips it):
 #     dpkg -i of the three packages (user ems in dialout and i2c, /var/lib/ems, nothing enabled),
 #     then dpkg --purge (files and state gone; the system users stay, as Debian does).
+# `cond && ok … || fail …` is safe here: ok always returns 0.
+# shellcheck disable=SC2015
 set -uo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-cd "$root"
+cd "$root" || exit 2
 
 build=1
 for arg in "$@"; do
     case "$arg" in
         --no-build) build=0 ;;
-        -h|--help) sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,/^set -uo/p' "$root/packaging/test.sh" | grep -v 'shellcheck\|ok always returns' | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         *) echo "test.sh: unknown argument $arg (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -42,7 +44,7 @@ passed=0
 skipped=0
 ok() { printf 'ok      %s\n' "$*"; passed=$((passed + 1)); }
 fail() { printf 'FAIL    %s\n' "$*"; failures=$((failures + 1)); }
-skip() { printf 'skipped %s\n' "$*"; skipped=$((skipped + 1)); }
+skip() { printf 'skipped: %s\n' "$*"; skipped=$((skipped + 1)); }
 section() { printf '\n## %s\n' "$*"; }
 # check DESCRIPTION COMMAND...: ok if the command succeeds, FAIL (with its output) otherwise.
 check() {
@@ -285,10 +287,10 @@ if command -v systemd-analyze >/dev/null; then
             fail "systemd-analyze verify $unit"; printf '%s\n' "$out" | sed 's/^/        /'
         fi
         score=$(systemd-analyze security --offline=yes --root="$units_root" "$unit" 2>/dev/null | sed -n 's/.*Overall exposure level for [^:]*: //p')
-        if [ -n "$score" ]; then ok "systemd-analyze security $unit: exposure $score"; else skip "systemd-analyze security $unit (no --offline support)"; fi
+        if [ -n "$score" ]; then ok "systemd-analyze security $unit: exposure $score"; else skip "systemd-analyze security $unit: this systemd has no --offline"; fi
     done
 else
-    skip "systemd-analyze verify: systemd-analyze not installed (textual check of the keys below only)"
+    skip "systemd-analyze not installed: no systemd-analyze verify (textual check of the keys below only)"
 fi
 # Textual check, always: the keys the units must carry (issue 8).
 unit_has() { grep -qxF "$2" "$units_root/usr/lib/systemd/system/$1"; }
@@ -332,7 +334,7 @@ if has_file ems-cloud usr/share/ems-cloud/dashboard/index.html; then
     n=$(grep -c '^usr/share/ems-cloud/dashboard/' "$tmp/ems-cloud.list")
     ok "dashboard packaged in /usr/share/ems-cloud/dashboard ($n files)"
 elif has_file ems-cloud usr/share/ems-cloud/dashboard/NOT-BUILT.txt; then
-    skip "dashboard: package built without it (no npm, no dashboard/dist); NOT-BUILT.txt in its place"
+    skip "no dashboard in the package (built without npm or dashboard/dist; NOT-BUILT.txt in its place)"
 else
     fail "no dashboard and no NOT-BUILT.txt in /usr/share/ems-cloud/dashboard"
 fi
@@ -348,7 +350,7 @@ free_port() {
     return 1
 }
 if [ -z "$pg_bin" ] || { [ "$(id -u)" = 0 ] && ! id postgres >/dev/null 2>&1; }; then
-    skip "ems-cloud against PostgreSQL: PostgreSQL not installed (apt-get install postgresql)"
+    skip "PostgreSQL not installed: no ems-cloud run against it (apt-get install postgresql)"
 else
     mkdir -p "$tmp/pg"
     [ "$(id -u)" = 0 ] && chown postgres "$tmp/pg"
@@ -418,12 +420,12 @@ done
 
 section "install and purge on this machine (dpkg -i, dpkg --purge)"
 if [ "$(id -u)" != 0 ]; then
-    skip "install test: not root"
+    skip "not root: no dpkg -i / dpkg --purge test"
 elif [ "${EMS_PACKAGING_INSTALL:-1}" = 0 ]; then
-    skip "install test: EMS_PACKAGING_INSTALL=0"
+    skip "EMS_PACKAGING_INSTALL=0: no dpkg -i / dpkg --purge test"
 elif dpkg -s ems-agent >/dev/null 2>&1 || dpkg -s ems-cloud >/dev/null 2>&1 || dpkg -s emsctl >/dev/null 2>&1 \
     || [ -e /usr/bin/ems-agent ] || [ -e /usr/bin/ems-cloud ] || [ -e /usr/bin/emsctl ] || [ -e /etc/ems ]; then
-    skip "install test: ems is already installed here (or /etc/ems exists); not touching it"
+    skip "ems is already installed here (or /etc/ems exists): no dpkg -i / dpkg --purge test, not touching it"
 else
     if dpkg -i "$(deb ems-agent)" "$(deb ems-cloud)" "$(deb emsctl)" >"$tmp/dpkg.log" 2>&1; then
         ok "dpkg -i ems-agent ems-cloud emsctl"
