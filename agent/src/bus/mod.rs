@@ -14,7 +14,7 @@ pub mod modbus;
 pub mod stats;
 
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use ems_driver_sdk::BusError;
 use tokio::sync::{mpsc, oneshot};
@@ -136,12 +136,29 @@ pub(crate) enum Transport {
     I2c(i2c::I2cTransport),
 }
 
+/// Called for every attempt on the line (retries included), so the counters show what the
+/// line really did, not only what the driver finally saw.
+pub(crate) type AttemptRecorder<'a> = dyn FnMut(&Result<Response, BusError>, Duration) + Send + 'a;
+
 impl Transport {
-    async fn execute(&mut self, req: &Request) -> Result<Response, BusError> {
+    async fn execute(
+        &mut self,
+        req: &Request,
+        record: &mut AttemptRecorder<'_>,
+    ) -> Result<Response, BusError> {
         match self {
-            Transport::Modbus(t) if !req.is_i2c() => t.execute(req).await,
-            Transport::I2c(t) if req.is_i2c() => t.execute(req).await,
-            _ => Err(BusError::Unsupported),
+            Transport::Modbus(t) if !req.is_i2c() => t.execute(req, record).await,
+            Transport::I2c(t) if req.is_i2c() => {
+                let started = Instant::now();
+                let result = t.execute(req).await;
+                record(&result, started.elapsed());
+                result
+            }
+            _ => {
+                let result = Err(BusError::Unsupported);
+                record(&result, Duration::ZERO);
+                result
+            }
         }
     }
 }
@@ -171,13 +188,14 @@ pub fn spawn(name: &str, config: &BusConfig) -> BusHandle {
             if job.reply.is_closed() {
                 continue;
             }
-            let started = Instant::now();
-            let result = transport.execute(&job.request).await;
-            let elapsed = started.elapsed();
-            stats
-                .lock()
-                .expect("stats lock")
-                .record(job.request.target(), &result, elapsed);
+            let target = job.request.target();
+            let mut record = |attempt: &Result<Response, BusError>, elapsed: Duration| {
+                stats
+                    .lock()
+                    .expect("stats lock")
+                    .record(target, attempt, elapsed);
+            };
+            let result = transport.execute(&job.request, &mut record).await;
             if let Err(e) = &result {
                 tracing::debug!(bus = %bus_name, target = job.request.target(), "transaction failed: {e}");
             }

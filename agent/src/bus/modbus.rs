@@ -141,7 +141,11 @@ impl ModbusTransport {
         Ok(self.ctx.as_mut().expect("just opened"))
     }
 
-    pub(crate) async fn execute(&mut self, req: &Request) -> Result<Response, BusError> {
+    pub(crate) async fn execute(
+        &mut self,
+        req: &Request,
+        record: &mut super::AttemptRecorder<'_>,
+    ) -> Result<Response, BusError> {
         let (timeout, retries) = self.timeout_and_retries();
         let mut last_err = BusError::Timeout;
         for _attempt in 0..=retries {
@@ -149,8 +153,10 @@ impl ModbusTransport {
             if since < self.gap {
                 tokio::time::sleep(self.gap - since).await;
             }
+            let started = Instant::now();
             let result = self.attempt(req, timeout).await;
             self.last_done = Instant::now();
+            record(&result, started.elapsed());
             match result {
                 Ok(r) => return Ok(r),
                 Err(e @ BusError::Exception(_)) => return Err(e),
@@ -196,6 +202,14 @@ impl ModbusTransport {
                 } else {
                     Err(BusError::Timeout)
                 }
+            }
+            // tokio-modbus reports a garbled answer it could not resynchronise on as
+            // InvalidData: a corrupted frame, counted with the CRC errors.
+            Ok(Err(tokio_modbus::Error::Transport(e)))
+                if e.kind() == std::io::ErrorKind::InvalidData
+                    && received.load(Ordering::Relaxed) > 0 =>
+            {
+                Err(BusError::Crc)
             }
             Ok(Err(e)) => Err(BusError::Other(e.to_string())),
             Ok(Ok(Err(exception))) => Err(BusError::Exception(u8::from(exception))),
