@@ -60,6 +60,7 @@ mod tests {
             "/devices/{device_id}/events",
             "/commands/{command_id}",
             "/tokens",
+            "/whoami",
         ] {
             assert!(paths.contains_key(p), "{p} missing");
         }
