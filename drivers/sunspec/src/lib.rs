@@ -25,8 +25,12 @@
 //!   device, i.e. discharging; the driver negates them so + = charging. Devices that publish the
 //!   opposite can be corrected with `charge_positive = true`.
 //! - Setpoints ([`control`]): through model 124 `StorCtl_Mod`, `InWRte`/`OutWRte` in percent of
-//!   `WChaMax` and the revert timeout `InOutWRte_RvrtTms`, written first so the device drops the
-//!   setpoint by itself when the agent stops refreshing it.
+//!   `WChaMax` and the revert timeout `InOutWRte_RvrtTms`, so the device drops the setpoint by
+//!   itself when the agent stops refreshing it. The revert timeout is written first, and only
+//!   when the device holds another value; likewise `StorCtl_Mod`. The rates are written on every
+//!   call (each write restarts the device's revert timer). Model 124 as the last poll read it
+//!   (at most [`STORAGE_FRESH`] old) supplies `WChaMax`, the scale factor and the values the
+//!   device holds, so a poll followed by a setpoint costs the bus one write in steady state.
 //! - Alarm reset: writes 1 to model 802 `AlmRst`.
 //!
 //! # Options
@@ -47,6 +51,7 @@ pub mod models;
 pub mod point;
 
 use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
 use ems_driver_sdk::options::require_modbus_unit;
 use ems_driver_sdk::regs::{MAX_READ_REGISTERS, RegisterKind, read_registers};
@@ -66,6 +71,19 @@ pub struct SunSpec {
     charge_positive: bool,
     /// The discovered register map; `None` until the first call or after the chain changed.
     layout: Option<Layout>,
+    /// Model 124 as last read; cleared when a poll starts, so a failed poll leaves nothing old.
+    storage: Option<StorageRead>,
+}
+
+/// How long a poll's reading of model 124 stands in for a fresh read before a setpoint.
+pub const STORAGE_FRESH: Duration = Duration::from_secs(5);
+
+/// One reading of model 124 (body only, without ID and L), kept for the setpoint that follows.
+#[derive(Debug, Clone)]
+struct StorageRead {
+    addr: u16,
+    body: Vec<u16>,
+    at: Instant,
 }
 
 impl SunSpec {
@@ -131,6 +149,21 @@ impl SunSpec {
             ));
         }
         Ok(out)
+    }
+
+    /// Model 124's body: the last poll's reading while it is fresh, else read now.
+    fn storage_body(&mut self, bus: &mut dyn Bus, m: ModelRef) -> Result<Vec<u16>, DriverError> {
+        if let Some(s) = &self.storage
+            && s.addr == m.addr
+            && s.at.elapsed() < STORAGE_FRESH
+        {
+            return Ok(s.body.clone());
+        }
+        let words = self.read_models(bus, &[m])?;
+        let block = words.get(&storage::ID).ok_or_else(|| {
+            DriverError::Unsupported("the device refused its storage model 124".into())
+        })?;
+        Ok(block[2..].to_vec())
     }
 
     /// The model a control action needs, or `Unsupported` naming it.
@@ -199,10 +232,12 @@ impl Driver for SunSpec {
             revert_s,
             charge_positive,
             layout: None,
+            storage: None,
         })
     }
 
     fn poll(&mut self, bus: &mut dyn Bus) -> Result<Readings, DriverError> {
+        self.storage = None;
         let layout = self.layout(bus)?;
         let inverter_model = inverter::IDS
             .iter()
@@ -221,8 +256,13 @@ impl Driver for SunSpec {
         if let Some(data) = inverter_model.and_then(|m| blocks.get(&m.id)) {
             models::decode_inverter(&data[2..], &mut r, !has_storage);
         }
-        if let Some(data) = blocks.get(&storage::ID) {
+        if let (Some(m), Some(data)) = (storage_model, blocks.get(&storage::ID)) {
             models::decode_storage(&data[2..], &mut r);
+            self.storage = Some(StorageRead {
+                addr: m.addr,
+                body: data[2..].to_vec(),
+                at: Instant::now(),
+            });
         }
         if let Some(data) = blocks.get(&battery::ID) {
             models::decode_battery(&data[2..], &mut r, self.charge_positive);
@@ -232,10 +272,7 @@ impl Driver for SunSpec {
 
     fn set_battery_power(&mut self, bus: &mut dyn Bus, power_w: f64) -> Result<(), DriverError> {
         let m = self.control_model(bus, storage::ID, storage::LEN, "battery setpoint")?;
-        let words = self.read_models(bus, &[m])?;
-        let body = &words.get(&storage::ID).ok_or_else(|| {
-            DriverError::Unsupported("the device refused its storage model 124".into())
-        })?[2..];
+        let body = self.storage_body(bus, m)?;
         use storage::*;
         let w_cha_max = point::scaled_u16(body[W_CHA_MAX], body[W_CHA_MAX_SF])
             .filter(|w| *w > 0.0)
@@ -257,17 +294,31 @@ impl Driver for SunSpec {
         }
         let base = m.addr + 2;
         let unit = self.unit;
-        bus.write_single_register(unit, base + RVRT_TMS as u16, sp.revert_s)
-            .map_err(DriverError::bus("write model 124 InOutWRte_RvrtTms"))?;
+        // Until every write below succeeded, the next setpoint reads model 124 again.
+        self.storage = None;
+        if body[RVRT_TMS] != sp.revert_s {
+            bus.write_single_register(unit, base + RVRT_TMS as u16, sp.revert_s)
+                .map_err(DriverError::bus("write model 124 InOutWRte_RvrtTms"))?;
+        }
         debug_assert_eq!(IN_W_RTE, OUT_W_RTE + 1);
-        bus.write_multiple_registers(
-            unit,
-            base + OUT_W_RTE as u16,
-            &[sp.out_w_rte as u16, sp.in_w_rte as u16],
-        )
-        .map_err(DriverError::bus("write model 124 OutWRte/InWRte"))?;
-        bus.write_single_register(unit, base + STOR_CTL_MOD as u16, sp.stor_ctl_mod)
-            .map_err(DriverError::bus("write model 124 StorCtl_Mod"))
+        let rates = [sp.out_w_rte as u16, sp.in_w_rte as u16];
+        bus.write_multiple_registers(unit, base + OUT_W_RTE as u16, &rates)
+            .map_err(DriverError::bus("write model 124 OutWRte/InWRte"))?;
+        if body[STOR_CTL_MOD] != sp.stor_ctl_mod {
+            bus.write_single_register(unit, base + STOR_CTL_MOD as u16, sp.stor_ctl_mod)
+                .map_err(DriverError::bus("write model 124 StorCtl_Mod"))?;
+        }
+        let mut body = body;
+        body[RVRT_TMS] = sp.revert_s;
+        body[OUT_W_RTE] = rates[0];
+        body[IN_W_RTE] = rates[1];
+        body[STOR_CTL_MOD] = sp.stor_ctl_mod;
+        self.storage = Some(StorageRead {
+            addr: m.addr,
+            body,
+            at: Instant::now(),
+        });
+        Ok(())
     }
 
     fn reset_alarms(&mut self, bus: &mut dyn Bus) -> Result<(), DriverError> {

@@ -374,16 +374,12 @@ fn setpoints_go_through_model_124_with_the_revert_timeout_first() {
     let base = 40150 + 2;
     use models::storage::*;
 
+    // Right after a poll, model 124 is not read again; the device holds RvrtTms 0 and
+    // StorCtl_Mod 0, so both are written, the revert timeout first.
     bus.clear_transactions();
     d.set_battery_power(&mut bus, 2500.0).unwrap(); // 50 % of 5000 W, InOutWRte_SF -2
-    let writes: Vec<_> = bus
-        .transactions()
-        .iter()
-        .filter(|t| !matches!(t, Transaction::ReadHolding { .. }))
-        .cloned()
-        .collect();
     assert_eq!(
-        writes,
+        bus.transactions(),
         [
             Transaction::WriteSingle {
                 unit: UNIT,
@@ -403,13 +399,59 @@ fn setpoints_go_through_model_124_with_the_revert_timeout_first() {
         ]
     );
 
+    // In steady state a setpoint is one write: the rates.
+    bus.clear_transactions();
     d.set_battery_power(&mut bus, -1000.0).unwrap(); // discharge 20 %
-    assert_eq!(bus.holding(UNIT, base + OUT_W_RTE as u16), Some(2000));
-    assert_eq!(bus.holding(UNIT, base + IN_W_RTE as u16), Some(neg(-2000)));
-
+    assert_eq!(
+        bus.transactions(),
+        [Transaction::WriteMultiple {
+            unit: UNIT,
+            addr: base + OUT_W_RTE as u16,
+            values: vec![2000, neg(-2000)]
+        }]
+    );
+    d.poll(&mut bus).unwrap();
+    bus.clear_transactions();
     d.set_battery_power(&mut bus, 99_999.0).unwrap(); // clamped to 100 %, logged
+    assert_eq!(bus.transactions().len(), 1);
     assert_eq!(bus.holding(UNIT, base + IN_W_RTE as u16), Some(10000));
     assert!(bus.logs().iter().any(|(_, m)| m.contains("beyond WChaMax")));
+
+    // The device dropped its control mode (a local panel, a reboot): the next poll sees it and
+    // the setpoint writes it again.
+    bus.set_holding(UNIT, base + STOR_CTL_MOD as u16, &[0]);
+    bus.set_holding(UNIT, base + RVRT_TMS as u16, &[0]);
+    d.poll(&mut bus).unwrap();
+    bus.clear_transactions();
+    d.set_battery_power(&mut bus, 0.0).unwrap();
+    assert_eq!(bus.transactions().len(), 3);
+    assert_eq!(bus.holding(UNIT, base + STOR_CTL_MOD as u16), Some(3));
+    assert_eq!(bus.holding(UNIT, base + RVRT_TMS as u16), Some(30));
+}
+
+#[test]
+fn a_setpoint_without_a_fresh_poll_reads_model_124_first() {
+    let mut bus = hybrid_at(40000);
+    let mut d = driver("");
+    d.set_battery_power(&mut bus, 1000.0).unwrap(); // discovery, then model 124
+    let base = 40150 + 2;
+    assert_eq!(bus.holding(UNIT, base + models::storage::IN_W_RTE as u16), Some(2000));
+
+    // A failed poll forgets the reading it started from.
+    d.poll(&mut bus).unwrap();
+    bus.set_offline(UNIT, true);
+    assert!(d.poll(&mut bus).is_err());
+    bus.set_offline(UNIT, false);
+    bus.clear_transactions();
+    d.set_battery_power(&mut bus, 1000.0).unwrap();
+    assert_eq!(
+        bus.transactions()[0],
+        Transaction::ReadHolding {
+            unit: UNIT,
+            addr: 40150,
+            count: 26
+        }
+    );
 }
 
 #[test]
