@@ -1,6 +1,6 @@
 //! ems-sim: a simulated site for development and tests. It speaks real Modbus RTU on a
-//! pseudo-terminal (the agent opens it like `/dev/ttyUSB0`) and serves a simulated I2C bus on a
-//! Unix socket, over physics that move with time.
+//! pseudo-terminal (the agent opens it like `/dev/ttyUSB0`), optionally Modbus TCP, and serves a
+//! simulated I2C bus on a Unix socket, over physics that move with time.
 //!
 //! # Layout
 //! - [`physics`]: battery, inverter, PV, load and grid; time advances only through `advance`.
@@ -8,6 +8,8 @@
 //!   line fault injection (corrupted CRC, dropped responses).
 //! - [`sunspec`], [`sdm630`], [`ina226`]: the device register maps, from the published
 //!   documents.
+//! - [`tcp`]: a Modbus TCP server (MBAP framing) in front of the same slaves, as an
+//!   RS-485-to-Ethernet gateway.
 //! - [`i2c`]: the simulated I2C bus protocol on a Unix socket.
 //! - [`site`]: [`site::SimSite`], which wires all of it together on a directory of device
 //!   paths, and the fault-injection handle used by tests and by the control socket.
@@ -19,3 +21,4 @@ pub mod rtu;
 pub mod sdm630;
 pub mod site;
 pub mod sunspec;
+pub mod tcp;

@@ -3,6 +3,7 @@
 //! # Layout
 //! - `main.rs`: command line; everything else is the `ems_sim` library.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -25,6 +26,10 @@ struct Args {
     /// Simulated seconds per real second.
     #[arg(long, default_value_t = 1.0)]
     speed: f64,
+    /// Also serve the RS-485 units over Modbus TCP on this address, like an RS-485-to-Ethernet
+    /// gateway (e.g. 127.0.0.1:1502; port 0 picks a free port).
+    #[arg(long, value_name = "ADDR:PORT")]
+    modbus_tcp: Option<SocketAddr>,
     /// Send one control command to the running sim in --dir and print its answer, e.g.
     /// `--send 'temperature 60'` (commands: see sim/README.md).
     #[arg(long, value_name = "COMMAND")]
@@ -62,6 +67,7 @@ async fn real_main() -> anyhow::Result<()> {
     opts.baud = args.baud;
     opts.initial_soc_pct = args.soc;
     opts.speed = args.speed;
+    opts.modbus_tcp = args.modbus_tcp;
     let sim = SimSite::start(opts)
         .await
         .with_context(|| format!("starting the simulated site in {}", args.dir.display()))?;
@@ -72,6 +78,9 @@ async fn real_main() -> anyhow::Result<()> {
     );
     println!("  unit 1: SunSpec hybrid inverter + battery (models 1, 103, 124, 802)");
     println!("  unit 2: Eastron SDM630 grid meter");
+    if let Some(addr) = sim.modbus_tcp_addr {
+        println!("Modbus TCP: {addr} (the same units; unknown or silent units: exception 0x0B)");
+    }
     println!("I2C bus: {} (INA226 at 0x40)", sim.i2c_path.display());
     println!(
         "control: {} (e.g. `echo 'temperature 60' | nc -U …`)",

@@ -2,9 +2,11 @@
 //! - `<dir>/rs485`: symlink to the pseudo-terminal of the RS-485 bus (SunSpec inverter + battery
 //!   at unit 1, SDM630 grid meter at unit 2 by default);
 //! - `<dir>/i2c.sock`: the simulated I2C bus with an INA226 at 0x40;
-//! - `<dir>/control.sock`: line commands for fault injection at run time (see `sim/README.md`).
+//! - `<dir>/control.sock`: line commands for fault injection at run time (see `sim/README.md`);
+//! - optionally a Modbus TCP server (an RS-485-to-Ethernet gateway) in front of the same slaves.
 
 use std::collections::HashSet;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -12,6 +14,7 @@ use std::time::{Duration, Instant};
 use ems_testkit::pty::PtyPair;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::i2c;
@@ -20,6 +23,7 @@ use crate::physics::{Site, SiteParams};
 use crate::rtu::{self, LineFaults, LineStats, Responder};
 use crate::sdm630;
 use crate::sunspec::SunSpecDevice;
+use crate::tcp::{self, Gateway, TcpStats};
 
 /// Options of a simulated site.
 #[derive(Debug, Clone)]
@@ -36,6 +40,9 @@ pub struct SimOptions {
     /// Battery temperature that raises the BMS over-temperature alarm, °C.
     pub over_temp_c: f64,
     pub params: SiteParams,
+    /// Also serve the RS-485 slaves over Modbus TCP on this address (port 0: a free port; the
+    /// bound address is [`SimSite::modbus_tcp_addr`]).
+    pub modbus_tcp: Option<SocketAddr>,
 }
 
 impl SimOptions {
@@ -51,6 +58,7 @@ impl SimOptions {
             speed: 1.0,
             over_temp_c: 50.0,
             params: SiteParams::default(),
+            modbus_tcp: None,
         }
     }
 }
@@ -65,6 +73,9 @@ pub struct SimState {
     pub i2c_silent: bool,
     pub line_faults: LineFaults,
     pub stats: LineStats,
+    /// The Modbus TCP gateway's state (up, stalled, down); `send_replace` switches it.
+    pub gateway: watch::Sender<Gateway>,
+    pub tcp_stats: TcpStats,
 }
 
 /// A running simulated site. Dropping it stops its tasks.
@@ -74,6 +85,8 @@ pub struct SimSite {
     pub pty_path: PathBuf,
     pub i2c_path: PathBuf,
     pub control_path: PathBuf,
+    /// Where the Modbus TCP server listens, if [`SimOptions::modbus_tcp`] asked for one.
+    pub modbus_tcp_addr: Option<SocketAddr>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -109,6 +122,8 @@ impl SimSite {
             i2c_silent: false,
             line_faults: LineFaults::default(),
             stats: LineStats::default(),
+            gateway: watch::Sender::new(Gateway::Up),
+            tcp_stats: TcpStats::default(),
         }));
         let mut tasks = Vec::new();
 
@@ -174,12 +189,33 @@ impl SimSite {
             }
         }));
 
+        // Modbus TCP gateway in front of the same slaves.
+        let modbus_tcp_addr = match opts.modbus_tcp {
+            None => None,
+            Some(addr) => {
+                let (listener, bound) = tcp::bind(addr).await?;
+                let gateway = lock(&state).gateway.subscribe();
+                let st = state.clone();
+                let make_responder = move || SharedResponder(st.clone());
+                let st = state.clone();
+                let stats: tcp::StatsFn = Arc::new(move |f| f(&mut lock(&st).tcp_stats));
+                tasks.push(tokio::spawn(tcp::serve(
+                    listener,
+                    make_responder,
+                    gateway,
+                    stats,
+                )));
+                Some(bound)
+            }
+        };
+
         Ok(SimSite {
             state,
             rs485_path,
             pty_path,
             i2c_path,
             control_path,
+            modbus_tcp_addr,
             tasks,
         })
     }
@@ -286,7 +322,7 @@ async fn serve_i2c(mut conn: UnixStream, st: Arc<Mutex<SimState>>) {
 ///
 /// `soc <pct>`, `pv <W>|auto`, `load <W>|auto`, `temperature <°C>`, `bms-alarm on|off`,
 /// `grid-frequency <Hz>`, `silent <unit> on|off`, `i2c-silent on|off`, `crc-rate <0..1>`,
-/// `drop-rate <0..1>`, `status`.
+/// `drop-rate <0..1>`, `modbus-tcp up|stall|down`, `status`.
 pub fn apply_command(s: &mut SimState, line: &str) -> Result<String, String> {
     let words: Vec<&str> = line.split_whitespace().collect();
     let num = |w: Option<&&str>| -> Result<f64, String> {
@@ -326,10 +362,19 @@ pub fn apply_command(s: &mut SimState, line: &str) -> Result<String, String> {
         Some("i2c-silent") => s.i2c_silent = on(words.get(1))?,
         Some("crc-rate") => s.line_faults.corrupt_rate = num(words.get(1))?.clamp(0.0, 1.0),
         Some("drop-rate") => s.line_faults.drop_rate = num(words.get(1))?.clamp(0.0, 1.0),
+        Some("modbus-tcp") => {
+            let state = match words.get(1).copied() {
+                Some("up") => Gateway::Up,
+                Some("stall") => Gateway::Stalled,
+                Some("down") => Gateway::Down,
+                _ => return Err("expected up, stall or down".into()),
+            };
+            s.gateway.send_replace(state);
+        }
         Some("status") => {
             let site = &s.site;
             return Ok(format!(
-                "soc={:.2}% battery={:.1}W voltage={:.2}V current={:.2}A temp={:.1}C grid={:.1}W pv={:.1}W load={:.1}W setpoint={:.1}W stats={:?}",
+                "soc={:.2}% battery={:.1}W voltage={:.2}V current={:.2}A temp={:.1}C grid={:.1}W pv={:.1}W load={:.1}W setpoint={:.1}W stats={:?} tcp={:?}",
                 site.soc_pct(),
                 site.battery_dc_w(),
                 site.battery_voltage_v(),
@@ -339,7 +384,8 @@ pub fn apply_command(s: &mut SimState, line: &str) -> Result<String, String> {
                 site.pv_w(),
                 site.load_w(),
                 site.setpoint_w,
-                s.stats
+                s.stats,
+                s.tcp_stats
             ));
         }
         Some(other) => return Err(format!("unknown command {other:?}")),
@@ -363,5 +409,58 @@ async fn serve_control(conn: UnixStream, st: Arc<Mutex<SimState>>) {
         {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tcp::Adu;
+
+    async fn call(conn: &mut tokio::net::TcpStream, unit: u8, pdu: &[u8]) -> Vec<u8> {
+        let request = Adu {
+            transaction: 1,
+            unit,
+            pdu: pdu.to_vec(),
+        };
+        conn.write_all(&request.encode()).await.unwrap();
+        let mut head = [0u8; tcp::MBAP_LEN];
+        conn.read_exact(&mut head).await.unwrap();
+        assert_eq!(head[6], unit);
+        let mut pdu = vec![0u8; u16::from_be_bytes([head[4], head[5]]) as usize - 1];
+        conn.read_exact(&mut pdu).await.unwrap();
+        pdu
+    }
+
+    #[tokio::test]
+    async fn modbus_tcp_reaches_the_same_slaves_as_the_rs485_line() {
+        let dir = std::env::temp_dir().join(format!("ems-sim-tcp-{}", std::process::id()));
+        let mut opts = SimOptions::new(&dir);
+        opts.modbus_tcp = Some("127.0.0.1:0".parse().unwrap());
+        let sim = SimSite::start(opts).await.unwrap();
+        let addr = sim.modbus_tcp_addr.expect("bound address");
+        assert_ne!(addr.port(), 0);
+        let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+
+        // Unit 1: the SunSpec marker "SunS" at 40000.
+        let pdu = call(&mut conn, 1, &[0x03, 0x9C, 0x40, 0, 2]).await;
+        assert_eq!(pdu, vec![0x03, 4, b'S', b'u', b'n', b'S']);
+        // Unit 2: the SDM630's input registers, as the register map computes them.
+        let pdu = call(&mut conn, 2, &[0x04, 0, 0, 0, 2]).await;
+        let expected = sdm630::read_input(&sim.state().site, 0, 2).unwrap();
+        assert_eq!(pdu[..2], [0x04, 4]);
+        assert_eq!(
+            u16::from_be_bytes([pdu[2], pdu[3]]),
+            expected[0],
+            "phase 1 voltage, high word"
+        );
+        // A silenced unit and an absent one: the gateway's exception 0x0B.
+        sim.state().silent_units.insert(2);
+        assert_eq!(call(&mut conn, 2, &[0x04, 0, 0, 0, 2]).await, [0x84, 0x0B]);
+        assert_eq!(call(&mut conn, 9, &[0x03, 0, 0, 0, 1]).await, [0x83, 0x0B]);
+        let stats = sim.state().tcp_stats.clone();
+        assert_eq!((stats.connections, stats.responses), (1, 4), "{stats:?}");
+        drop(sim);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
