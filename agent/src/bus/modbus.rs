@@ -8,6 +8,13 @@
 //!
 //! Between frames the line stays silent for at least 3.5 character times (1.75 ms above
 //! 19200 baud, as the Modbus serial line spec fixes) plus the configured extra delay.
+//!
+//! Over TCP, a failed transaction drops the connection and the next attempt connects again
+//! (within `timeout_ms`), so a gateway that restarts or closes idle connections is picked up
+//! again. A gateway's exceptions 0x0A (path unavailable) and 0x0B (target device failed to
+//! respond) relay the serial device's silence: they are reported as [`BusError::Timeout`], not
+//! as the device's own answer, so drivers do not read them as "register not implemented" and an
+//! unreachable device behind a gateway goes COMM_LOSS. The connection is kept for those.
 
 use std::borrow::Cow;
 use std::pin::Pin;
@@ -155,6 +162,13 @@ impl ModbusTransport {
             }
             let started = Instant::now();
             let result = self.attempt(req, timeout).await;
+            let gateway_silence =
+                matches!(result, Err(BusError::Exception(code)) if is_gateway_failure(code));
+            let result = if gateway_silence {
+                Err(BusError::Timeout)
+            } else {
+                result
+            };
             self.last_done = Instant::now();
             record(&result, started.elapsed());
             match result {
@@ -162,8 +176,10 @@ impl ModbusTransport {
                 Err(e @ BusError::Exception(_)) => return Err(e),
                 Err(e) => {
                     // Reopen: stale bytes of a late or garbled answer must not be read as the
-                    // next one.
-                    self.ctx = None;
+                    // next one. A gateway that answered has nothing stale on the connection.
+                    if !gateway_silence {
+                        self.ctx = None;
+                    }
                     last_err = e;
                 }
             }
@@ -222,6 +238,12 @@ impl ModbusTransport {
             }),
         }
     }
+}
+
+/// Exceptions 0x0A (gateway path unavailable) and 0x0B (gateway target device failed to
+/// respond): a gateway saying the device behind it did not answer.
+fn is_gateway_failure(code: u8) -> bool {
+    matches!(code, 0x0A | 0x0B)
 }
 
 /// A serial stream that counts the bytes it reads.
