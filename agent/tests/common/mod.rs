@@ -43,10 +43,32 @@ pub async fn start(initial_soc: f64, extra_toml: &str) -> Bench {
     start_in(tempfile::tempdir().unwrap(), initial_soc, extra_toml).await
 }
 
+/// How the agent reaches the simulated Modbus units.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModbusLink {
+    /// Bus `rs485`: Modbus RTU on the sim's pseudo-terminal.
+    Rtu,
+    /// Bus `gateway`: Modbus TCP to the sim's gateway on a free port of 127.0.0.1.
+    Tcp,
+}
+
 /// [`start`] in a directory prepared by the test (token files and the like).
 pub async fn start_in(dir: tempfile::TempDir, initial_soc: f64, extra_toml: &str) -> Bench {
+    start_with(dir, initial_soc, ModbusLink::Rtu, extra_toml).await
+}
+
+/// [`start`] with the inverter and the meter reached over `link`.
+pub async fn start_with(
+    dir: tempfile::TempDir,
+    initial_soc: f64,
+    link: ModbusLink,
+    extra_toml: &str,
+) -> Bench {
     let mut opts = SimOptions::new(dir.path().join("sim"));
     opts.initial_soc_pct = initial_soc;
+    if link == ModbusLink::Tcp {
+        opts.modbus_tcp = Some("127.0.0.1:0".parse().unwrap());
+    }
     let sim = SimSite::start(opts).await.expect("start ems-sim");
     {
         // Steady conditions unless a test changes them.
@@ -54,6 +76,29 @@ pub async fn start_in(dir: tempfile::TempDir, initial_soc: f64, extra_toml: &str
         s.site.pv_override_w = Some(0.0);
         s.site.load_override_w = Some(500.0);
     }
+    let modbus_bus = match link {
+        ModbusLink::Rtu => format!(
+            r#"[buses.rs485]
+kind = "rtu"
+port = "{}"
+baud = 19200
+timeout_ms = 150
+retries = 1"#,
+            sim.rs485_path.display()
+        ),
+        ModbusLink::Tcp => format!(
+            r#"[buses.gateway]
+kind = "tcp"
+address = "{}"
+timeout_ms = 150
+retries = 1"#,
+            sim.modbus_tcp_addr.expect("the sim's Modbus TCP address")
+        ),
+    };
+    let bus = match link {
+        ModbusLink::Rtu => "rs485",
+        ModbusLink::Tcp => "gateway",
+    };
     let text = format!(
         r#"
 device_id = "bench_1"
@@ -62,24 +107,19 @@ driver_dir = "{drivers}"
 [comm]
 loss_after_s = 3.0
 backoff_max_s = 4.0
-[buses.rs485]
-kind = "rtu"
-port = "{port}"
-baud = 19200
-timeout_ms = 150
-retries = 1
+{modbus_bus}
 [buses.i2c]
 kind = "i2c-socket"
 path = "{i2c}"
 [devices.inverter]
 driver = "sunspec"
-bus = "rs485"
+bus = "{bus}"
 unit = 1
 roles = ["inverter", "battery"]
 poll_ms = 250
 [devices.grid_meter]
 driver = "sdm630"
-bus = "rs485"
+bus = "{bus}"
 unit = 2
 roles = ["grid_meter"]
 poll_ms = 250
@@ -94,7 +134,6 @@ options = {{ shunt_ohms = 0.001, max_current_a = 80.0 }}
 "#,
         data = dir.path().join("data").display(),
         drivers = driver_dir().display(),
-        port = sim.rs485_path.display(),
         i2c = sim.i2c_path.display(),
     );
     let config = AgentConfig::from_toml_str(&text, "bench.toml").unwrap_or_else(|e| panic!("{e}"));
