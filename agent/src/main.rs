@@ -45,16 +45,33 @@ fn main() -> std::process::ExitCode {
     }
 }
 
+/// Logs to stderr (the journal under systemd), filtered by `EMS_LOG`: a level (`debug`) or
+/// `target=level` pairs (`info,ems_agent::bus=debug`). A plain target filter rather than
+/// `EnvFilter`, whose regular-expression engine would add a quarter megabyte of code to a
+/// process that has to stay small on the Pi.
+fn init_logging() -> anyhow::Result<()> {
+    use tracing_subscriber::filter::Targets;
+    let filter = match std::env::var("EMS_LOG") {
+        Ok(spec) if !spec.trim().is_empty() => spec.parse::<Targets>().with_context(|| {
+            format!(
+                "EMS_LOG={spec:?} is not a log filter (e.g. `debug` or `info,ems_agent::bus=debug`)"
+            )
+        })?,
+        _ => Targets::new().with_default(tracing::Level::INFO),
+    };
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    tracing_subscriber::registry()
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .with(filter)
+        .init();
+    Ok(())
+}
+
 fn real_main() -> anyhow::Result<()> {
     limit_malloc_arenas();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("EMS_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
+    init_logging()?;
     match cli.command.unwrap_or(Cmd::Run) {
         Cmd::GenerateConfig => {
             print!("{DEFAULT_CONFIG}");
