@@ -435,7 +435,10 @@ fn a_setpoint_without_a_fresh_poll_reads_model_124_first() {
     let mut d = driver("");
     d.set_battery_power(&mut bus, 1000.0).unwrap(); // discovery, then model 124
     let base = 40150 + 2;
-    assert_eq!(bus.holding(UNIT, base + models::storage::IN_W_RTE as u16), Some(2000));
+    assert_eq!(
+        bus.holding(UNIT, base + models::storage::IN_W_RTE as u16),
+        Some(2000)
+    );
 
     // A failed poll forgets the reading it started from.
     d.poll(&mut bus).unwrap();
