@@ -13,16 +13,20 @@ pub struct Ina226 {
     pub address: u8,
     /// Shunt resistance, Ω; the shunt voltage is battery current × this (+ = charging).
     pub shunt_ohms: f64,
+    /// Battery volts per VBUS pin volt: the resistive divider a 48 V battery needs in front of
+    /// the pin, rated 0..36 V.
+    pub divider: f64,
     pointer: u8,
     config: u16,
     calibration: u16,
 }
 
 impl Ina226 {
-    pub fn new(address: u8, shunt_ohms: f64) -> Self {
+    pub fn new(address: u8, shunt_ohms: f64, divider: f64) -> Self {
         Ina226 {
             address,
             shunt_ohms,
+            divider,
             pointer: 0,
             config: 0x4127,
             calibration: 0,
@@ -37,7 +41,7 @@ impl Ina226 {
     }
 
     fn bus_reg(&self, site: &Site) -> u16 {
-        (site.battery_voltage_v() / 1.25e-3)
+        (site.battery_voltage_v() / self.divider / 1.25e-3)
             .round()
             .clamp(0.0, 0x7FFF as f64) as u16
     }
@@ -104,7 +108,7 @@ mod tests {
         for _ in 0..5 {
             site.advance(1.0);
         }
-        let mut dev = Ina226::new(0x40, 0.001);
+        let mut dev = Ina226::new(0x40, 0.001, 2.0);
         // Current_LSB = 80 A / 2^15; CAL = 0.00512 / (LSB × R).
         let lsb = 80.0 / 32768.0;
         let cal = (0.00512 / (lsb * 0.001)) as u16;

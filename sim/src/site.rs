@@ -34,6 +34,8 @@ pub struct SimOptions {
     pub meter_unit: u8,
     pub ina226_address: u8,
     pub ina226_shunt_ohms: f64,
+    /// Divider in front of the INA226's VBUS pin (the agent's `voltage_divider` must match).
+    pub ina226_divider: f64,
     pub initial_soc_pct: f64,
     /// Simulated seconds per real second.
     pub speed: f64,
@@ -54,6 +56,7 @@ impl SimOptions {
             meter_unit: 2,
             ina226_address: 0x40,
             ina226_shunt_ohms: 0.001,
+            ina226_divider: 2.0,
             initial_soc_pct: 50.0,
             speed: 1.0,
             over_temp_c: 50.0,
@@ -116,7 +119,11 @@ impl SimSite {
                 inv.over_temp_c = opts.over_temp_c;
                 inv
             },
-            ina226: Ina226::new(opts.ina226_address, opts.ina226_shunt_ohms),
+            ina226: Ina226::new(
+                opts.ina226_address,
+                opts.ina226_shunt_ohms,
+                opts.ina226_divider,
+            ),
             meter_unit: opts.meter_unit,
             silent_units: HashSet::new(),
             i2c_silent: false,

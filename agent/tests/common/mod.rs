@@ -129,7 +129,7 @@ bus = "i2c"
 address = 0x40
 roles = ["battery_meter"]
 poll_ms = 250
-options = {{ shunt_ohms = 0.001, max_current_a = 80.0 }}
+options = {{ shunt_ohms = 0.001, max_current_a = 80.0, voltage_divider = 2.0 }}
 {extra_toml}
 "#,
         data = dir.path().join("data").display(),

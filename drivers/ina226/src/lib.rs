@@ -24,8 +24,13 @@
 //! longer holds the expected value, which is how a power-on reset of the chip shows.
 //!
 //! Signs: by default current from IN+ to IN− (positive shunt voltage) is charging; mount the shunt
-//! the other way round or set `invert = true`. The bus voltage is the VBUS pin (0..36 V), which
-//! must be wired to the battery for `battery_voltage_v` to mean anything.
+//! the other way round or set `invert = true`. The bus voltage is the VBUS pin, rated 0..36 V,
+//! which must be wired to the battery for `battery_voltage_v` to mean anything. A 48 V battery
+//! needs a resistive divider in front of VBUS (and the shunt on the low side, as the inputs'
+//! common-mode range also ends at 36 V); `voltage_divider` gives its ratio. The chip's power
+//! register is the product of current and VBUS, so it is scaled by the same ratio. A pin voltage
+//! beyond the rated 36 V is not a measurement (the register saturates at 40.96 V): the battery
+//! voltage is then unknown, and power is derived as unknown too, never a clipped value.
 //!
 //! # Options
 //! - `shunt_ohms` (required): shunt resistance, Ω.
@@ -34,6 +39,8 @@
 //! - `conversion_time_us` (default 1100): 140, 204, 332, 588, 1100, 2116, 4156 or 8244 µs, for
 //!   both the bus and the shunt conversion.
 //! - `invert` (default false): negate current and power.
+//! - `voltage_divider` (default 1.0, at least 1): battery voltage / VBUS pin voltage, e.g.
+//!   `4.03` for 100 kΩ over 33 kΩ.
 //!
 //! # Layout
 //! One module: [`Calibration`] (pure arithmetic from the options), the [`Ina226`] driver, export,
@@ -155,9 +162,16 @@ pub struct Ina226 {
     calibration: Calibration,
     /// −1 when the shunt is mounted the other way round.
     sign: f64,
+    /// Battery voltage per VBUS pin volt.
+    divider: f64,
     /// The manufacturer ID was checked.
     identified: bool,
+    /// The last poll found VBUS beyond its rated range (logged once per episode).
+    over_range: bool,
 }
+
+/// The VBUS pin's rated maximum, V (datasheet: bus voltage measurement range 0..36 V).
+pub const BUS_VOLTAGE_MAX_V: f64 = 36.0;
 
 impl Ina226 {
     fn read(&self, bus: &mut dyn Bus, register: u8) -> Result<u16, DriverError> {
@@ -228,7 +242,14 @@ impl Driver for Ina226 {
         let averages = o.i64("averages")?.unwrap_or(16);
         let conversion_time_us = o.i64("conversion_time_us")?.unwrap_or(1100);
         let invert = o.bool("invert")?.unwrap_or(false);
+        let divider = o.f64("voltage_divider")?.unwrap_or(1.0);
         o.finish()?;
+        if !(divider.is_finite() && divider >= 1.0) {
+            return Err(ConfigError::new(
+                "voltage_divider",
+                format!("{divider} must be a ratio of at least 1 (battery volts per VBUS volt)"),
+            ));
+        }
         let small = |key: &str, v: i64| {
             u32::try_from(v).map_err(|_| ConfigError::new(key, format!("{v} must be positive")))
         };
@@ -242,7 +263,9 @@ impl Driver for Ina226 {
             addr7: require_i2c_address(address)?,
             calibration,
             sign: if invert { -1.0 } else { 1.0 },
+            divider,
             identified: false,
+            over_range: false,
         })
     }
 
@@ -254,8 +277,22 @@ impl Driver for Ina226 {
         let power_raw = self.read(bus, reg::POWER)?;
 
         let lsb = self.calibration.current_lsb_a;
+        let pin_v = f64::from(bus_raw & 0x7FFF) * BUS_VOLTAGE_LSB_V;
+        let in_range = pin_v <= BUS_VOLTAGE_MAX_V;
+        if in_range == self.over_range {
+            self.over_range = !in_range;
+            let message = if in_range {
+                format!("ina226 at {:#04x}: VBUS back in range", self.addr7)
+            } else {
+                format!(
+                    "ina226 at {:#04x}: VBUS reads {pin_v:.2} V, beyond the rated                      {BUS_VOLTAGE_MAX_V} V; battery voltage unknown (set voltage_divider?)",
+                    self.addr7
+                )
+            };
+            bus.log(LogLevel::Warn, &message);
+        }
         let mut r = Readings {
-            battery_voltage_v: Some(f64::from(bus_raw & 0x7FFF) * BUS_VOLTAGE_LSB_V),
+            battery_voltage_v: in_range.then_some(pin_v * self.divider),
             ..Readings::default()
         };
         if mask & OVF != 0 {
@@ -264,8 +301,9 @@ impl Driver for Ina226 {
         } else {
             let current = self.sign * f64::from(current_raw) * lsb;
             r.battery_current_a = Some(current + 0.0);
-            let magnitude = f64::from(power_raw) * 25.0 * lsb;
-            r.battery_power_w = Some(if current < 0.0 { -magnitude } else { magnitude });
+            let magnitude = f64::from(power_raw) * 25.0 * lsb * self.divider;
+            r.battery_power_w =
+                in_range.then_some(if current < 0.0 { -magnitude } else { magnitude });
         }
         Ok(r)
     }
@@ -356,6 +394,53 @@ mod tests {
                 .all(|t| !matches!(t, ems_driver_sdk::memory::Transaction::I2cWrite { .. }))
         );
         assert_eq!(bus.logs().len(), 1);
+    }
+
+    #[test]
+    fn a_divider_scales_voltage_and_power_and_over_range_is_unknown() {
+        // A 51.2 V battery through a 2:1 divider: 25.6 V at VBUS.
+        let mut d = driver(&format!("{OPTIONS}\nvoltage_divider = 2.0"));
+        let mut bus = chip(&d.calibration, 25.6, 10.0);
+        let r = d.poll(&mut bus).unwrap();
+        let lsb = d.calibration.current_lsb_a;
+        assert!(close(r.battery_voltage_v, 51.2, 2.0 * BUS_VOLTAGE_LSB_V));
+        assert!(close(r.battery_current_a, 10.0, lsb));
+        assert!(close(r.battery_power_w, 512.0, 2.0 * 25.0 * lsb));
+
+        // Wired without a divider, the register saturates at 40.96 V: not a measurement.
+        let mut d = driver(OPTIONS);
+        let mut bus = chip(&d.calibration, 25.6, 10.0);
+        bus.set_i2c_register(ADDR, reg::BUS_VOLTAGE, 0x7FFF);
+        let r = d.poll(&mut bus).unwrap();
+        assert_eq!(r.battery_voltage_v, None);
+        assert_eq!(r.battery_power_w, None);
+        assert!(close(r.battery_current_a, 10.0, lsb));
+        d.poll(&mut bus).unwrap();
+        let warnings = |bus: &MemoryBus| {
+            bus.logs()
+                .iter()
+                .filter(|(level, _)| *level == LogLevel::Warn)
+                .count()
+        };
+        assert_eq!(warnings(&bus), 1, "logged once per episode");
+        bus.set_i2c_register(ADDR, reg::BUS_VOLTAGE, 20_000); // 25 V
+        assert!(close(
+            d.poll(&mut bus).unwrap().battery_voltage_v,
+            25.0,
+            1e-9
+        ));
+        assert_eq!(warnings(&bus), 2, "and once when it is back");
+
+        for bad in ["0.5", "-2.0", "nan"] {
+            let options: toml::Table =
+                toml::from_str(&format!("{OPTIONS}\nvoltage_divider = {bad}")).unwrap();
+            let address = DeviceAddress {
+                modbus_unit: None,
+                i2c_address: Some(ADDR),
+            };
+            let err = Ina226::new(&options, address).unwrap_err();
+            assert_eq!(err.key, "voltage_divider", "{bad}");
+        }
     }
 
     #[test]
