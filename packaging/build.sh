@@ -6,7 +6,8 @@
 #   packaging/build.sh                                    # for this machine
 #   packaging/build.sh --target aarch64-unknown-linux-gnu # cross-build for a 64-bit Raspberry Pi
 #
-# Steps: (1) cargo build --release of the binaries and driver plugins; (2) the web dashboard,
+# Steps: (1) cargo build of the binaries and driver plugins (the agent and its plugins with the
+# size-optimised `edge` profile, see Cargo.toml; the cloud and emsctl `--release`); (2) the web dashboard,
 # built with npm in a private copy of dashboard/ (the working tree's node_modules and dist are
 # left alone); (3) emsctl's completions and man pages; (4) cargo deb --no-build per package.
 # Generated files are staged in target/packaging/, where the asset lists in the crates'
@@ -46,10 +47,12 @@ if [ -n "$target" ]; then
     bin_dir="$target_dir/$target/release"
 fi
 
-step "cargo build --release ${target_args[*]} (agent, cloud, emsctl, four driver plugins)"
-cargo build --release "${target_args[@]}" \
-    -p ems-agent -p ems-cloud -p emsctl \
+step "cargo build --profile edge ${target_args[*]} (agent, four driver plugins)"
+cargo build --profile edge "${target_args[@]}" \
+    -p ems-agent \
     -p ems-driver-sunspec -p ems-driver-sdm630 -p ems-driver-ina226 -p ems-driver-modbus-map
+step "cargo build --release ${target_args[*]} (cloud, emsctl)"
+cargo build --release "${target_args[@]}" -p ems-cloud -p emsctl
 
 rm -rf "$stage/dashboard" "$stage/completions" "$stage/man"
 mkdir -p "$stage/dashboard" "$stage/completions" "$stage/man"
@@ -112,10 +115,13 @@ else
 fi
 
 for package in ems-agent ems-cloud emsctl; do
-    step "cargo deb -p $package --no-build ${target_args[*]}"
+    # cargo-deb reads the assets' `target/release/` as the directory of the profile given.
+    profile=release
+    [ "$package" = ems-agent ] && profile=edge
+    step "cargo deb -p $package --profile $profile --no-build ${target_args[*]}"
     # cargo-deb warns about every asset under ../target/ that is not a Cargo build product: the
     # staged files above are meant to be that, so those warnings are dropped.
-    { "${cargo_deb[@]}" -p "$package" --no-build "${target_args[@]}" 2>&1 1>&3 \
+    { "${cargo_deb[@]}" -p "$package" --profile "$profile" --no-build "${target_args[@]}" 2>&1 1>&3 \
         | { grep -v "^warning: Only source paths starting with exactly 'target/release/'" || true; } >&2; } 3>&1
 done
 
