@@ -188,7 +188,7 @@ pub struct DeviceConfig {
     pub driver: String,
     /// Name of a bus in `[buses]`.
     pub bus: String,
-    /// Modbus unit id (1–247) on Modbus buses.
+    /// Modbus unit id on Modbus buses: 1–247 on a serial line, 1–255 over TCP.
     pub unit: Option<u8>,
     /// 7-bit I2C address on I2C buses (0x03–0x77).
     pub address: Option<u8>,

@@ -72,6 +72,24 @@ fn bad_unit_type_is_named() {
 }
 
 #[test]
+fn unit_ids_are_checked_per_transport() {
+    let text = BASE.replace("unit = 1", "unit = 255");
+    expect_err(&text, "devices.inv.unit", "1 to 247 on a serial bus");
+    let tcp = text.replace(
+        "kind = \"rtu\"\nport = \"/dev/ttyUSB0\"",
+        "kind = \"tcp\"\naddress = \"192.0.2.10:502\"",
+    );
+    assert_ne!(tcp, text);
+    let c = parse(&tcp).expect("unit 255 over TCP");
+    assert_eq!(c.devices["inv"].unit, Some(255));
+    expect_err(
+        &tcp.replace("unit = 255", "unit = 0"),
+        "devices.inv.unit",
+        "1 to 255 on a TCP bus",
+    );
+}
+
+#[test]
 fn device_on_missing_bus_is_named() {
     let text = BASE.replace("bus = \"rs485\"", "bus = \"rs232\"");
     expect_err(&text, "devices.inv.bus", "does not exist");

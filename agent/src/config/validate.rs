@@ -177,12 +177,19 @@ pub fn check(c: &AgentConfig, file: &str) -> Result<(), ConfigError> {
                     format!("bus {:?} is Modbus: use `unit`, not an I2C address", d.bus),
                 );
             }
+            // On a serial line 248..=255 are reserved; over TCP the unit id only routes through
+            // a gateway, and devices speaking Modbus TCP themselves often answer at 255.
+            let tcp = matches!(bus, BusConfig::Tcp { .. });
+            let max = if tcp { 255 } else { 247 };
             match d.unit {
-                Some(u @ 1..=247) => u,
+                Some(u) if (1..=max).contains(&u) => u,
                 Some(u) => {
                     return err(
                         &key("unit"),
-                        format!("{u} is not a Modbus unit id (1 to 247)"),
+                        format!(
+                            "{u} is not a Modbus unit id (1 to {max} on a {} bus)",
+                            if tcp { "TCP" } else { "serial" }
+                        ),
                     );
                 }
                 None => {
