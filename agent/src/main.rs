@@ -198,9 +198,16 @@ mod systemd {
         }
     }
 
-    /// Half the watchdog period systemd asked for, if any.
+    /// Half the watchdog period systemd asked for, if any. As sd_watchdog_enabled(3): only when
+    /// `WATCHDOG_PID` is unset or names this process (a child started with the service's
+    /// environment must not feed the service's watchdog).
     pub fn watchdog_interval() -> Option<Duration> {
+        if let Ok(pid) = std::env::var("WATCHDOG_PID")
+            && pid.trim().parse::<u32>().ok() != Some(std::process::id())
+        {
+            return None;
+        }
         let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok()?;
-        Some(Duration::from_micros(usec / 2))
+        (usec > 0).then(|| Duration::from_micros(usec / 2))
     }
 }

@@ -5,7 +5,7 @@
 
 pub mod cloud;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ems_agent::app::RunningAgent;
@@ -76,6 +76,15 @@ pub async fn start_with(
         s.site.pv_override_w = Some(0.0);
         s.site.load_override_w = Some(500.0);
     }
+    let text = agent_toml(&sim, dir.path(), link, extra_toml);
+    let config = AgentConfig::from_toml_str(&text, "bench.toml").unwrap_or_else(|e| panic!("{e}"));
+    let agent = ems_agent::app::start(config).unwrap_or_else(|e| panic!("{e}"));
+    Bench { sim, agent, dir }
+}
+
+/// The agent's configuration for `sim`, with its data in `dir/data`: the inverter and the meter
+/// over `link`, the INA226 on the simulated I2C bus, every device polled every 250 ms.
+pub fn agent_toml(sim: &SimSite, dir: &Path, link: ModbusLink, extra_toml: &str) -> String {
     let modbus_bus = match link {
         ModbusLink::Rtu => format!(
             r#"[buses.rs485]
@@ -99,7 +108,7 @@ retries = 1"#,
         ModbusLink::Rtu => "rs485",
         ModbusLink::Tcp => "gateway",
     };
-    let text = format!(
+    format!(
         r#"
 device_id = "bench_1"
 data_dir = "{data}"
@@ -132,13 +141,10 @@ poll_ms = 250
 options = {{ shunt_ohms = 0.001, max_current_a = 80.0, voltage_divider = 2.0 }}
 {extra_toml}
 "#,
-        data = dir.path().join("data").display(),
+        data = dir.join("data").display(),
         drivers = driver_dir().display(),
         i2c = sim.i2c_path.display(),
-    );
-    let config = AgentConfig::from_toml_str(&text, "bench.toml").unwrap_or_else(|e| panic!("{e}"));
-    let agent = ems_agent::app::start(config).unwrap_or_else(|e| panic!("{e}"));
-    Bench { sim, agent, dir }
+    )
 }
 
 impl Bench {
