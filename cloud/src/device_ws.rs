@@ -30,6 +30,10 @@ use crate::config::CloudConfig;
 use crate::db::Db;
 use crate::hub::{Hub, Outbound, OutboundTx};
 use crate::ingest::{Ingest, Packet};
+use crate::telemetry_frame::parse_plain;
+
+/// Most frames taken from a socket in one go when several arrived together (a backlog).
+const READY_FRAMES: usize = 32;
 
 /// Window over which bad frames are counted.
 const BAD_FRAME_WINDOW: Duration = Duration::from_secs(60);
@@ -108,7 +112,8 @@ fn close(code: u16, reason: impl Into<String>) -> CloseFrame<'static> {
 
 impl Session {
     async fn run(self, stream: rocket_ws::stream::DuplexStream) {
-        let (mut sink, mut source) = stream.split();
+        let (mut sink, source) = stream.split();
+        let mut source = source.ready_chunks(READY_FRAMES);
         let (tx, mut rx) = mpsc::unbounded_channel();
         let conn_id = self.hub.register(&self.device_id, tx.clone());
         tracing::info!(device = %self.device_id, "device connected");
@@ -128,45 +133,82 @@ impl Session {
 
         let closing: Option<CloseFrame<'static>> = loop {
             tokio::select! {
-                msg = source.next() => {
-                    let refusal = match msg {
-                        Some(Ok(Message::Text(text))) => self.handle_text(&text, &tx).await.err(),
-                        Some(Ok(Message::Binary(_))) => Some(Refusal::bad(ErrorMessage::bad_frame(
-                            &ProtocolError::invalid(".", "binary frames are not accepted; send JSON text"),
-                        ))),
-                        Some(Ok(Message::Close(_))) | None => break None,
-                        Some(Ok(_)) => None, // ping, pong, raw frame
-                        Some(Err(WsError::Capacity(e))) => {
-                            tracing::warn!(device = %self.device_id, "frame too large: {e}");
-                            break Some(close(1009, format!(
-                                "message too large; at most {} bytes", self.config.max_frame_bytes)));
+                frames = source.next() => {
+                    let Some(frames) = frames else { break None };
+                    let mut packets = Vec::new();
+                    let mut end = None;
+                    for msg in frames {
+                        let refusal = match msg {
+                            Ok(Message::Text(text)) => match self.handle_text(&text, &tx).await {
+                                Ok(Some(packet)) => {
+                                    packets.push(packet);
+                                    None
+                                }
+                                Ok(None) => None,
+                                Err(refusal) => Some(refusal),
+                            },
+                            Ok(Message::Binary(_)) => Some(Refusal::bad(ErrorMessage::bad_frame(
+                                &ProtocolError::invalid(".", "binary frames are not accepted; send JSON text"),
+                            ))),
+                            Ok(Message::Close(_)) => {
+                                end = Some(None);
+                                break;
+                            }
+                            Ok(_) => None, // ping, pong, raw frame
+                            Err(WsError::Capacity(e)) => {
+                                tracing::warn!(device = %self.device_id, "frame too large: {e}");
+                                end = Some(Some(close(1009, format!(
+                                    "message too large; at most {} bytes", self.config.max_frame_bytes))));
+                                break;
+                            }
+                            Err(e) => {
+                                tracing::debug!(device = %self.device_id, "socket error: {e}");
+                                end = Some(None);
+                                break;
+                            }
+                        };
+                        if let Some(refusal) = refusal {
+                            tracing::debug!(device = %self.device_id, "refused frame: {}", refusal.error.message);
+                            let text = serde_json::to_string(&refusal.error).expect("serialises");
+                            if sink.send(Message::Text(text)).await.is_err() {
+                                end = Some(None);
+                                break;
+                            }
+                            if refusal.counts {
+                                let now = Instant::now();
+                                bad.push_back(now);
+                                while bad.front().is_some_and(|t| now.duration_since(*t) > BAD_FRAME_WINDOW) {
+                                    bad.pop_front();
+                                }
+                                if bad.len() >= self.config.bad_frame_limit {
+                                    tracing::warn!(device = %self.device_id, "too many bad frames, closing");
+                                    end = Some(Some(close(1008, format!(
+                                        "{} bad frames within a minute", bad.len()))));
+                                    break;
+                                }
+                            }
                         }
-                        Some(Err(e)) => {
-                            tracing::debug!(device = %self.device_id, "socket error: {e}");
-                            break None;
+                    }
+                    // The telemetry of all frames that were ready at once goes to the writer
+                    // together (fewer wake-ups; one batch, one ack).
+                    if !packets.is_empty()
+                        && let Err(e) = self.ingest.submit(packets).await
+                    {
+                        let error = ErrorMessage {
+                            code: ErrorCode::Internal,
+                            message: format!("{e}; resend later"),
+                            command_id: None,
+                        };
+                        let text = serde_json::to_string(&error).expect("serialises");
+                        if end.is_none() && sink.send(Message::Text(text)).await.is_err() {
+                            end = Some(None);
                         }
-                    };
+                    }
                     // After handling: time spent waiting for ingest (back-pressure) is ours, not a
                     // silent peer.
                     last_heard = Instant::now();
-                    if let Some(refusal) = refusal {
-                        tracing::debug!(device = %self.device_id, "refused frame: {}", refusal.error.message);
-                        let text = serde_json::to_string(&refusal.error).expect("serialises");
-                        if sink.send(Message::Text(text)).await.is_err() {
-                            break None;
-                        }
-                        if refusal.counts {
-                            let now = Instant::now();
-                            bad.push_back(now);
-                            while bad.front().is_some_and(|t| now.duration_since(*t) > BAD_FRAME_WINDOW) {
-                                bad.pop_front();
-                            }
-                            if bad.len() >= self.config.bad_frame_limit {
-                                tracing::warn!(device = %self.device_id, "too many bad frames, closing");
-                                break Some(close(1008, format!(
-                                    "{} bad frames within a minute", bad.len())));
-                            }
-                        }
+                    if let Some(end) = end {
+                        break end;
                     }
                 }
                 out = rx.recv() => {
@@ -202,7 +244,8 @@ impl Session {
         tracing::info!(device = %self.device_id, "device disconnected");
     }
 
-    async fn handle_text(&self, text: &str, tx: &OutboundTx) -> Result<(), Refusal> {
+    /// Handles one text frame; valid telemetry is returned, to be queued for the writer.
+    async fn handle_text(&self, text: &str, tx: &OutboundTx) -> Result<Option<Packet>, Refusal> {
         let (upstream, raw) = parse(text).map_err(|e| Refusal::bad(ErrorMessage::bad_frame(&e)))?;
         match upstream {
             Upstream::Telemetry(telemetry) => {
@@ -244,19 +287,11 @@ impl Session {
                     .map(|raw| telemetry_extensions(&raw))
                     .filter(|ext| !ext.is_empty())
                     .map(Value::Object);
-                let packet = Packet {
+                Ok(Some(Packet {
                     telemetry,
                     extensions,
                     ack: tx.clone(),
-                };
-                self.ingest.submit(packet).await.map_err(|e| Refusal {
-                    error: ErrorMessage {
-                        code: ErrorCode::Internal,
-                        message: format!("{e}; resend later"),
-                        command_id: None,
-                    },
-                    counts: false,
-                })
+                }))
             }
             Upstream::CommandAnswer(answer) => {
                 // Boxed: rare, and its database future would otherwise enlarge every idle socket.
@@ -264,12 +299,12 @@ impl Session {
                     Ok(Some(rec)) => {
                         tracing::info!(device = %self.device_id, command = %rec.command_id,
                             status = %rec.status, "command answered");
-                        Ok(())
+                        Ok(None)
                     }
                     Ok(None) => {
                         tracing::info!(device = %self.device_id, command = %answer.command_id,
                             "answer for an unknown, foreign or already final command ignored");
-                        Ok(())
+                        Ok(None)
                     }
                     Err(e) => Err(Refusal {
                         error: ErrorMessage {
@@ -283,7 +318,7 @@ impl Session {
             }
             Upstream::Error(e) => {
                 tracing::warn!(device = %self.device_id, code = ?e.code, "device reports: {}", e.message);
-                Ok(())
+                Ok(None)
             }
         }
     }
@@ -319,10 +354,14 @@ impl Session {
     }
 }
 
-/// Parses an upstream frame. The common case, telemetry, is parsed once into a JSON value that
-/// also yields the extension fields; anything else, and every refusal (for its precise message
+/// Parses an upstream frame. The most common case, spec telemetry without extra fields, is
+/// parsed in one pass ([`parse_plain`]); telemetry with extension fields is parsed once into a
+/// JSON value that also yields them; anything else, and every refusal (for its precise message
 /// naming the field), goes through [`parse_upstream`].
 fn parse(text: &str) -> Result<(Upstream, Option<Value>), ProtocolError> {
+    if let Some(telemetry) = parse_plain(text) {
+        return Ok((Upstream::Telemetry(telemetry), None));
+    }
     if let Ok(value) = serde_json::from_str::<Value>(text)
         && value.is_object()
         && value.get("type").is_none()
@@ -344,7 +383,7 @@ where
     let mut others = Vec::new();
     for out in batch {
         match out {
-            Outbound::Ack(ts) => timestamps.push(ts),
+            Outbound::Acks(ts) => timestamps.extend(ts),
             other => others.push(other),
         }
     }
@@ -359,7 +398,7 @@ where
                 sink.flush().await.map_err(|_| ())?;
                 return Ok(Some(close(code, reason)));
             }
-            Outbound::Ack(_) => unreachable!("acks were taken out above"),
+            Outbound::Acks(_) => unreachable!("acks were taken out above"),
         }
     }
     sink.flush().await.map_err(|_| ())?;

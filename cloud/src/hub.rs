@@ -50,8 +50,8 @@ pub const CLOSE_REPLACED: u16 = 4000;
 /// What a device socket's task is asked to write.
 #[derive(Debug)]
 pub enum Outbound {
-    /// A packet is committed; batched into one `TELEMETRY_ACK` with its neighbours.
-    Ack(Timestamp),
+    /// Packets are committed; batched into one `TELEMETRY_ACK` with its neighbours.
+    Acks(Vec<Timestamp>),
     /// A command, as JSON text.
     Command(String),
     /// Close the socket with this code and reason.

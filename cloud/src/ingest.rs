@@ -1,11 +1,19 @@
 //! Telemetry ingest: batches packets from all device sockets into one multi-row insert.
 //!
-//! A socket task [`submit`](Ingest::submit)s each valid packet with the sender of its socket.
-//! The writer collects packets until it has `batch_max_rows` or the first has waited
-//! `batch_max_delay_ms`, inserts them with one `INSERT … SELECT FROM UNNEST(…) ON CONFLICT
-//! (device_id, time) DO NOTHING` in a transaction together with the events derived from them, and
-//! only after COMMIT sends each packet's timestamp back to its socket for the `TELEMETRY_ACK`.
-//! A resent packet conflicts, inserts nothing, and is acknowledged again.
+//! A socket task [`submit`](Ingest::submit)s the valid packets of the frames it read together
+//! (a device's backlog stays together in the queue) with the sender of its socket. The writer
+//! collects packets until it has `batch_max_rows` or the first has waited `batch_max_delay_ms`,
+//! inserts them with one prepared `INSERT … SELECT FROM UNNEST(…) ON CONFLICT (device_id, time)
+//! DO NOTHING RETURNING device_id, time`, and only after COMMIT sends each packet's timestamp
+//! back to its socket for the `TELEMETRY_ACK` (one message per socket and batch). A resent
+//! packet conflicts, inserts nothing, and is acknowledged again.
+//!
+//! Events are derived before the insert as if every packet were new: when that gives none (the
+//! usual case: no state change, no flag raised or cleared) no subset of the packets can give
+//! one, and the insert is a single statement committed on its own, one round trip. Otherwise
+//! the insert and the events derived from the rows it really inserted share a transaction.
+//! Acknowledging and publishing a committed batch runs beside the writer, which meanwhile
+//! stores the next one.
 //!
 //! When the database is slow or down the writer retries the same batch with backoff; the queue
 //! ([`CloudConfig::ingest_queue`]) fills, [`submit`](Ingest::submit) waits, sockets stop being
@@ -20,6 +28,8 @@ use ems_protocol::Telemetry;
 use rocket::fairing::AdHoc;
 use serde_json::Value;
 use tokio::sync::mpsc;
+use tokio_postgres::Row;
+use tokio_postgres::types::ToSql;
 
 use crate::config::CloudConfig;
 use crate::db::Db;
@@ -45,9 +55,22 @@ pub struct Ingest {
 pub struct WriterStopped;
 
 impl Ingest {
-    /// Queues a packet; waits while the queue is full (back-pressure).
-    pub async fn submit(&self, packet: Packet) -> Result<(), WriterStopped> {
-        self.tx.send(packet).await.map_err(|_| WriterStopped)
+    /// Queues packets, in order and next to each other (so a device's backlog lands in one
+    /// batch and is acknowledged together); waits while the queue is full (back-pressure).
+    pub async fn submit(&self, packets: Vec<Packet>) -> Result<(), WriterStopped> {
+        let most = self.tx.max_capacity();
+        let mut packets = packets.into_iter();
+        while packets.len() > 0 {
+            let permits = self
+                .tx
+                .reserve_many(packets.len().min(most))
+                .await
+                .map_err(|_| WriterStopped)?;
+            for (permit, packet) in permits.zip(&mut packets) {
+                permit.send(packet);
+            }
+        }
+        Ok(())
     }
 }
 
@@ -115,6 +138,31 @@ pub(crate) fn derive_events(device_id: &str, prev: &LastState, next: &LastState)
     out
 }
 
+impl LastState {
+    /// Becomes the state of `t`, reusing the allocations.
+    fn set_to(&mut self, t: &Telemetry) {
+        let status = &t.system_status;
+        self.time = t.timestamp.as_datetime();
+        if self.state != status.state.as_str() {
+            self.state.clear();
+            self.state.push_str(status.state.as_str());
+        }
+        if self.flags.len() != status.error_flags.len()
+            || self
+                .flags
+                .iter()
+                .zip(&status.error_flags)
+                .any(|(a, b)| a != b.as_str())
+        {
+            self.flags = status
+                .error_flags
+                .iter()
+                .map(|f| f.as_str().to_string())
+                .collect();
+        }
+    }
+}
+
 fn last_state_of(t: &Telemetry) -> LastState {
     LastState {
         time: t.timestamp.as_datetime(),
@@ -136,65 +184,137 @@ struct Writer {
     last: HashMap<String, LastState>,
 }
 
-impl Writer {
-    /// Stores one batch in one transaction. Returns which packets were new (not duplicates).
-    async fn write(&mut self, batch: &[Packet]) -> Result<Vec<bool>, WriteError> {
-        let mut client = self.db.pool.get().await?;
-        let tx = client.transaction().await?;
+/// What [`derive`] makes of a batch: the events, and the newest packet of each device.
+struct Derived<'a> {
+    events: Vec<Event>,
+    updates: HashMap<&'a str, &'a Telemetry>,
+}
 
-        // Load the last state of devices seen for the first time since start.
-        let unknown: Vec<String> = batch
-            .iter()
-            .map(|p| p.telemetry.device_id.clone())
-            .filter(|d| !self.last.contains_key(d))
-            .collect::<HashSet<_>>()
-            .into_iter()
-            .collect();
-        let mut loaded = HashMap::new();
-        if !unknown.is_empty() {
-            let rows = tx
-                .query(
-                    "SELECT DISTINCT ON (device_id) device_id, time, state, error_flags \
-                     FROM telemetry WHERE device_id = ANY($1) ORDER BY device_id, time DESC",
-                    &[&unknown],
-                )
-                .await?;
-            for r in rows {
-                loaded.insert(
-                    r.get::<_, String>(0),
-                    LastState {
-                        time: r.get(1),
-                        state: r.get(2),
-                        flags: r.get(3),
-                    },
-                );
+/// The state a packet is compared with: stored before this batch, or an earlier packet of it.
+#[derive(Clone, Copy)]
+enum Prev<'a> {
+    Stored(&'a LastState),
+    Packet(&'a Telemetry),
+}
+
+impl Prev<'_> {
+    fn time(self) -> DateTime<Utc> {
+        match self {
+            Prev::Stored(s) => s.time,
+            Prev::Packet(t) => t.timestamp.as_datetime(),
+        }
+    }
+
+    /// Same state and same set of flags as `t` (flags never repeat within a packet).
+    fn same_as(self, t: &Telemetry) -> bool {
+        let status = &t.system_status;
+        match self {
+            Prev::Stored(s) => {
+                s.state == status.state.as_str()
+                    && s.flags.len() == status.error_flags.len()
+                    && status
+                        .error_flags
+                        .iter()
+                        .all(|f| s.flags.iter().any(|g| g == f.as_str()))
+            }
+            Prev::Packet(p) => {
+                let prev = &p.system_status;
+                prev.state == status.state
+                    && prev.error_flags.len() == status.error_flags.len()
+                    && status
+                        .error_flags
+                        .iter()
+                        .all(|f| prev.error_flags.contains(f))
             }
         }
+    }
 
+    fn to_last_state(self) -> LastState {
+        match self {
+            Prev::Stored(s) => s.clone(),
+            Prev::Packet(t) => last_state_of(t),
+        }
+    }
+}
+
+/// Derives the events of the packets of `batch` that are `fresh` (all when `None`), per device
+/// in time order, against `last` (pure). Allocates only for the events themselves.
+fn derive<'a>(
+    last: &HashMap<String, LastState>,
+    batch: &'a [Packet],
+    fresh: Option<&[bool]>,
+) -> Derived<'a> {
+    let mut new: Vec<&'a Telemetry> = match fresh {
+        None => batch.iter().map(|p| &p.telemetry).collect(),
+        Some(fresh) => batch
+            .iter()
+            .zip(fresh)
+            .filter(|(_, is_new)| **is_new)
+            .map(|(p, _)| &p.telemetry)
+            .collect(),
+    };
+    new.sort_by(|a, b| (&a.device_id, a.timestamp).cmp(&(&b.device_id, b.timestamp)));
+    let mut updates: HashMap<&'a str, &'a Telemetry> = HashMap::new();
+    let mut events = Vec::new();
+    for t in new {
+        let prev = updates
+            .get(t.device_id.as_str())
+            .map(|p| Prev::Packet(p))
+            .or_else(|| last.get(&t.device_id).map(Prev::Stored));
+        match prev {
+            Some(prev) if prev.time() >= t.timestamp.as_datetime() => continue,
+            Some(prev) if !prev.same_as(t) => events.extend(derive_events(
+                &t.device_id,
+                &prev.to_last_state(),
+                &last_state_of(t),
+            )),
+            _ => {}
+        }
+        updates.insert(t.device_id.as_str(), t);
+    }
+    Derived { events, updates }
+}
+
+/// The batch as the columns of [`INSERT_TELEMETRY`], borrowing from the packets.
+struct Columns<'a> {
+    time: Vec<DateTime<Utc>>,
+    device: Vec<&'a str>,
+    state: Vec<&'static str>,
+    mode: Vec<&'static str>,
+    flags: Vec<String>,
+    wifi: Vec<Option<i32>>,
+    numbers: [Vec<Option<f64>>; 7],
+    ext: Vec<Option<&'a Value>>,
+}
+
+impl<'a> Columns<'a> {
+    fn of(batch: &'a [Packet]) -> Self {
         let n = batch.len();
-        let mut time = Vec::with_capacity(n);
-        let mut device = Vec::with_capacity(n);
-        let mut state = Vec::with_capacity(n);
-        let mut mode = Vec::with_capacity(n);
-        let mut flags = Vec::with_capacity(n);
-        let mut wifi = Vec::with_capacity(n);
-        let mut cols: [Vec<Option<f64>>; 7] = Default::default();
-        let mut ext = Vec::with_capacity(n);
+        let mut c = Columns {
+            time: Vec::with_capacity(n),
+            device: Vec::with_capacity(n),
+            state: Vec::with_capacity(n),
+            mode: Vec::with_capacity(n),
+            flags: Vec::with_capacity(n),
+            wifi: Vec::with_capacity(n),
+            numbers: std::array::from_fn(|_| Vec::with_capacity(n)),
+            ext: Vec::with_capacity(n),
+        };
         for p in batch {
             let t = &p.telemetry;
-            time.push(t.timestamp.as_datetime());
-            device.push(t.device_id.as_str());
-            state.push(t.system_status.state.as_str());
-            mode.push(t.system_status.mode.as_str());
-            flags.push(
-                t.system_status
-                    .error_flags
-                    .iter()
-                    .map(|f| f.as_str())
-                    .collect::<Vec<_>>()
-                    .join(","),
-            );
-            wifi.push(t.system_status.wifi_strength);
+            c.time.push(t.timestamp.as_datetime());
+            c.device.push(t.device_id.as_str());
+            c.state.push(t.system_status.state.as_str());
+            c.mode.push(t.system_status.mode.as_str());
+            let mut flags = String::new();
+            for (i, f) in t.system_status.error_flags.iter().enumerate() {
+                if i > 0 {
+                    flags.push(',');
+                }
+                flags.push_str(f.as_str());
+            }
+            c.flags.push(flags);
+            c.wifi.push(t.system_status.wifi_strength);
             let values = [
                 t.battery.voltage,
                 t.battery.current,
@@ -204,72 +324,153 @@ impl Writer {
                 t.grid.power,
                 t.grid.frequency,
             ];
-            for (col, v) in cols.iter_mut().zip(values) {
+            for (col, v) in c.numbers.iter_mut().zip(values) {
                 col.push(v);
             }
-            ext.push(p.extensions.clone());
+            c.ext.push(p.extensions.as_ref());
         }
-        let rows = tx
+        c
+    }
+
+    fn params(&self) -> [&(dyn ToSql + Sync); 14] {
+        let [bv, bc, bp, bs, gv, gp, gf] = &self.numbers;
+        [
+            &self.time,
+            &self.device,
+            &self.state,
+            &self.mode,
+            &self.flags,
+            &self.wifi,
+            bv,
+            bc,
+            bp,
+            bs,
+            gv,
+            gp,
+            gf,
+            &self.ext,
+        ]
+    }
+}
+
+/// Which packets of `batch` the `RETURNING device_id, time` rows name (the others were stored
+/// before: duplicates).
+fn fresh_of(batch: &[Packet], rows: &[Row]) -> Vec<bool> {
+    let mut fresh = vec![false; batch.len()];
+    if rows.len() == batch.len() {
+        // Every row is new (a packet repeated within the batch inserts once, so it cannot be
+        // this case).
+        fresh.fill(true);
+        return fresh;
+    }
+    let mut at: HashMap<(&str, DateTime<Utc>), Vec<usize>> = HashMap::with_capacity(batch.len());
+    for (i, p) in batch.iter().enumerate() {
+        at.entry((
+            p.telemetry.device_id.as_str(),
+            p.telemetry.timestamp.as_datetime(),
+        ))
+        .or_default()
+        .push(i);
+    }
+    for r in rows {
+        let key = (r.get::<_, &str>(0), r.get::<_, DateTime<Utc>>(1));
+        for &i in at.get(&key).into_iter().flatten() {
+            fresh[i] = true;
+        }
+    }
+    fresh
+}
+
+impl Writer {
+    /// Stores one batch. Returns which packets were new (not duplicates).
+    ///
+    /// A batch that cannot produce events (every packet carries its device's last state; the
+    /// usual case) is one prepared statement on its own, committed by itself: one round trip.
+    /// Otherwise the insert and the events derived from the rows it really inserted share a
+    /// transaction.
+    async fn write(&mut self, batch: &[Packet]) -> Result<Vec<bool>, WriteError> {
+        let mut client = self.db.pool.get().await?;
+        self.load_last_states(&client, batch).await?;
+        let columns = Columns::of(batch);
+        let insert = client.prepare_cached(INSERT_TELEMETRY).await?;
+
+        // If every packet were new and still no event arose, then no subset of them can raise
+        // one either: all carry the state and flags their device already had.
+        let all = derive(&self.last, batch, None);
+        let (fresh, updates) = if all.events.is_empty() {
+            let rows = client.query(&insert, &columns.params()).await?;
+            let fresh = fresh_of(batch, &rows);
+            if fresh.iter().all(|f| *f) {
+                (fresh, all.updates)
+            } else {
+                let derived = derive(&self.last, batch, Some(&fresh));
+                debug_assert!(derived.events.is_empty());
+                (fresh, derived.updates)
+            }
+        } else {
+            let insert_events = client.prepare_cached(INSERT_EVENTS).await?;
+            let tx = client.transaction().await?;
+            let rows = tx.query(&insert, &columns.params()).await?;
+            let fresh = fresh_of(batch, &rows);
+            let Derived { events, updates } = derive(&self.last, batch, Some(&fresh));
+            if !events.is_empty() {
+                let d: Vec<&str> = events.iter().map(|e| e.device_id.as_str()).collect();
+                let t: Vec<DateTime<Utc>> = events.iter().map(|e| e.time).collect();
+                let k: Vec<&str> = events.iter().map(|e| e.kind).collect();
+                let f: Vec<Option<&str>> = events.iter().map(|e| e.from_state.as_deref()).collect();
+                let to: Vec<Option<&str>> = events.iter().map(|e| e.to_state.as_deref()).collect();
+                let fl: Vec<Option<&str>> = events.iter().map(|e| e.flag.as_deref()).collect();
+                tx.execute(&insert_events, &[&d, &t, &k, &f, &to, &fl])
+                    .await?;
+            }
+            tx.commit().await?;
+            (fresh, updates)
+        };
+        for (device, t) in updates {
+            match self.last.get_mut(device) {
+                Some(state) => state.set_to(t),
+                None => {
+                    self.last.insert(device.to_string(), last_state_of(t));
+                }
+            }
+        }
+        Ok(fresh)
+    }
+
+    /// Loads the last stored state of devices seen for the first time since start.
+    async fn load_last_states(
+        &mut self,
+        client: &tokio_postgres::Client,
+        batch: &[Packet],
+    ) -> Result<(), WriteError> {
+        let unknown: Vec<&str> = batch
+            .iter()
+            .map(|p| p.telemetry.device_id.as_str())
+            .filter(|d| !self.last.contains_key(*d))
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        if unknown.is_empty() {
+            return Ok(());
+        }
+        let rows = client
             .query(
-                INSERT_TELEMETRY,
-                &[
-                    &time, &device, &state, &mode, &flags, &wifi, &cols[0], &cols[1], &cols[2],
-                    &cols[3], &cols[4], &cols[5], &cols[6], &ext,
-                ],
+                "SELECT DISTINCT ON (device_id) device_id, time, state, error_flags \
+                 FROM telemetry WHERE device_id = ANY($1) ORDER BY device_id, time DESC",
+                &[&unknown],
             )
             .await?;
-        let inserted: HashSet<(String, DateTime<Utc>)> = rows
-            .into_iter()
-            .map(|r| (r.get::<_, String>(0), r.get::<_, DateTime<Utc>>(1)))
-            .collect();
-
-        // Derive events from the new packets, per device in time order.
-        let mut fresh: Vec<&Telemetry> = batch
-            .iter()
-            .map(|p| &p.telemetry)
-            .filter(|t| inserted.contains(&(t.device_id.clone(), t.timestamp.as_datetime())))
-            .collect();
-        fresh.sort_by(|a, b| (&a.device_id, a.timestamp).cmp(&(&b.device_id, b.timestamp)));
-        let mut updates: HashMap<String, LastState> = HashMap::new();
-        let mut events = Vec::new();
-        for t in fresh {
-            let next = last_state_of(t);
-            let prev = updates
-                .get(&t.device_id)
-                .or_else(|| self.last.get(&t.device_id))
-                .or_else(|| loaded.get(&t.device_id));
-            match prev {
-                Some(prev) if prev.time >= next.time => continue,
-                Some(prev) => events.extend(derive_events(&t.device_id, prev, &next)),
-                None => {}
-            }
-            updates.insert(t.device_id.clone(), next);
+        for r in rows {
+            self.last.insert(
+                r.get::<_, String>(0),
+                LastState {
+                    time: r.get(1),
+                    state: r.get(2),
+                    flags: r.get(3),
+                },
+            );
         }
-        if !events.is_empty() {
-            let d: Vec<&str> = events.iter().map(|e| e.device_id.as_str()).collect();
-            let t: Vec<DateTime<Utc>> = events.iter().map(|e| e.time).collect();
-            let k: Vec<&str> = events.iter().map(|e| e.kind).collect();
-            let f: Vec<Option<&str>> = events.iter().map(|e| e.from_state.as_deref()).collect();
-            let to: Vec<Option<&str>> = events.iter().map(|e| e.to_state.as_deref()).collect();
-            let fl: Vec<Option<&str>> = events.iter().map(|e| e.flag.as_deref()).collect();
-            tx.execute(INSERT_EVENTS, &[&d, &t, &k, &f, &to, &fl])
-                .await?;
-        }
-        tx.commit().await?;
-
-        for (device, state) in loaded {
-            self.last.entry(device).or_insert(state);
-        }
-        self.last.extend(updates);
-        Ok(batch
-            .iter()
-            .map(|p| {
-                inserted.contains(&(
-                    p.telemetry.device_id.clone(),
-                    p.telemetry.timestamp.as_datetime(),
-                ))
-            })
-            .collect())
+        Ok(())
     }
 }
 
@@ -285,6 +486,8 @@ enum WriteError {
 async fn run(mut rx: mpsc::Receiver<Packet>, mut writer: Writer, config: CloudConfig) {
     let max_rows = config.batch_max_rows.max(1);
     let mut batch: Vec<Packet> = Vec::with_capacity(max_rows);
+    let (committed_tx, committed_rx) = mpsc::unbounded_channel();
+    tokio::spawn(acknowledge(committed_rx, writer.hub.clone()));
     loop {
         let first = tokio::select! {
             p = rx.recv() => p,
@@ -302,14 +505,41 @@ async fn run(mut rx: mpsc::Receiver<Packet>, mut writer: Writer, config: CloudCo
         }
         let fresh = write_with_retry(&mut writer, &batch).await;
         let Some(fresh) = fresh else { break };
-        for (packet, is_new) in batch.drain(..).zip(fresh) {
-            let _ = packet.ack.send(Outbound::Ack(packet.telemetry.timestamp));
+        let committed = std::mem::replace(&mut batch, Vec::with_capacity(max_rows));
+        let _ = committed_tx.send((committed, fresh));
+    }
+    tracing::info!("ingest writer stopped");
+}
+
+/// Acknowledges committed batches and publishes their new packets, in commit order, while the
+/// writer already stores the next batch.
+async fn acknowledge(
+    mut committed: mpsc::UnboundedReceiver<(Vec<Packet>, Vec<bool>)>,
+    hub: Arc<Hub>,
+) {
+    while let Some((batch, fresh)) = committed.recv().await {
+        ack(&batch);
+        for (packet, is_new) in batch.into_iter().zip(fresh) {
             if is_new {
-                writer.hub.publish_telemetry(packet.telemetry).await;
+                hub.publish_telemetry(packet.telemetry).await;
             }
         }
     }
-    tracing::info!("ingest writer stopped");
+}
+
+/// Acknowledges a committed batch: one message per run of packets from the same socket (a
+/// device's backlog arrives together), so its socket wakes once and sends one `TELEMETRY_ACK`.
+fn ack(batch: &[Packet]) {
+    let mut rest = batch;
+    while let Some(first) = rest.first() {
+        let run = rest
+            .iter()
+            .take_while(|p| p.ack.same_channel(&first.ack))
+            .count();
+        let timestamps = rest[..run].iter().map(|p| p.telemetry.timestamp).collect();
+        let _ = first.ack.send(Outbound::Acks(timestamps));
+        rest = &rest[run..];
+    }
 }
 
 /// Writes `batch`, retrying with backoff until it is committed. `None` when the server stops

@@ -10,6 +10,7 @@
 //! - [`hub`]: this instance's device sockets, the local event broadcast, and the
 //!   `LISTEN`/`NOTIFY` link to the other instances.
 //! - [`device_ws`]: the device socket `/ws/device/<id>` (spec protocol, acks, commands down).
+//! - `telemetry_frame` (private): one-pass parse of a plain telemetry frame.
 //! - [`ingest`]: the batching telemetry writer (ack after commit, back-pressure, events).
 //! - [`commands`]: REST commands, delivery, answers, expiry sweeper.
 //! - [`devices`], [`history`]: REST devices, latest telemetry, events, history buckets.
@@ -33,6 +34,7 @@ pub mod hub;
 pub mod ingest;
 pub mod live;
 pub mod server;
+mod telemetry_frame;
 
 pub use config::{CloudConfig, figment};
 pub use server::{Running, build, start};
