@@ -28,11 +28,11 @@ use ems_protocol::Telemetry;
 use rocket::fairing::AdHoc;
 use serde_json::Value;
 use tokio::sync::mpsc;
-use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
+use tokio_postgres::{Row, Statement};
 
 use crate::config::CloudConfig;
-use crate::db::Db;
+use crate::db::{self, Db, DbError};
 use crate::hub::{Hub, Outbound, OutboundTx};
 
 /// One validated packet waiting to be stored.
@@ -177,7 +177,11 @@ fn last_state_of(t: &Telemetry) -> LastState {
 }
 
 struct Writer {
-    db: Db,
+    /// Where [`Connection`] connects.
+    url: String,
+    /// The writer's own connection, opened on its thread; dropped after a failure and opened
+    /// again for the retry.
+    conn: Option<Connection>,
     hub: Arc<Hub>,
     /// Last stored state per device (events are derived against it). Only packets newer than
     /// it produce events; an older packet filled in later (a backlog after an outage) does not.
@@ -389,16 +393,30 @@ impl Writer {
     /// Otherwise the insert and the events derived from the rows it really inserted share a
     /// transaction.
     async fn write(&mut self, batch: &[Packet]) -> Result<Vec<bool>, WriteError> {
-        let mut client = self.db.pool.get().await?;
-        self.load_last_states(&client, batch).await?;
+        let mut conn = match self.conn.take() {
+            Some(conn) if !conn.client.is_closed() => conn,
+            _ => Connection::open(&self.url).await?,
+        };
+        let fresh = self.write_on(&mut conn, batch).await?;
+        self.conn = Some(conn);
+        Ok(fresh)
+    }
+
+    async fn write_on(
+        &mut self,
+        conn: &mut Connection,
+        batch: &[Packet],
+    ) -> Result<Vec<bool>, WriteError> {
+        self.load_last_states(&conn.client, batch).await?;
         let columns = Columns::of(batch);
-        let insert = client.prepare_cached(INSERT_TELEMETRY).await?;
+        let insert = &conn.insert;
+        let client = &mut conn.client;
 
         // If every packet were new and still no event arose, then no subset of them can raise
         // one either: all carry the state and flags their device already had.
         let all = derive(&self.last, batch, None);
         let (fresh, updates) = if all.events.is_empty() {
-            let rows = client.query(&insert, &columns.params()).await?;
+            let rows = client.query(insert, &columns.params()).await?;
             let fresh = fresh_of(batch, &rows);
             if fresh.iter().all(|f| *f) {
                 (fresh, all.updates)
@@ -408,9 +426,8 @@ impl Writer {
                 (fresh, derived.updates)
             }
         } else {
-            let insert_events = client.prepare_cached(INSERT_EVENTS).await?;
             let tx = client.transaction().await?;
-            let rows = tx.query(&insert, &columns.params()).await?;
+            let rows = tx.query(insert, &columns.params()).await?;
             let fresh = fresh_of(batch, &rows);
             let Derived { events, updates } = derive(&self.last, batch, Some(&fresh));
             if !events.is_empty() {
@@ -420,7 +437,7 @@ impl Writer {
                 let f: Vec<Option<&str>> = events.iter().map(|e| e.from_state.as_deref()).collect();
                 let to: Vec<Option<&str>> = events.iter().map(|e| e.to_state.as_deref()).collect();
                 let fl: Vec<Option<&str>> = events.iter().map(|e| e.flag.as_deref()).collect();
-                tx.execute(&insert_events, &[&d, &t, &k, &f, &to, &fl])
+                tx.execute(&conn.insert_events, &[&d, &t, &k, &f, &to, &fl])
                     .await?;
             }
             tx.commit().await?;
@@ -474,20 +491,43 @@ impl Writer {
     }
 }
 
+/// The writer's database connection with its two statements prepared.
+struct Connection {
+    client: tokio_postgres::Client,
+    insert: Statement,
+    insert_events: Statement,
+}
+
+impl Connection {
+    async fn open(url: &str) -> Result<Connection, WriteError> {
+        let client = db::connect(url).await?;
+        let insert = client.prepare(INSERT_TELEMETRY).await?;
+        let insert_events = client.prepare(INSERT_EVENTS).await?;
+        Ok(Connection {
+            client,
+            insert,
+            insert_events,
+        })
+    }
+}
+
 /// Why a batch could not be stored this time; either way the writer retries.
 #[derive(Debug, thiserror::Error)]
 enum WriteError {
-    #[error("no database connection: {0}")]
-    Pool(#[from] deadpool_postgres::PoolError),
+    #[error("{0}")]
+    Connect(#[from] DbError),
     #[error("{0}")]
     Sql(#[from] tokio_postgres::Error),
 }
 
-async fn run(mut rx: mpsc::Receiver<Packet>, mut writer: Writer, config: CloudConfig) {
+async fn run(
+    mut rx: mpsc::Receiver<Packet>,
+    mut writer: Writer,
+    config: CloudConfig,
+    committed_tx: mpsc::UnboundedSender<(Vec<Packet>, Vec<bool>)>,
+) {
     let max_rows = config.batch_max_rows.max(1);
     let mut batch: Vec<Packet> = Vec::with_capacity(max_rows);
-    let (committed_tx, committed_rx) = mpsc::unbounded_channel();
-    tokio::spawn(acknowledge(committed_rx, writer.hub.clone()));
     loop {
         let first = tokio::select! {
             p = rx.recv() => p,
@@ -578,7 +618,7 @@ async fn write_with_retry(writer: &mut Writer, batch: &[Packet]) -> Option<Vec<b
 
 /// Manages [`Ingest`] and starts the writer.
 pub fn stage() -> AdHoc {
-    AdHoc::on_ignite("ingest", |rocket| async move {
+    AdHoc::try_on_ignite("ingest", |rocket| async move {
         let config = rocket
             .state::<CloudConfig>()
             .expect("config managed")
@@ -592,13 +632,35 @@ pub fn stage() -> AdHoc {
             .expect("hub stage runs first")
             .clone();
         let (tx, rx) = mpsc::channel(config.ingest_queue.max(1));
+        let (committed_tx, committed_rx) = mpsc::unbounded_channel();
+        tokio::spawn(acknowledge(committed_rx, hub.clone()));
         let writer = Writer {
-            db,
+            url: db.url.clone(),
+            conn: None,
             hub,
             last: HashMap::new(),
         };
-        tokio::spawn(run(rx, writer, config));
-        rocket.manage(Ingest { tx })
+        // The writer is the one serial step of ingest. On the main runtime, under load, its
+        // task and its connection's task wait behind thousands of socket tasks every time
+        // PostgreSQL answers; on a thread of their own they run as soon as the answer is there.
+        let spawned = std::thread::Builder::new()
+            .name("ems-ingest".into())
+            .spawn(move || {
+                match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => runtime.block_on(run(rx, writer, config, committed_tx)),
+                    Err(e) => tracing::error!("starting the ingest writer failed: {e}"),
+                }
+            });
+        match spawned {
+            Ok(_) => Ok(rocket.manage(Ingest { tx })),
+            Err(e) => {
+                tracing::error!("starting the ingest writer thread failed: {e}");
+                Err(rocket)
+            }
+        }
     })
 }
 
