@@ -1,7 +1,9 @@
 //! Agent footprint at 1 Hz: resident memory and CPU of the real `ems-agent` process (release
 //! build) with three devices on ems-sim (SunSpec inverter + SDM630 on one RS-485 pty, INA226 on
 //! the simulated I2C bus), and Modbus transactions per cycle against the minimum the register
-//! maps allow.
+//! maps allow. The uplink is on, as on a real site: telemetry every second over `wss://` (TLS with
+//! a private CA) to an ems-cloud on a throwaway PostgreSQL in this process; `EMS_BENCH_UPLINK=0`
+//! leaves it out.
 //!
 //! Measured as the agent ships (the size-optimised `edge` profile of packaging/build.sh):
 //! `cargo build --profile edge -p ems-agent -p ems-driver-sunspec -p ems-driver-sdm630 \
@@ -9,11 +11,39 @@
 //! (`EMS_BENCH_SECS` sets the duration, default 600 s). With `--profile release` in both
 //! commands it measures the speed-optimised build instead.
 
-use std::path::PathBuf;
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::cloud::{Cloud, stored_seconds};
 use ems_sim::site::{SimOptions, SimSite};
+
+/// ems-cloud over HTTPS/WSS with a self-signed certificate, a registered device `bench` and the
+/// agent's `[uplink]` section for it.
+async fn cloud_over_wss(dir: &Path) -> (Cloud, String, String) {
+    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+    let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.key_pair.serialize_pem()).unwrap();
+    let http = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    let db_url = ems_testkit::pg::fresh_database().await;
+    let cloud = Cloud::start_tls(&db_url, &cert_path, &key_path, http).await;
+    let token_file = dir.join("device.token");
+    cloud.add_device("bench", &token_file).await;
+    let uplink = format!(
+        "[uplink]\nurl = \"{}\"\ntoken_file = \"{}\"\nca_file = \"{}\"\n",
+        cloud.ws_base(),
+        token_file.display(),
+        cert_path.display()
+    );
+    (cloud, db_url, uplink)
+}
 
 fn build_dir() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
@@ -55,6 +85,13 @@ async fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(600);
     let dir = tempfile::tempdir().unwrap();
+    let with_uplink = std::env::var("EMS_BENCH_UPLINK").map_or(true, |v| v != "0");
+    let cloud = if with_uplink {
+        Some(cloud_over_wss(dir.path()).await)
+    } else {
+        None
+    };
+    let uplink_toml = cloud.as_ref().map_or("", |(_, _, toml)| toml.as_str());
     let sim = SimSite::start(SimOptions::new(dir.path().join("sim")))
         .await
         .unwrap();
@@ -88,6 +125,7 @@ bus = "i2c"
 address = 0x40
 roles = ["battery_meter"]
 options = {{ shunt_ohms = 0.001, max_current_a = 80.0, voltage_divider = 2.0 }}
+{uplink_toml}
 "#,
             data = dir.path().join("data").display(),
             drivers = build_dir().display(),
@@ -142,6 +180,16 @@ options = {{ shunt_ohms = 0.001, max_current_a = 80.0, voltage_divider = 2.0 }}
         "  RSS: last {rss_last} kB, max sampled {rss_max} kB, high-water {hwm} kB (target <= 10240 kB)"
     );
     println!("  CPU: {cpu_pct:.2} % of one core (target <= 1 %)");
+    match &cloud {
+        Some((_, db_url, _)) => {
+            let stored = stored_seconds(db_url, "bench").await.len();
+            println!(
+                "  uplink: wss:// to ems-cloud, {stored} packets stored over {:.0} s",
+                elapsed + 10.0
+            );
+        }
+        None => println!("  uplink: off (EMS_BENCH_UPLINK=0)"),
+    }
     println!(
         "  RS-485 transactions per cycle: {per_cycle:.2} measured vs {minimum:.0} minimum (ratio {:.2})",
         per_cycle / minimum
