@@ -11,9 +11,10 @@
 //! 3. **saturation**: every device keeps `EMS_BENCH_WINDOW` packets unacknowledged for
 //!    `EMS_BENCH_SECONDS`: the sustained ingest rate.
 //!
-//! Then the same number of rows is inserted straight into PostgreSQL with the server's own
-//! batch statement (UNNEST, 1000 rows per statement, one connection, like the writer) and the
-//! ratio ingest / raw is printed.
+//! Then the server is stopped and the same number of rows is inserted straight into PostgreSQL
+//! with the server's own batch statement (UNNEST, prepared, 1000 rows per statement, one
+//! connection, like the writer; only the statements are timed) and the ratio ingest / raw is
+//! printed.
 //!
 //! Environment: `EMS_BENCH_DEVICES` (10000), `EMS_BENCH_SECONDS` (20), `EMS_BENCH_WINDOW` (8),
 //! `EMS_BENCH_WRAP` (a profiler command to run the server under).
