@@ -15,6 +15,11 @@
 //! Acknowledging and publishing a committed batch runs beside the writer, which meanwhile
 //! stores the next one.
 //!
+//! A packet older than its device's newest stored row (a backlog after an outage arrives after
+//! the live packets) lands between two stored rows: the events of that stretch are derived again
+//! in SQL ([`REDERIVE_EVENTS`]) from the stored rows, from the row before the earliest late packet
+//! to the row after the latest, in the same transaction as the insert.
+//!
 //! When the database is slow or down the writer retries the same batch with backoff; the queue
 //! ([`CloudConfig::ingest_queue`]) fills, [`submit`](Ingest::submit) waits, sockets stop being
 //! read: memory stays bounded, nothing is acknowledged that is not stored, nothing is dropped.
@@ -90,6 +95,33 @@ RETURNING device_id, time";
 const INSERT_EVENTS: &str = "\
 INSERT INTO events (device_id, time, kind, from_state, to_state, flag) \
 SELECT * FROM UNNEST($1::text[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::text[])";
+
+/// Derives the events of one device again for the stretch that late packets fell into: from the
+/// stored row before `$2` (the earliest late packet) to the stored row after `$3` (the latest),
+/// replacing the events recorded there. Rows of the current transaction are visible to it.
+const REDERIVE_EVENTS: &str = "\
+WITH bounds AS ( \
+    SELECT coalesce((SELECT max(time) FROM telemetry WHERE device_id = $1::text AND time < $2), $2) AS lo, \
+           coalesce((SELECT min(time) FROM telemetry WHERE device_id = $1::text AND time > $3), $3) AS hi \
+), span AS ( \
+    SELECT t.time, t.state, t.error_flags, \
+           lag(t.state) OVER w AS prev_state, lag(t.error_flags) OVER w AS prev_flags \
+    FROM telemetry t, bounds b \
+    WHERE t.device_id = $1::text AND t.time >= b.lo AND t.time <= b.hi \
+    WINDOW w AS (ORDER BY t.time) \
+), replaced AS ( \
+    DELETE FROM events e USING bounds b \
+    WHERE e.device_id = $1::text AND e.time > b.lo AND e.time <= b.hi \
+) \
+INSERT INTO events (device_id, time, kind, from_state, to_state, flag) \
+SELECT $1::text, s.time, 'STATE_CHANGED', s.prev_state, s.state, NULL::text FROM span s \
+    WHERE s.prev_state IS NOT NULL AND s.prev_state <> s.state \
+UNION ALL \
+SELECT $1::text, s.time, 'ERROR_RAISED', NULL, NULL, f FROM span s, unnest(s.error_flags) AS f \
+    WHERE s.prev_state IS NOT NULL AND NOT (f = ANY (s.prev_flags)) \
+UNION ALL \
+SELECT $1::text, s.time, 'ERROR_CLEARED', NULL, NULL, f FROM span s, unnest(s.prev_flags) AS f \
+    WHERE s.prev_state IS NOT NULL AND NOT (f = ANY (s.error_flags))";
 
 /// The last stored state of a device, to derive events from the next packet.
 #[derive(Debug, Clone, PartialEq)]
@@ -183,8 +215,8 @@ struct Writer {
     /// again for the retry.
     conn: Option<Connection>,
     hub: Arc<Hub>,
-    /// Last stored state per device (events are derived against it). Only packets newer than
-    /// it produce events; an older packet filled in later (a backlog after an outage) does not.
+    /// Last stored state per device (events of newer packets are derived against it; an older
+    /// packet filled in later has its stretch derived again by [`REDERIVE_EVENTS`]).
     last: HashMap<String, LastState>,
 }
 
@@ -385,6 +417,33 @@ fn fresh_of(batch: &[Packet], rows: &[Row]) -> Vec<bool> {
     fresh
 }
 
+/// Whether a packet of `batch` is older than its device's newest stored row.
+fn any_late(last: &HashMap<String, LastState>, batch: &[Packet]) -> bool {
+    batch.iter().any(|p| {
+        last.get(&p.telemetry.device_id)
+            .is_some_and(|s| p.telemetry.timestamp.as_datetime() < s.time)
+    })
+}
+
+/// Per device, the earliest and the latest newly stored packet older than its newest stored row.
+fn late_spans<'a>(
+    last: &HashMap<String, LastState>,
+    batch: &'a [Packet],
+    fresh: &[bool],
+) -> HashMap<&'a str, (DateTime<Utc>, DateTime<Utc>)> {
+    let mut spans: HashMap<&str, (DateTime<Utc>, DateTime<Utc>)> = HashMap::new();
+    for (p, _) in batch.iter().zip(fresh).filter(|(_, is_new)| **is_new) {
+        let t = p.telemetry.timestamp.as_datetime();
+        let device = p.telemetry.device_id.as_str();
+        if last.get(device).is_some_and(|s| t < s.time) {
+            let span = spans.entry(device).or_insert((t, t));
+            span.0 = span.0.min(t);
+            span.1 = span.1.max(t);
+        }
+    }
+    spans
+}
+
 impl Writer {
     /// Stores one batch. Returns which packets were new (not duplicates).
     ///
@@ -413,9 +472,10 @@ impl Writer {
         let client = &mut conn.client;
 
         // If every packet were new and still no event arose, then no subset of them can raise
-        // one either: all carry the state and flags their device already had.
+        // one either: all carry the state and flags their device already had. Late packets
+        // (older than their device's newest row) need the transaction to derive their stretch.
         let all = derive(&self.last, batch, None);
-        let (fresh, updates) = if all.events.is_empty() {
+        let (fresh, updates) = if all.events.is_empty() && !any_late(&self.last, batch) {
             let rows = client.query(insert, &columns.params()).await?;
             let fresh = fresh_of(batch, &rows);
             if fresh.iter().all(|f| *f) {
@@ -438,6 +498,10 @@ impl Writer {
                 let to: Vec<Option<&str>> = events.iter().map(|e| e.to_state.as_deref()).collect();
                 let fl: Vec<Option<&str>> = events.iter().map(|e| e.flag.as_deref()).collect();
                 tx.execute(&conn.insert_events, &[&d, &t, &k, &f, &to, &fl])
+                    .await?;
+            }
+            for (device, (from, to)) in late_spans(&self.last, batch, &fresh) {
+                tx.execute(&conn.rederive_events, &[&device, &from, &to])
                     .await?;
             }
             tx.commit().await?;
@@ -491,11 +555,12 @@ impl Writer {
     }
 }
 
-/// The writer's database connection with its two statements prepared.
+/// The writer's database connection with its statements prepared.
 struct Connection {
     client: tokio_postgres::Client,
     insert: Statement,
     insert_events: Statement,
+    rederive_events: Statement,
 }
 
 impl Connection {
@@ -503,10 +568,12 @@ impl Connection {
         let client = db::connect(url).await?;
         let insert = client.prepare(INSERT_TELEMETRY).await?;
         let insert_events = client.prepare(INSERT_EVENTS).await?;
+        let rederive_events = client.prepare(REDERIVE_EVENTS).await?;
         Ok(Connection {
             client,
             insert,
             insert_events,
+            rederive_events,
         })
     }
 }

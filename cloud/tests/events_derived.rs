@@ -56,3 +56,86 @@ async fn state_changes_and_flags_become_events() {
     );
     server.running.stop().await;
 }
+
+/// A backlog arrives after the live packets that followed it (the agent sends live telemetry
+/// beside its backlog after an outage): the events of the stretch it fills are derived again,
+/// so they read as if the packets had come in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_backlog_rederives_the_events_of_its_stretch() {
+    let server = TestServer::fresh().await;
+    let token = server.add_device("ems_late").await;
+    let mut device = server.device("ems_late", &token).await;
+    let ts = recent_seconds(5);
+    let with = |i: usize, state: State, flags: Vec<ErrorFlag>| {
+        let mut p = packet("ems_late", ts[i], 50.0);
+        p.system_status.state = state;
+        p.system_status.error_flags = flags;
+        p
+    };
+    let p0 = with(0, State::Idle, vec![]);
+    let p1 = with(1, State::Charging, vec![]);
+    let p2 = with(2, State::Error, vec![ErrorFlag::Overheat]);
+    let p3 = with(3, State::Error, vec![ErrorFlag::Overheat]);
+    let p4 = with(4, State::Idle, vec![]);
+    let events = async |server: &TestServer| {
+        let events: Vec<EventRecord> = server.get_json("/devices/ems_late/events").await;
+        events
+            .iter()
+            .rev()
+            .map(|e| {
+                (
+                    e.time.timestamp(),
+                    e.kind.clone(),
+                    e.from_state.clone(),
+                    e.to_state.clone(),
+                    e.flag.clone(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let ev = |i: usize, kind: &str, from: Option<&str>, to: Option<&str>, flag: Option<&str>| {
+        (
+            ts[i].unix(),
+            kind.to_string(),
+            from.map(str::to_string),
+            to.map(str::to_string),
+            flag.map(str::to_string),
+        )
+    };
+
+    // Live: t0 IDLE, then t3 ERROR; the outage hid t1 and t2.
+    for p in [&p0, &p3] {
+        device.send(p).await;
+        device.await_acks(&[p.timestamp]).await;
+    }
+    assert_eq!(
+        events(&server).await,
+        vec![
+            ev(3, "STATE_CHANGED", Some("IDLE"), Some("ERROR"), None),
+            ev(3, "ERROR_RAISED", None, None, Some("OVERHEAT")),
+        ]
+    );
+
+    // The backlog (t1, t2) arrives after t3, in one frame burst, beside the live t4.
+    for p in [&p1, &p2, &p4] {
+        device.send(p).await;
+    }
+    device
+        .await_acks(&[p1.timestamp, p2.timestamp, p4.timestamp])
+        .await;
+    // And once more (a resend after a lost ack): nothing changes.
+    device.send(&p1).await;
+    device.await_acks(&[p1.timestamp]).await;
+
+    assert_eq!(
+        events(&server).await,
+        vec![
+            ev(1, "STATE_CHANGED", Some("IDLE"), Some("CHARGING"), None),
+            ev(2, "STATE_CHANGED", Some("CHARGING"), Some("ERROR"), None),
+            ev(2, "ERROR_RAISED", None, None, Some("OVERHEAT")),
+            ev(4, "STATE_CHANGED", Some("ERROR"), Some("IDLE"), None),
+            ev(4, "ERROR_CLEARED", None, None, Some("OVERHEAT")),
+        ]
+    );
+    server.running.stop().await;
+}
