@@ -139,7 +139,7 @@ impl Session {
                     let mut end = None;
                     for msg in frames {
                         let refusal = match msg {
-                            Ok(Message::Text(text)) => match self.handle_text(&text, &tx).await {
+                            Ok(Message::Text(text)) => match self.handle_text(&text, &tx, conn_id).await {
                                 Ok(Some(packet)) => {
                                     packets.push(packet);
                                     None
@@ -245,7 +245,12 @@ impl Session {
     }
 
     /// Handles one text frame; valid telemetry is returned, to be queued for the writer.
-    async fn handle_text(&self, text: &str, tx: &OutboundTx) -> Result<Option<Packet>, Refusal> {
+    async fn handle_text(
+        &self,
+        text: &str,
+        tx: &OutboundTx,
+        conn_id: u64,
+    ) -> Result<Option<Packet>, Refusal> {
         let (upstream, raw) = parse(text).map_err(|e| Refusal::bad(ErrorMessage::bad_frame(&e)))?;
         match upstream {
             Upstream::Telemetry(telemetry) => {
@@ -291,6 +296,7 @@ impl Session {
                     telemetry,
                     extensions,
                     ack: tx.clone(),
+                    conn_id,
                 }))
             }
             Upstream::CommandAnswer(answer) => {

@@ -24,7 +24,7 @@
 //! ([`CloudConfig::ingest_queue`]) fills, [`submit`](Ingest::submit) waits, sockets stop being
 //! read: memory stays bounded, nothing is acknowledged that is not stored, nothing is dropped.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -47,6 +47,10 @@ pub struct Packet {
     pub extensions: Option<Value>,
     /// Where the acknowledgement goes once the packet is committed.
     pub ack: OutboundTx,
+    /// The socket it came on ([`Hub::register`]): a device's cached last state is read again
+    /// from the database when its packets come on another socket, since while it was away it
+    /// may have sent to another instance.
+    pub conn_id: u64,
 }
 
 /// Handle to the writer, managed by Rocket.
@@ -129,6 +133,8 @@ pub(crate) struct LastState {
     pub time: DateTime<Utc>,
     pub state: String,
     pub flags: Vec<String>,
+    /// The socket whose packets this state is current for.
+    pub conn_id: u64,
 }
 
 /// A change seen between two consecutive packets of a device.
@@ -195,8 +201,11 @@ impl LastState {
     }
 }
 
+/// The state `t` shows; `conn_id` 0 (no socket), so a device first stored by this packet is read
+/// from the database once more by its next batch.
 fn last_state_of(t: &Telemetry) -> LastState {
     LastState {
+        conn_id: 0,
         time: t.timestamp.as_datetime(),
         state: t.system_status.state.as_str().to_string(),
         flags: t
@@ -518,36 +527,49 @@ impl Writer {
         Ok(fresh)
     }
 
-    /// Loads the last stored state of devices seen for the first time since start.
+    /// Loads the last stored state of the devices of `batch` seen for the first time since
+    /// start or coming on another socket than their cached state: while away, a device may have
+    /// sent to another instance, so the database, not the cache, knows its newest row.
     async fn load_last_states(
         &mut self,
         client: &tokio_postgres::Client,
         batch: &[Packet],
     ) -> Result<(), WriteError> {
-        let unknown: Vec<&str> = batch
-            .iter()
-            .map(|p| p.telemetry.device_id.as_str())
-            .filter(|d| !self.last.contains_key(*d))
-            .collect::<HashSet<_>>()
-            .into_iter()
-            .collect();
-        if unknown.is_empty() {
+        let mut reload: HashMap<&str, u64> = HashMap::new();
+        for p in batch {
+            let device = p.telemetry.device_id.as_str();
+            let current = self
+                .last
+                .get(device)
+                .is_some_and(|s| s.conn_id == p.conn_id);
+            if !current || reload.contains_key(device) {
+                reload.insert(device, p.conn_id);
+            }
+        }
+        if reload.is_empty() {
             return Ok(());
         }
+        let devices: Vec<&str> = reload.keys().copied().collect();
         let rows = client
             .query(
                 "SELECT DISTINCT ON (device_id) device_id, time, state, error_flags \
                  FROM telemetry WHERE device_id = ANY($1) ORDER BY device_id, time DESC",
-                &[&unknown],
+                &[&devices],
             )
             .await?;
+        for device in &devices {
+            self.last.remove(*device);
+        }
         for r in rows {
+            let device: String = r.get(0);
+            let conn_id = reload.get(device.as_str()).copied().unwrap_or_default();
             self.last.insert(
-                r.get::<_, String>(0),
+                device,
                 LastState {
                     time: r.get(1),
                     state: r.get(2),
                     flags: r.get(3),
+                    conn_id,
                 },
             );
         }
@@ -737,6 +759,7 @@ mod tests {
 
     fn s(time: i64, state: &str, flags: &[&str]) -> LastState {
         LastState {
+            conn_id: 1,
             time: DateTime::from_timestamp(time, 0).unwrap(),
             state: state.into(),
             flags: flags.iter().map(|f| f.to_string()).collect(),

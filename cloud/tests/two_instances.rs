@@ -103,3 +103,46 @@ async fn command_and_live_feed_cross_instances() {
     b.running.stop().await;
     a.running.stop().await;
 }
+
+/// A device that moves between instances gets its events right: the instance it returns to
+/// reads the device's newest row again instead of trusting what it saw before the device left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_stay_right_when_a_device_moves_between_instances() {
+    let url = ems_testkit::pg::fresh_database().await;
+    let a = TestServer::on(&url).await;
+    let b = TestServer::on(&url).await;
+    let token = a.add_device("ems_roam").await;
+    let ts = common::recent_seconds(3);
+    let with = |i: usize, state: ems_protocol::State| {
+        let mut p = packet("ems_roam", ts[i], 50.0);
+        p.system_status.state = state;
+        p
+    };
+    let send = async |server: &TestServer, p: &ems_protocol::Telemetry| {
+        let mut device = server.device("ems_roam", &token).await;
+        device.send(p).await;
+        device.await_acks(&[p.timestamp]).await;
+    };
+    send(&a, &with(0, ems_protocol::State::Idle)).await;
+    send(&b, &with(1, ems_protocol::State::Charging)).await;
+    send(&a, &with(2, ems_protocol::State::Charging)).await;
+
+    let events: Vec<ems_protocol::api::EventRecord> = a.get_json("/devices/ems_roam/events").await;
+    let got: Vec<(i64, Option<&str>, Option<&str>)> = events
+        .iter()
+        .map(|e| {
+            (
+                e.time.timestamp(),
+                e.from_state.as_deref(),
+                e.to_state.as_deref(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![(ts[1].unix(), Some("IDLE"), Some("CHARGING"))],
+        "one change, recorded by B; A must not record IDLE -> CHARGING again"
+    );
+    a.running.stop().await;
+    b.running.stop().await;
+}
