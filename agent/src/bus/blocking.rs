@@ -82,19 +82,19 @@ impl Bus for DriverBus {
 
     fn i2c_write(&mut self, addr7: u8, data: &[u8]) -> Result<(), BusError> {
         self.call(Request::I2cWrite {
-            addr: addr7,
+            addr7,
             data: data.to_vec(),
         })
         .map(|_| ())
     }
 
     fn i2c_read(&mut self, addr7: u8, len: usize) -> Result<Vec<u8>, BusError> {
-        self.bytes(Request::I2cRead { addr: addr7, len })
+        self.bytes(Request::I2cRead { addr7, len })
     }
 
     fn i2c_write_read(&mut self, addr7: u8, data: &[u8], len: usize) -> Result<Vec<u8>, BusError> {
         self.bytes(Request::I2cWriteRead {
-            addr: addr7,
+            addr7,
             data: data.to_vec(),
             len,
         })

@@ -39,9 +39,9 @@ impl I2cTransport {
 
     pub(crate) async fn execute(&mut self, req: &Request) -> Result<Response, BusError> {
         let (addr, write, read_len) = match req {
-            Request::I2cWrite { addr, data } => (*addr, data.clone(), 0),
-            Request::I2cRead { addr, len } => (*addr, Vec::new(), *len),
-            Request::I2cWriteRead { addr, data, len } => (*addr, data.clone(), *len),
+            Request::I2cWrite { addr7, data } => (*addr7, data.clone(), 0),
+            Request::I2cRead { addr7, len } => (*addr7, Vec::new(), *len),
+            Request::I2cWriteRead { addr7, data, len } => (*addr7, data.clone(), *len),
             _ => return Err(BusError::Unsupported),
         };
         if addr > 0x7F || write.len() > MAX_LEN || read_len > MAX_LEN {

@@ -1,7 +1,8 @@
 //! Buses: one task owns each physical bus and runs its transactions strictly one at a time,
 //! whatever the number of devices on it. Drivers reach it through a [`BusHandle`]; the
 //! [`blocking::DriverBus`] adapter gives a driver (running on a blocking thread) the SDK's
-//! synchronous [`ems_driver_sdk::Bus`].
+//! synchronous [`ems_driver_sdk::Bus`]. A transaction is the SDK's [`Request`], the same value a
+//! driver's unit tests see recorded by `MemoryBus`.
 //!
 //! - [`modbus`]: Modbus RTU (tokio-serial) and Modbus TCP, on tokio-modbus.
 //! - [`i2c`]: Linux i2c-dev and the simulated I2C bus of ems-sim.
@@ -17,76 +18,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ems_driver_sdk::BusError;
+pub use ems_driver_sdk::Request;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::config::BusConfig;
 pub use stats::{BusStats, Counters};
-
-/// One transaction.
-#[derive(Debug, Clone)]
-pub enum Request {
-    ReadHolding {
-        unit: u8,
-        addr: u16,
-        count: u16,
-    },
-    ReadInput {
-        unit: u8,
-        addr: u16,
-        count: u16,
-    },
-    ReadCoils {
-        unit: u8,
-        addr: u16,
-        count: u16,
-    },
-    WriteSingle {
-        unit: u8,
-        addr: u16,
-        value: u16,
-    },
-    WriteMultiple {
-        unit: u8,
-        addr: u16,
-        values: Vec<u16>,
-    },
-    I2cWrite {
-        addr: u8,
-        data: Vec<u8>,
-    },
-    I2cRead {
-        addr: u8,
-        len: usize,
-    },
-    I2cWriteRead {
-        addr: u8,
-        data: Vec<u8>,
-        len: usize,
-    },
-}
-
-impl Request {
-    /// The Modbus unit or I2C address the transaction is for (for per-device counters).
-    pub fn target(&self) -> u8 {
-        match self {
-            Request::ReadHolding { unit, .. }
-            | Request::ReadInput { unit, .. }
-            | Request::ReadCoils { unit, .. }
-            | Request::WriteSingle { unit, .. }
-            | Request::WriteMultiple { unit, .. } => *unit,
-            Request::I2cWrite { addr, .. }
-            | Request::I2cRead { addr, .. }
-            | Request::I2cWriteRead { addr, .. } => *addr,
-        }
-    }
-
-    fn is_i2c(&self) -> bool {
-        matches!(
-            self,
-            Request::I2cWrite { .. } | Request::I2cRead { .. } | Request::I2cWriteRead { .. }
-        )
-    }
-}
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Response {

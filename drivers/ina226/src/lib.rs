@@ -391,7 +391,7 @@ mod tests {
         assert!(
             bus.transactions()
                 .iter()
-                .all(|t| !matches!(t, ems_driver_sdk::memory::Transaction::I2cWrite { .. }))
+                .all(|t| !matches!(t, ems_driver_sdk::Request::I2cWrite { .. }))
         );
         assert_eq!(bus.logs().len(), 1);
     }

@@ -1,9 +1,8 @@
 //! Unit tests: the shipped SDM630 map on the published SDM630 register layout, and a BMS-style
 //! inline map exercising every type, word order, sentinel, flag and write.
 
-use ems_driver_sdk::memory::Transaction;
 use ems_driver_sdk::regs::{ascii_to, f32_to};
-use ems_driver_sdk::{BusError, Flag, MemoryBus};
+use ems_driver_sdk::{BusError, Flag, MemoryBus, Request};
 
 use super::*;
 
@@ -41,7 +40,7 @@ fn the_sdm630_map_reads_the_meter_in_one_transaction() {
     let r = d.poll(&mut bus).unwrap();
     assert_eq!(
         bus.transactions(),
-        &[Transaction::ReadInput {
+        &[Request::ReadInput {
             unit: UNIT,
             addr: 0,
             count: 0x4C
@@ -178,7 +177,7 @@ fn gaps_merge_only_as_far_as_allowed() {
     d.poll(&mut bus).unwrap();
     assert_eq!(
         bus.transactions(),
-        &[Transaction::ReadHolding {
+        &[Request::ReadHolding {
             unit: UNIT,
             addr: 100,
             count: 105

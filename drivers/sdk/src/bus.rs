@@ -1,4 +1,5 @@
-//! The [`Bus`] a driver talks through, and the [`BusError`]s it can see.
+//! The [`Bus`] a driver talks through, the [`BusError`]s it can see, and [`Request`], one of its
+//! transactions as a value.
 //!
 //! The host owns every port: it opens the serial line or socket, serialises transactions and
 //! applies timeouts. A driver only asks for Modbus or I2C transactions on its device, so two
@@ -47,6 +48,61 @@ pub trait Bus {
     fn i2c_write_read(&mut self, addr7: u8, data: &[u8], len: usize) -> Result<Vec<u8>, BusError>;
     /// A log line from the driver, tagged by the host with the device it belongs to.
     fn log(&mut self, level: LogLevel, message: &str);
+}
+
+/// One transaction a driver asks of its bus, as data: what [`MemoryBus`](crate::memory::MemoryBus)
+/// records for tests to count and what the agent queues to the task that owns the physical bus.
+/// Each variant is one [`Bus`] method with the same arguments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    /// [`Bus::read_holding_registers`], Modbus function 0x03.
+    ReadHolding { unit: u8, addr: u16, count: u16 },
+    /// [`Bus::read_input_registers`], Modbus function 0x04.
+    ReadInput { unit: u8, addr: u16, count: u16 },
+    /// [`Bus::read_coils`], Modbus function 0x01.
+    ReadCoils { unit: u8, addr: u16, count: u16 },
+    /// [`Bus::write_single_register`], Modbus function 0x06.
+    WriteSingle { unit: u8, addr: u16, value: u16 },
+    /// [`Bus::write_multiple_registers`], Modbus function 0x10.
+    WriteMultiple {
+        unit: u8,
+        addr: u16,
+        values: Vec<u16>,
+    },
+    /// [`Bus::i2c_write`].
+    I2cWrite { addr7: u8, data: Vec<u8> },
+    /// [`Bus::i2c_read`].
+    I2cRead { addr7: u8, len: usize },
+    /// [`Bus::i2c_write_read`].
+    I2cWriteRead {
+        addr7: u8,
+        data: Vec<u8>,
+        len: usize,
+    },
+}
+
+impl Request {
+    /// The Modbus unit or 7-bit I2C address the transaction is for (for per-device counters).
+    pub fn target(&self) -> u8 {
+        match self {
+            Request::ReadHolding { unit, .. }
+            | Request::ReadInput { unit, .. }
+            | Request::ReadCoils { unit, .. }
+            | Request::WriteSingle { unit, .. }
+            | Request::WriteMultiple { unit, .. } => *unit,
+            Request::I2cWrite { addr7, .. }
+            | Request::I2cRead { addr7, .. }
+            | Request::I2cWriteRead { addr7, .. } => *addr7,
+        }
+    }
+
+    /// Whether this is an I2C transfer (otherwise a Modbus transaction).
+    pub fn is_i2c(&self) -> bool {
+        matches!(
+            self,
+            Request::I2cWrite { .. } | Request::I2cRead { .. } | Request::I2cWriteRead { .. }
+        )
+    }
 }
 
 /// Why a bus transaction failed.
@@ -122,5 +178,21 @@ mod tests {
         );
         assert!(BusError::Exception(2).is_device_answer());
         assert!(!BusError::Timeout.is_device_answer());
+    }
+
+    #[test]
+    fn requests_name_their_device() {
+        let read = Request::ReadInput {
+            unit: 3,
+            addr: 30001,
+            count: 2,
+        };
+        assert_eq!((read.target(), read.is_i2c()), (3, false));
+        let transfer = Request::I2cWriteRead {
+            addr7: 0x40,
+            data: vec![0xFE],
+            len: 2,
+        };
+        assert_eq!((transfer.target(), transfer.is_i2c()), (0x40, true));
     }
 }

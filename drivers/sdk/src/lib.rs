@@ -8,7 +8,8 @@
 //! # Layout
 //! - [`model`]: what a driver is and reports: [`DriverInfo`], [`Role`], [`DeviceAddress`],
 //!   [`Readings`], [`Flag`], [`LogLevel`].
-//! - [`bus`]: the [`Bus`] trait (Modbus and I2C transactions, logging) and [`BusError`].
+//! - [`bus`]: the [`Bus`] trait (Modbus and I2C transactions, logging), [`BusError`], and
+//!   [`Request`], one transaction as a value.
 //! - [`driver`]: the [`Driver`] trait, [`DriverError`] and [`ConfigError`].
 //! - [`options`]: typed access to a device's TOML options with errors that name the key.
 //! - [`regs`]: exact-length register reads split at the 125-register limit, word order, float and
@@ -31,7 +32,7 @@ pub mod model;
 pub mod options;
 pub mod regs;
 
-pub use bus::{Bus, BusError};
+pub use bus::{Bus, BusError, Request};
 pub use driver::{ConfigError, Driver, DriverError};
 pub use memory::MemoryBus;
 pub use model::{DeviceAddress, DriverInfo, Flag, LogLevel, Readings, Role};

@@ -10,52 +10,9 @@
 use std::collections::BTreeMap;
 use std::ops::RangeInclusive;
 
-use crate::bus::{Bus, BusError};
+use crate::bus::{Bus, BusError, Request};
 use crate::model::LogLevel;
 use crate::regs::{MAX_READ_REGISTERS, MAX_WRITE_REGISTERS};
-
-/// One transaction as the bus saw it, successful or not.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Transaction {
-    ReadHolding {
-        unit: u8,
-        addr: u16,
-        count: u16,
-    },
-    ReadInput {
-        unit: u8,
-        addr: u16,
-        count: u16,
-    },
-    ReadCoils {
-        unit: u8,
-        addr: u16,
-        count: u16,
-    },
-    WriteSingle {
-        unit: u8,
-        addr: u16,
-        value: u16,
-    },
-    WriteMultiple {
-        unit: u8,
-        addr: u16,
-        values: Vec<u16>,
-    },
-    I2cWrite {
-        addr7: u8,
-        data: Vec<u8>,
-    },
-    I2cRead {
-        addr7: u8,
-        len: usize,
-    },
-    I2cWriteRead {
-        addr7: u8,
-        data: Vec<u8>,
-        len: usize,
-    },
-}
 
 #[derive(Default)]
 struct ModbusDevice {
@@ -137,7 +94,8 @@ impl I2cRegisterDevice {
 pub struct MemoryBus {
     units: BTreeMap<u8, ModbusDevice>,
     i2c: BTreeMap<u8, I2cRegisterDevice>,
-    transactions: Vec<Transaction>,
+    /// Every transaction asked of the bus, successful or not, in order.
+    transactions: Vec<Request>,
     logs: Vec<(LogLevel, String)>,
 }
 
@@ -223,7 +181,7 @@ impl MemoryBus {
     }
 
     /// Every transaction so far, in order.
-    pub fn transactions(&self) -> &[Transaction] {
+    pub fn transactions(&self) -> &[Request] {
         &self.transactions
     }
 
@@ -284,7 +242,7 @@ impl Bus for MemoryBus {
         count: u16,
     ) -> Result<Vec<u16>, BusError> {
         self.transactions
-            .push(Transaction::ReadHolding { unit, addr, count });
+            .push(Request::ReadHolding { unit, addr, count });
         self.read_table(unit, addr, count, false)
     }
 
@@ -295,13 +253,13 @@ impl Bus for MemoryBus {
         count: u16,
     ) -> Result<Vec<u16>, BusError> {
         self.transactions
-            .push(Transaction::ReadInput { unit, addr, count });
+            .push(Request::ReadInput { unit, addr, count });
         self.read_table(unit, addr, count, true)
     }
 
     fn read_coils(&mut self, unit: u8, addr: u16, count: u16) -> Result<Vec<bool>, BusError> {
         self.transactions
-            .push(Transaction::ReadCoils { unit, addr, count });
+            .push(Request::ReadCoils { unit, addr, count });
         let device = self.units.get(&unit).ok_or(BusError::Timeout)?;
         device.check(addr, count as usize)?;
         if count == 0 || count > 2000 {
@@ -323,7 +281,7 @@ impl Bus for MemoryBus {
 
     fn write_single_register(&mut self, unit: u8, addr: u16, value: u16) -> Result<(), BusError> {
         self.transactions
-            .push(Transaction::WriteSingle { unit, addr, value });
+            .push(Request::WriteSingle { unit, addr, value });
         let device = self.units.get_mut(&unit).ok_or(BusError::Timeout)?;
         device.check(addr, 1)?;
         match device.holding.get_mut(&addr) {
@@ -341,7 +299,7 @@ impl Bus for MemoryBus {
         addr: u16,
         values: &[u16],
     ) -> Result<(), BusError> {
-        self.transactions.push(Transaction::WriteMultiple {
+        self.transactions.push(Request::WriteMultiple {
             unit,
             addr,
             values: values.to_vec(),
@@ -364,7 +322,7 @@ impl Bus for MemoryBus {
     }
 
     fn i2c_write(&mut self, addr7: u8, data: &[u8]) -> Result<(), BusError> {
-        self.transactions.push(Transaction::I2cWrite {
+        self.transactions.push(Request::I2cWrite {
             addr7,
             data: data.to_vec(),
         });
@@ -372,12 +330,12 @@ impl Bus for MemoryBus {
     }
 
     fn i2c_read(&mut self, addr7: u8, len: usize) -> Result<Vec<u8>, BusError> {
-        self.transactions.push(Transaction::I2cRead { addr7, len });
+        self.transactions.push(Request::I2cRead { addr7, len });
         self.i2c_device(addr7)?.read(len)
     }
 
     fn i2c_write_read(&mut self, addr7: u8, data: &[u8], len: usize) -> Result<Vec<u8>, BusError> {
-        self.transactions.push(Transaction::I2cWriteRead {
+        self.transactions.push(Request::I2cWriteRead {
             addr7,
             data: data.to_vec(),
             len,

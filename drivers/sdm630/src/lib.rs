@@ -225,7 +225,7 @@ ems_driver_sdk::export_driver!(Sdm630);
 mod tests {
     use super::*;
     use ems_driver_sdk::regs::f32_to;
-    use ems_driver_sdk::{BusError, MemoryBus, memory::Transaction};
+    use ems_driver_sdk::{BusError, MemoryBus, Request};
 
     const UNIT: u8 = 3;
 
@@ -275,7 +275,7 @@ mod tests {
         let r = meter("").poll(&mut bus).unwrap();
         assert_eq!(
             bus.transactions(),
-            &[Transaction::ReadInput {
+            &[Request::ReadInput {
                 unit: UNIT,
                 addr: 0,
                 count: 0x4C

@@ -1,6 +1,6 @@
 //! Unit tests on SunSpec register images laid out per the SunSpec model definitions.
 
-use ems_driver_sdk::memory::Transaction;
+use ems_driver_sdk::Request;
 use ems_driver_sdk::regs::ascii_to;
 use ems_driver_sdk::{BusError, Flag, MemoryBus};
 
@@ -202,12 +202,12 @@ fn discovers_the_chain_and_decodes_every_model() {
     assert_eq!(
         bus.transactions(),
         &[
-            Transaction::ReadHolding {
+            Request::ReadHolding {
                 unit: UNIT,
                 addr: 40070,
                 count: 106
             },
-            Transaction::ReadHolding {
+            Request::ReadHolding {
                 unit: UNIT,
                 addr: 40176,
                 count: 64
@@ -231,12 +231,12 @@ fn an_exception_or_timeout_at_one_base_moves_on() {
     assert_eq!(
         bus.transactions()[..2],
         [
-            Transaction::ReadHolding {
+            Request::ReadHolding {
                 unit: UNIT,
                 addr: 40000,
                 count: 2
             },
-            Transaction::ReadHolding {
+            Request::ReadHolding {
                 unit: UNIT,
                 addr: 0,
                 count: 2
@@ -381,17 +381,17 @@ fn setpoints_go_through_model_124_with_the_revert_timeout_first() {
     assert_eq!(
         bus.transactions(),
         [
-            Transaction::WriteSingle {
+            Request::WriteSingle {
                 unit: UNIT,
                 addr: base + RVRT_TMS as u16,
                 value: 30
             },
-            Transaction::WriteMultiple {
+            Request::WriteMultiple {
                 unit: UNIT,
                 addr: base + OUT_W_RTE as u16,
                 values: vec![neg(-5000), 5000]
             },
-            Transaction::WriteSingle {
+            Request::WriteSingle {
                 unit: UNIT,
                 addr: base + STOR_CTL_MOD as u16,
                 value: 3
@@ -404,7 +404,7 @@ fn setpoints_go_through_model_124_with_the_revert_timeout_first() {
     d.set_battery_power(&mut bus, -1000.0).unwrap(); // discharge 20 %
     assert_eq!(
         bus.transactions(),
-        [Transaction::WriteMultiple {
+        [Request::WriteMultiple {
             unit: UNIT,
             addr: base + OUT_W_RTE as u16,
             values: vec![2000, neg(-2000)]
@@ -449,7 +449,7 @@ fn a_setpoint_without_a_fresh_poll_reads_model_124_first() {
     d.set_battery_power(&mut bus, 1000.0).unwrap();
     assert_eq!(
         bus.transactions()[0],
-        Transaction::ReadHolding {
+        Request::ReadHolding {
             unit: UNIT,
             addr: 40150,
             count: 26
