@@ -233,9 +233,28 @@ pub struct FfiBus<'a> {
     table: &'a AbiBus,
 }
 
-/// Turns a callback's return code and error record into a `Result`.
-fn outcome<T>(rc: i32, error: &AbiBusError, value: T) -> Result<T, BusError> {
-    if rc == 0 { Ok(value) } else { Err(error.get()) }
+/// Calls the host with a fresh error record: return code 0 is success, anything else the error
+/// the host wrote into the record.
+fn host_call(call: impl FnOnce(*mut AbiBusError) -> i32) -> Result<(), BusError> {
+    let mut error = AbiBusError::default();
+    if call(&mut error) == 0 {
+        Ok(())
+    } else {
+        Err(error.get())
+    }
+}
+
+/// [`host_call`] for a read: the host gets a buffer with room for `capacity` values and a length
+/// to set; the answer is what it wrote, never more than `capacity`.
+fn host_read<T: Copy + Default>(
+    capacity: usize,
+    call: impl FnOnce(*mut T, *mut usize, *mut AbiBusError) -> i32,
+) -> Result<Vec<T>, BusError> {
+    let mut out = vec![T::default(); capacity];
+    let mut len = 0usize;
+    host_call(|error| call(out.as_mut_ptr(), &mut len, error))?;
+    out.truncate(len.min(capacity));
+    Ok(out)
 }
 
 impl FfiBus<'_> {
@@ -246,23 +265,10 @@ impl FfiBus<'_> {
         addr: u16,
         count: u16,
     ) -> Result<Vec<u16>, BusError> {
-        let mut out = vec![0u16; count as usize];
-        let mut len = 0usize;
-        let mut error = AbiBusError::default();
         // SAFETY: `out` has room for `count` registers; the host writes at most that many.
-        let rc = unsafe {
-            read(
-                self.table.ctx,
-                unit,
-                addr,
-                count,
-                out.as_mut_ptr(),
-                &mut len,
-                &mut error,
-            )
-        };
-        out.truncate(len.min(count as usize));
-        outcome(rc, &error, out)
+        host_read(count as usize, |out, len, error| unsafe {
+            read(self.table.ctx, unit, addr, count, out, len, error)
+        })
     }
 }
 
@@ -286,32 +292,18 @@ impl Bus for FfiBus<'_> {
     }
 
     fn read_coils(&mut self, unit: u8, addr: u16, count: u16) -> Result<Vec<bool>, BusError> {
-        let mut out = vec![0u8; count as usize];
-        let mut len = 0usize;
-        let mut error = AbiBusError::default();
         // SAFETY: `out` has room for `count` coils; the host writes at most that many.
-        let rc = unsafe {
-            (self.table.read_coils)(
-                self.table.ctx,
-                unit,
-                addr,
-                count,
-                out.as_mut_ptr(),
-                &mut len,
-                &mut error,
-            )
-        };
-        out.truncate(len.min(count as usize));
-        outcome(rc, &error, out.into_iter().map(|b| b != 0).collect())
+        let coils = host_read(count as usize, |out, len, error| unsafe {
+            (self.table.read_coils)(self.table.ctx, unit, addr, count, out, len, error)
+        })?;
+        Ok(coils.into_iter().map(|b| b != 0).collect())
     }
 
     fn write_single_register(&mut self, unit: u8, addr: u16, value: u16) -> Result<(), BusError> {
-        let mut error = AbiBusError::default();
         // SAFETY: plain values and a valid error record.
-        let rc = unsafe {
-            (self.table.write_single_register)(self.table.ctx, unit, addr, value, &mut error)
-        };
-        outcome(rc, &error, ())
+        host_call(|error| unsafe {
+            (self.table.write_single_register)(self.table.ctx, unit, addr, value, error)
+        })
     }
 
     fn write_multiple_registers(
@@ -320,68 +312,47 @@ impl Bus for FfiBus<'_> {
         addr: u16,
         values: &[u16],
     ) -> Result<(), BusError> {
-        let mut error = AbiBusError::default();
         // SAFETY: `values` is valid for the call.
-        let rc = unsafe {
+        host_call(|error| unsafe {
             (self.table.write_multiple_registers)(
                 self.table.ctx,
                 unit,
                 addr,
                 values.as_ptr(),
                 values.len(),
-                &mut error,
+                error,
             )
-        };
-        outcome(rc, &error, ())
+        })
     }
 
     fn i2c_write(&mut self, addr7: u8, data: &[u8]) -> Result<(), BusError> {
-        let mut error = AbiBusError::default();
         // SAFETY: `data` is valid for the call.
-        let rc = unsafe {
-            (self.table.i2c_write)(self.table.ctx, addr7, data.as_ptr(), data.len(), &mut error)
-        };
-        outcome(rc, &error, ())
+        host_call(|error| unsafe {
+            (self.table.i2c_write)(self.table.ctx, addr7, data.as_ptr(), data.len(), error)
+        })
     }
 
     fn i2c_read(&mut self, addr7: u8, len: usize) -> Result<Vec<u8>, BusError> {
-        let mut out = vec![0u8; len];
-        let mut got = 0usize;
-        let mut error = AbiBusError::default();
         // SAFETY: `out` has room for `len` bytes; the host writes at most that many.
-        let rc = unsafe {
-            (self.table.i2c_read)(
-                self.table.ctx,
-                addr7,
-                out.as_mut_ptr(),
-                len,
-                &mut got,
-                &mut error,
-            )
-        };
-        out.truncate(got.min(len));
-        outcome(rc, &error, out)
+        host_read(len, |out, got, error| unsafe {
+            (self.table.i2c_read)(self.table.ctx, addr7, out, len, got, error)
+        })
     }
 
     fn i2c_write_read(&mut self, addr7: u8, data: &[u8], len: usize) -> Result<Vec<u8>, BusError> {
-        let mut out = vec![0u8; len];
-        let mut got = 0usize;
-        let mut error = AbiBusError::default();
         // SAFETY: `data` is valid for the call; `out` has room for `len` bytes.
-        let rc = unsafe {
+        host_read(len, |out, got, error| unsafe {
             (self.table.i2c_write_read)(
                 self.table.ctx,
                 addr7,
                 data.as_ptr(),
                 data.len(),
-                out.as_mut_ptr(),
+                out,
                 len,
-                &mut got,
-                &mut error,
+                got,
+                error,
             )
-        };
-        out.truncate(got.min(len));
-        outcome(rc, &error, out)
+        })
     }
 
     fn log(&mut self, level: LogLevel, message: &str) {

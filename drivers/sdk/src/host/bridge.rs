@@ -59,6 +59,29 @@ unsafe fn run(
     }
 }
 
+/// [`run`] for a read: copies what `op` read into the plugin's buffer `out` (never more than its
+/// `capacity` values) and stores how many in `*out_len`.
+///
+/// # Safety
+/// As for [`run`] and [`copy_out`].
+unsafe fn run_read<T: Copy>(
+    ctx: *mut c_void,
+    error: *mut AbiBusError,
+    out: *mut T,
+    capacity: usize,
+    out_len: *mut usize,
+    op: impl FnOnce(&mut dyn Bus) -> Result<Vec<T>, BusError>,
+) -> i32 {
+    // SAFETY: guaranteed by the caller.
+    unsafe {
+        run(ctx, error, |bus| {
+            let values = op(bus)?;
+            copy_out(&values, out, capacity, out_len);
+            Ok(())
+        })
+    }
+}
+
 /// Copies at most `capacity` values into `out` and stores how many in `*out_len`.
 ///
 /// # Safety
@@ -98,10 +121,8 @@ unsafe extern "C" fn read_holding_registers(
     // SAFETY (every callback below): the plugin calls with the pointers the ABI describes,
     // during the call that `with_abi_bus` lent the table to.
     unsafe {
-        run(ctx, error, |bus| {
-            let values = bus.read_holding_registers(unit, addr, count)?;
-            copy_out(&values, out, count as usize, out_len);
-            Ok(())
+        run_read(ctx, error, out, count as usize, out_len, |bus| {
+            bus.read_holding_registers(unit, addr, count)
         })
     }
 }
@@ -116,10 +137,8 @@ unsafe extern "C" fn read_input_registers(
     error: *mut AbiBusError,
 ) -> i32 {
     unsafe {
-        run(ctx, error, |bus| {
-            let values = bus.read_input_registers(unit, addr, count)?;
-            copy_out(&values, out, count as usize, out_len);
-            Ok(())
+        run_read(ctx, error, out, count as usize, out_len, |bus| {
+            bus.read_input_registers(unit, addr, count)
         })
     }
 }
@@ -134,14 +153,9 @@ unsafe extern "C" fn read_coils(
     error: *mut AbiBusError,
 ) -> i32 {
     unsafe {
-        run(ctx, error, |bus| {
-            let coils: Vec<u8> = bus
-                .read_coils(unit, addr, count)?
-                .into_iter()
-                .map(u8::from)
-                .collect();
-            copy_out(&coils, out, count as usize, out_len);
-            Ok(())
+        run_read(ctx, error, out, count as usize, out_len, |bus| {
+            let coils = bus.read_coils(unit, addr, count)?;
+            Ok(coils.into_iter().map(u8::from).collect())
         })
     }
 }
@@ -194,10 +208,8 @@ unsafe extern "C" fn i2c_read(
     error: *mut AbiBusError,
 ) -> i32 {
     unsafe {
-        run(ctx, error, |bus| {
-            let bytes = bus.i2c_read(addr7, len)?;
-            copy_out(&bytes, out, len, out_len);
-            Ok(())
+        run_read(ctx, error, out, len, out_len, |bus| {
+            bus.i2c_read(addr7, len)
         })
     }
 }
@@ -214,10 +226,8 @@ unsafe extern "C" fn i2c_write_read(
     error: *mut AbiBusError,
 ) -> i32 {
     unsafe {
-        run(ctx, error, |bus| {
-            let bytes = bus.i2c_write_read(addr7, slice(data, data_len), len)?;
-            copy_out(&bytes, out, len, out_len);
-            Ok(())
+        run_read(ctx, error, out, len, out_len, |bus| {
+            bus.i2c_write_read(addr7, slice(data, data_len), len)
         })
     }
 }
