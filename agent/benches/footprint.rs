@@ -14,36 +14,12 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::cloud::{Cloud, stored_seconds};
 use ems_sim::site::{SimOptions, SimSite};
-
-/// ems-cloud over HTTPS/WSS with a self-signed certificate, a registered device `bench` and the
-/// agent's `[uplink]` section for it.
-async fn cloud_over_wss(dir: &Path) -> (Cloud, String, String) {
-    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
-    let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
-    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
-    std::fs::write(&key_path, cert.key_pair.serialize_pem()).unwrap();
-    let http = reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap())
-        .build()
-        .unwrap();
-    let db_url = ems_testkit::pg::fresh_database().await;
-    let cloud = Cloud::start_tls(&db_url, &cert_path, &key_path, http).await;
-    let token_file = dir.join("device.token");
-    cloud.add_device("bench", &token_file).await;
-    let uplink = format!(
-        "[uplink]\nurl = \"{}\"\ntoken_file = \"{}\"\nca_file = \"{}\"\n",
-        cloud.ws_base(),
-        token_file.display(),
-        cert_path.display()
-    );
-    (cloud, db_url, uplink)
-}
 
 fn build_dir() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
@@ -87,7 +63,10 @@ async fn main() {
     let dir = tempfile::tempdir().unwrap();
     let with_uplink = std::env::var("EMS_BENCH_UPLINK").map_or(true, |v| v != "0");
     let cloud = if with_uplink {
-        Some(cloud_over_wss(dir.path()).await)
+        let db_url = ems_testkit::pg::fresh_database().await;
+        let cloud = Cloud::start_self_signed(&db_url, dir.path()).await;
+        let uplink = cloud.uplink_section("bench", dir.path(), "").await;
+        Some((cloud, db_url, uplink))
     } else {
         None
     };

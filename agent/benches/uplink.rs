@@ -56,8 +56,7 @@ async fn main() {
     let db_url = ems_testkit::pg::fresh_database().await;
     let cloud = Cloud::start(&db_url).await;
     let dir = tempfile::tempdir().unwrap();
-    let token_file = dir.path().join("device.token");
-    cloud.add_device("bench_1", &token_file).await;
+    let uplink = cloud.uplink_section("bench_1", dir.path(), "").await;
 
     // A 1-hour backlog already in the agent's queue, as after an outage.
     let now = now_unix();
@@ -77,11 +76,6 @@ async fn main() {
         );
     }
 
-    let uplink = format!(
-        "[uplink]\nurl = \"{}\"\ntoken_file = \"{}\"\n",
-        cloud.ws_base(),
-        token_file.display()
-    );
     let started = Instant::now();
     let mut bench = common::start_in(dir, 60.0, &uplink).await;
     // Drain: every backlog second stored, and live seconds keep arriving meanwhile.
@@ -103,11 +97,7 @@ async fn main() {
         "backlog of 3600 packets drained in {drain_s:.1} s (agent start included); {live} live packets stored meanwhile (target <= 30 s)"
     );
 
-    bench
-        .wait_status("running", 15, |s| {
-            s.telemetry.system_status.state != State::Starting
-        })
-        .await;
+    bench.wait_running().await;
     let mut rtts = Vec::with_capacity(1000);
     for i in 0..1000 {
         let body = if i % 2 == 0 {

@@ -8,11 +8,7 @@ use ems_protocol::{AnswerStatus, Command, ErrorFlag, State, TargetMode};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn overheat_then_reset() {
     let mut bench = common::start(60.0, "").await;
-    bench
-        .wait_status("running", 15, |s| {
-            s.telemetry.system_status.state != State::Starting
-        })
-        .await;
+    bench.wait_running().await;
     bench
         .agent
         .command(Command::set_mode(
@@ -77,11 +73,7 @@ async fn overheat_then_reset() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bms_alarm_and_grid_frequency() {
     let mut bench = common::start(60.0, "").await;
-    bench
-        .wait_status("running", 15, |s| {
-            s.telemetry.system_status.state != State::Starting
-        })
-        .await;
+    bench.wait_running().await;
 
     bench.sim.state().site.bms_alarm = true;
     let s = bench

@@ -8,11 +8,7 @@ use ems_protocol::{AnswerStatus, Command, Mode, State, TargetMode};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn manual_discharge_at_500_w() {
     let mut bench = common::start(70.0, "").await;
-    bench
-        .wait_status("running", 15, |s| {
-            s.telemetry.system_status.state != State::Starting
-        })
-        .await;
+    bench.wait_running().await;
 
     let answer = bench
         .agent

@@ -9,11 +9,7 @@ use ems_protocol::{ErrorFlag, State};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silent_meter_does_not_stall_the_inverter() {
     let mut bench = common::start(60.0, "").await;
-    bench
-        .wait_status("running", 15, |s| {
-            s.telemetry.system_status.state != State::Starting
-        })
-        .await;
+    bench.wait_running().await;
 
     bench.sim.state().silent_units.insert(2);
     let s = bench
@@ -54,11 +50,7 @@ async fn silent_meter_does_not_stall_the_inverter() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn corrupted_answers_are_counted_as_crc_errors() {
     let mut bench = common::start(60.0, "").await;
-    bench
-        .wait_status("running", 15, |s| {
-            s.telemetry.system_status.state != State::Starting
-        })
-        .await;
+    bench.wait_running().await;
     bench.sim.state().line_faults.corrupt_rate = 0.3;
     // Every attempt on the line is counted, retries included.
     let bus = bench.agent.buses["rs485"].clone();

@@ -15,19 +15,9 @@ async fn telemetry_and_commands_through_the_cloud() {
     let db_url = ems_testkit::pg::fresh_database().await;
     let cloud = Cloud::start(&db_url).await;
     let dir = tempfile::tempdir().unwrap();
-    let token_file = dir.path().join("device.token");
-    cloud.add_device("bench_1", &token_file).await;
-    let uplink = format!(
-        "[uplink]\nurl = \"{}\"\ntoken_file = \"{}\"\n",
-        cloud.ws_base(),
-        token_file.display()
-    );
+    let uplink = cloud.uplink_section("bench_1", dir.path(), "").await;
     let mut bench = common::start_in(dir, 60.0, &uplink).await;
-    bench
-        .wait_status("running", 15, |s| {
-            s.telemetry.system_status.state != State::Starting
-        })
-        .await;
+    bench.wait_running().await;
 
     // Five consecutive seconds stored.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);

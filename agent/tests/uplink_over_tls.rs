@@ -8,37 +8,17 @@ use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
 use common::cloud::{Cloud, stored_seconds};
-use ems_protocol::State;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn telemetry_over_wss_with_a_private_ca() {
-    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
-    std::fs::write(&key_path, cert.key_pair.serialize_pem()).unwrap();
-    let http = reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap())
-        .build()
-        .unwrap();
     let db_url = ems_testkit::pg::fresh_database().await;
-    let cloud = Cloud::start_tls(&db_url, &cert_path, &key_path, http).await;
+    let cloud = Cloud::start_self_signed(&db_url, dir.path()).await;
     assert!(cloud.ws_base().starts_with("wss://"));
-
-    let token_file = dir.path().join("device.token");
-    cloud.add_device("bench_1", &token_file).await;
-    let uplink = format!(
-        "[uplink]\nurl = \"{}\"\ntoken_file = \"{}\"\nca_file = \"{}\"\n",
-        cloud.ws_base(),
-        token_file.display(),
-        cert_path.display()
-    );
+    let uplink = cloud.uplink_section("bench_1", dir.path(), "").await;
+    assert!(uplink.contains("ca_file"), "{uplink}");
     let mut bench = common::start_in(dir, 55.0, &uplink).await;
-    bench
-        .wait_status("running", 15, |s| {
-            s.telemetry.system_status.state != State::Starting
-        })
-        .await;
+    bench.wait_running().await;
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let rows = stored_seconds(&db_url, "bench_1").await;

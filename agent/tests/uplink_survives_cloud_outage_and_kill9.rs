@@ -50,8 +50,9 @@ async fn two_minute_cloud_outage_with_agent_kill9_loses_nothing() {
     let db_url = ems_testkit::pg::fresh_database().await;
     let mut cloud = Cloud::start(&db_url).await;
     let dir = tempfile::tempdir().unwrap();
-    let token_file = dir.path().join("device.token");
-    cloud.add_device("site_9", &token_file).await;
+    let uplink = cloud
+        .uplink_section("site_9", dir.path(), "reconnect_max_s = 3.0")
+        .await;
     let sim = SimSite::start(SimOptions::new(dir.path().join("sim")))
         .await
         .unwrap();
@@ -63,10 +64,7 @@ async fn two_minute_cloud_outage_with_agent_kill9_loses_nothing() {
 device_id = "site_9"
 data_dir = "{data}"
 driver_dir = "{drivers}"
-[uplink]
-url = "{url}"
-token_file = "{token}"
-reconnect_max_s = 3.0
+{uplink}
 [buses.rs485]
 kind = "rtu"
 port = "{port}"
@@ -87,8 +85,6 @@ poll_ms = 250
 "#,
             data = dir.path().join("data").display(),
             drivers = common::driver_dir().display(),
-            url = cloud.ws_base(),
-            token = token_file.display(),
             port = sim.rs485_path.display(),
         ),
     )

@@ -7,7 +7,6 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::cloud::{Cloud, rows_and_distinct, stored_seconds};
-use ems_protocol::State;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thirty_second_database_outage_loses_nothing() {
@@ -15,19 +14,11 @@ async fn thirty_second_database_outage_loses_nothing() {
     let db_url = pg.create_database().await.unwrap();
     let cloud = Cloud::start(&db_url).await;
     let dir = tempfile::tempdir().unwrap();
-    let token_file = dir.path().join("device.token");
-    cloud.add_device("bench_1", &token_file).await;
-    let uplink = format!(
-        "[uplink]\nurl = \"{}\"\ntoken_file = \"{}\"\nreconnect_max_s = 3.0\n",
-        cloud.ws_base(),
-        token_file.display()
-    );
-    let mut bench = common::start_in(dir, 60.0, &uplink).await;
-    bench
-        .wait_status("running", 15, |s| {
-            s.telemetry.system_status.state != State::Starting
-        })
+    let uplink = cloud
+        .uplink_section("bench_1", dir.path(), "reconnect_max_s = 3.0")
         .await;
+    let mut bench = common::start_in(dir, 60.0, &uplink).await;
+    bench.wait_running().await;
     let deadline = Instant::now() + Duration::from_secs(20);
     while stored_seconds(&db_url, "bench_1").await.len() < 3 {
         assert!(Instant::now() < deadline, "no rows stored");

@@ -121,6 +121,39 @@ impl Cloud {
         panic!("ems-cloud did not restart on port {}: {last:?}", self.port);
     }
 
+    /// A server speaking HTTPS/WSS with a fresh self-signed certificate for 127.0.0.1, its PEM
+    /// files kept in `dir`; the agent trusts it through the `ca_file` of [`Cloud::uplink_section`].
+    pub async fn start_self_signed(db_url: &str, dir: &Path) -> Cloud {
+        let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+        let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
+        std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+        std::fs::write(&key_path, cert.key_pair.serialize_pem()).unwrap();
+        let http = reqwest::Client::builder()
+            .add_root_certificate(
+                reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap(),
+            )
+            .build()
+            .unwrap();
+        Cloud::start_tls(db_url, &cert_path, &key_path, http).await
+    }
+
+    /// Registers `device_id`, writes its token to `dir/device.token` (mode 600) and returns the
+    /// agent's `[uplink]` section for this server (with `ca_file` when it speaks TLS), followed by
+    /// the `extra` lines.
+    pub async fn uplink_section(&self, device_id: &str, dir: &Path, extra: &str) -> String {
+        let token_file = dir.join("device.token");
+        self.add_device(device_id, &token_file).await;
+        let ca = match &self.tls {
+            Some((cert, _)) => format!("ca_file = \"{cert}\"\n"),
+            None => String::new(),
+        };
+        format!(
+            "[uplink]\nurl = \"{}\"\ntoken_file = \"{}\"\n{ca}{extra}\n",
+            self.ws_base(),
+            token_file.display()
+        )
+    }
+
     /// Registers a device and writes its token to `token_file` with mode 600.
     pub async fn add_device(&self, id: &str, token_file: &Path) {
         let resp = self

@@ -149,6 +149,14 @@ options = {{ shunt_ohms = 0.001, max_current_a = 80.0, voltage_divider = 2.0 }}
 
 impl Bench {
     /// Waits until a cycle's status satisfies `cond`, failing after `secs` with the last status.
+    /// Waits for the first cycle past start-up.
+    pub async fn wait_running(&mut self) -> Status {
+        self.wait_status("running", 15, |s| {
+            s.telemetry.system_status.state != ems_protocol::State::Starting
+        })
+        .await
+    }
+
     pub async fn wait_status(
         &mut self,
         what: &str,
