@@ -26,6 +26,7 @@ use crate::config::CloudConfig;
 use crate::db::Db;
 use crate::error::{ApiError, ApiResult};
 use crate::hub::{Hub, Outbound};
+use crate::server::managed;
 
 pub(crate) const COLUMNS: &str = "command_id, device_id, action, payload, issued_by, issued_at, \
      status, status_at, reason, expires_at";
@@ -409,18 +410,9 @@ async fn sweeper(hub: Arc<Hub>, db: Db, config: CloudConfig) {
 /// Starts the sweeper.
 pub fn stage() -> AdHoc {
     AdHoc::on_ignite("command sweeper", |rocket| async move {
-        let config = rocket
-            .state::<CloudConfig>()
-            .expect("config managed")
-            .clone();
-        let db = rocket
-            .state::<Db>()
-            .expect("database stage runs first")
-            .clone();
-        let hub = rocket
-            .state::<Arc<Hub>>()
-            .expect("hub stage runs first")
-            .clone();
+        let config: CloudConfig = managed(&rocket);
+        let db: Db = managed(&rocket);
+        let hub: Arc<Hub> = managed(&rocket);
         tokio::spawn(sweeper(hub, db, config));
         rocket
     })

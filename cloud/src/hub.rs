@@ -31,6 +31,7 @@ use tokio_postgres::AsyncMessage;
 
 use crate::config::CloudConfig;
 use crate::db::Db;
+use crate::server::managed;
 
 /// The `LISTEN`/`NOTIFY` channel shared by all instances.
 pub const CHANNEL: &str = "ems_cloud";
@@ -417,14 +418,8 @@ fn default_instance_id() -> String {
 /// Manages `Arc<Hub>`, starts the listener and the heartbeat, and stops them at shutdown.
 pub fn stage() -> AdHoc {
     AdHoc::on_ignite("hub", |rocket| async move {
-        let config = rocket
-            .state::<CloudConfig>()
-            .expect("config managed")
-            .clone();
-        let db = rocket
-            .state::<Db>()
-            .expect("database stage runs first")
-            .clone();
+        let config: CloudConfig = managed(&rocket);
+        let db: Db = managed(&rocket);
         let instance_id = config
             .instance_id
             .clone()

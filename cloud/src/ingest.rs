@@ -39,6 +39,7 @@ use tokio_postgres::{Row, Statement};
 use crate::config::CloudConfig;
 use crate::db::{self, Db, DbError};
 use crate::hub::{Hub, Outbound, OutboundTx};
+use crate::server::managed;
 
 /// One validated packet waiting to be stored.
 pub struct Packet {
@@ -708,18 +709,9 @@ async fn write_with_retry(writer: &mut Writer, batch: &[Packet]) -> Option<Vec<b
 /// Manages [`Ingest`] and starts the writer.
 pub fn stage() -> AdHoc {
     AdHoc::try_on_ignite("ingest", |rocket| async move {
-        let config = rocket
-            .state::<CloudConfig>()
-            .expect("config managed")
-            .clone();
-        let db = rocket
-            .state::<Db>()
-            .expect("database stage runs first")
-            .clone();
-        let hub = rocket
-            .state::<Arc<Hub>>()
-            .expect("hub stage runs first")
-            .clone();
+        let config: CloudConfig = managed(&rocket);
+        let db: Db = managed(&rocket);
+        let hub: Arc<Hub> = managed(&rocket);
         let (tx, rx) = mpsc::channel(config.ingest_queue.max(1));
         let (committed_tx, committed_rx) = mpsc::unbounded_channel();
         tokio::spawn(acknowledge(committed_rx, hub.clone()));

@@ -36,6 +36,21 @@ pub fn build(figment: Figment) -> Rocket<Build> {
         .register("/", error::catchers())
 }
 
+/// A copy of what an earlier stage of [`build`] put in Rocket's state, for a stage that starts
+/// background work at ignition. Stages run in the order [`build`] attaches them, so a missing
+/// state is a bug in that order, not a runtime condition.
+pub(crate) fn managed<T: Clone + Send + Sync + 'static>(rocket: &Rocket<Build>) -> T {
+    rocket
+        .state::<T>()
+        .unwrap_or_else(|| {
+            panic!(
+                "{} is not managed yet: an earlier stage of server::build provides it",
+                std::any::type_name::<T>()
+            )
+        })
+        .clone()
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("the server failed to start: {0}")]
