@@ -185,3 +185,39 @@ async fn dev_transfer(
     .await
     .map_err(|e| BusError::Other(format!("I2C worker failed: {e}")))?
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // The transfer itself needs a kernel I2C adapter, which the test machines lack (no i2c-dev,
+    // no i2c-stub); the failures before and at the ioctl are checked here.
+    #[tokio::test]
+    async fn a_missing_adapter_or_a_non_i2c_device_is_a_clear_error() {
+        let err = dev_transfer(
+            &PathBuf::from("/dev/i2c-no-such"),
+            &mut None,
+            0x40,
+            vec![0],
+            2,
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            matches!(&err, BusError::Other(m) if m.contains("cannot open /dev/i2c-no-such")),
+            "{err:?}"
+        );
+        let mut file = None;
+        let err = dev_transfer(&PathBuf::from("/dev/null"), &mut file, 0x40, vec![0], 2)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, BusError::Other(m) if m.starts_with("I2C transfer failed")),
+            "{err:?}"
+        );
+        assert!(
+            file.is_some(),
+            "the opened device is kept for the next transfer"
+        );
+    }
+}
