@@ -387,6 +387,85 @@ async fn raw_insert_rate(url: &str, rows: usize) -> f64 {
     rows as f64 / spent.as_secs_f64()
 }
 
+/// A second reference: binary `COPY` of the same rows into an empty copy of the table, 100,000
+/// rows per COPY, only the COPY timed. COPY has no `ON CONFLICT`, so it is not what ingest can
+/// use (a resent packet must be absorbed), but it is PostgreSQL's fastest way in.
+async fn raw_copy_rate(url: &str, rows: usize) -> f64 {
+    use tokio_postgres::binary_copy::BinaryCopyInWriter;
+    use tokio_postgres::types::{ToSql, Type};
+    let client = ems_cloud::db::connect(url).await.unwrap();
+    client
+        .batch_execute("CREATE TABLE raw_copy (LIKE telemetry INCLUDING ALL)")
+        .await
+        .unwrap();
+    let types = [
+        Type::TIMESTAMPTZ,
+        Type::TEXT,
+        Type::TEXT,
+        Type::TEXT,
+        Type::TEXT_ARRAY,
+        Type::INT4,
+        Type::FLOAT8,
+        Type::FLOAT8,
+        Type::FLOAT8,
+        Type::FLOAT8,
+        Type::FLOAT8,
+        Type::FLOAT8,
+        Type::FLOAT8,
+        Type::JSONB,
+    ];
+    let base = Timestamp::now().unix() - 6 * 3600;
+    let devices = 1000;
+    let mut spent = Duration::ZERO;
+    let mut done = 0;
+    while done < rows {
+        let n = 100_000.min(rows - done);
+        let packets: Vec<Telemetry> = (done..done + n)
+            .map(|i| {
+                let ts = Timestamp::from_unix(base + (i / devices) as i64).unwrap();
+                packet(&format!("dev{:05}", i % devices), ts, i as u64)
+            })
+            .collect();
+        let no_flags: Vec<String> = Vec::new();
+        let no_ext: Option<serde_json::Value> = None;
+        let started = Instant::now();
+        let sink = client
+            .copy_in(
+                "COPY raw_copy (time, device_id, state, mode, error_flags, wifi_strength, \
+                 battery_voltage, battery_current, battery_power, battery_soc, \
+                 grid_voltage, grid_power, grid_frequency, extensions) FROM STDIN BINARY",
+            )
+            .await
+            .unwrap();
+        let writer = BinaryCopyInWriter::new(sink, &types);
+        futures_util::pin_mut!(writer);
+        for p in &packets {
+            let time = p.timestamp.as_datetime();
+            let row: [&(dyn ToSql + Sync); 14] = [
+                &time,
+                &p.device_id,
+                &p.system_status.state.as_str(),
+                &p.system_status.mode.as_str(),
+                &no_flags,
+                &p.system_status.wifi_strength,
+                &p.battery.voltage,
+                &p.battery.current,
+                &p.battery.power,
+                &p.battery.soc,
+                &p.grid.voltage,
+                &p.grid.power,
+                &p.grid.frequency,
+                &no_ext,
+            ];
+            writer.as_mut().write(&row).await.unwrap();
+        }
+        writer.finish().await.unwrap();
+        spent += started.elapsed();
+        done += n;
+    }
+    rows as f64 / spent.as_secs_f64()
+}
+
 /// `EMS_BENCH_WRAP="heaptrack"` (or `"perf record -g"`) runs the server under a profiler.
 fn spawn_server(url: &str, port: u16) -> Child {
     let bin = env!("CARGO_BIN_EXE_ems-cloud");
@@ -613,4 +692,9 @@ async fn run(fd_limit: u64) {
         "raw bulk insert (same UNNEST statement, 1000 rows/statement, one connection, server stopped, statement time only): {raw:.0} rows/s over {raw_rows} rows"
     );
     println!("ingest / raw = {:.2}", sat_rate / raw);
+    let copy = raw_copy_rate(&url, raw_rows).await;
+    println!(
+        "for reference, binary COPY of the same rows (no ON CONFLICT, so not usable for ingest; 100,000 rows per COPY, COPY time only): {copy:.0} rows/s; ingest / COPY = {:.2}",
+        sat_rate / copy
+    );
 }

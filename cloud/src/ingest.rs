@@ -10,8 +10,11 @@
 //!
 //! Events are derived before the insert as if every packet were new: when that gives none (the
 //! usual case: no state change, no flag raised or cleared) no subset of the packets can give
-//! one, and the insert is a single statement committed on its own, one round trip. Otherwise
-//! the insert and the events derived from the rows it really inserted share a transaction.
+//! one. Such a batch whose packets are all newer than their devices' stored rows (the usual case
+//! again) goes in by one binary `COPY` ([`COPY_TELEMETRY`], PostgreSQL's bulk path); if a packet
+//! turns out stored already (by another instance), the COPY fails as a whole and the batch takes
+//! the `UNNEST` insert, a single statement committed on its own. A batch with events shares a
+//! transaction with the events derived from the rows it really inserted.
 //! Acknowledging and publishing a committed batch runs beside the writer, which meanwhile
 //! stores the next one.
 //!
@@ -33,7 +36,9 @@ use ems_protocol::Telemetry;
 use rocket::fairing::AdHoc;
 use serde_json::Value;
 use tokio::sync::mpsc;
-use tokio_postgres::types::ToSql;
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Row, Statement};
 
 use crate::config::CloudConfig;
@@ -96,6 +101,32 @@ FROM UNNEST($1::timestamptz[], $2::text[], $3::text[], $4::text[], $5::text[], $
     AS u(t, d, s, m, f, w, bv, bc, bp, bs, gv, gp, gf, e) \
 ON CONFLICT (device_id, time) DO NOTHING \
 RETURNING device_id, time";
+
+/// The fast way in for a batch of packets all newer than their devices' stored rows: binary
+/// COPY, PostgreSQL's bulk path (about twice the rows per second of the `UNNEST` insert on the
+/// development machine). It has no `ON CONFLICT`: a packet stored meanwhile by another instance
+/// fails the whole COPY with a unique violation, and the batch goes the `UNNEST` way instead.
+const COPY_TELEMETRY: &str = "\
+COPY telemetry (time, device_id, state, mode, error_flags, wifi_strength, \
+    battery_voltage, battery_current, battery_power, battery_soc, \
+    grid_voltage, grid_power, grid_frequency, extensions) FROM STDIN BINARY";
+
+const COPY_TYPES: &[Type] = &[
+    Type::TIMESTAMPTZ,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT_ARRAY,
+    Type::INT4,
+    Type::FLOAT8,
+    Type::FLOAT8,
+    Type::FLOAT8,
+    Type::FLOAT8,
+    Type::FLOAT8,
+    Type::FLOAT8,
+    Type::FLOAT8,
+    Type::JSONB,
+];
 
 const INSERT_EVENTS: &str = "\
 INSERT INTO events (device_id, time, kind, from_state, to_state, flag) \
@@ -435,6 +466,50 @@ fn any_late(last: &HashMap<String, LastState>, batch: &[Packet]) -> bool {
     })
 }
 
+/// Whether every packet of `batch` is newer than its device's newest stored row (so none can be
+/// a duplicate, unless another instance stored it meanwhile).
+fn all_newer(last: &HashMap<String, LastState>, batch: &[Packet]) -> bool {
+    batch.iter().all(|p| {
+        last.get(&p.telemetry.device_id)
+            .is_none_or(|s| p.telemetry.timestamp.as_datetime() > s.time)
+    })
+}
+
+/// Stores `batch` with one binary COPY; all or nothing.
+async fn copy_batch(conn: &Connection, batch: &[Packet]) -> Result<(), tokio_postgres::Error> {
+    let sink = conn.client.copy_in(&conn.copy).await?;
+    let mut writer = std::pin::pin!(BinaryCopyInWriter::new(sink, COPY_TYPES));
+    for p in batch {
+        let t = &p.telemetry;
+        let time = t.timestamp.as_datetime();
+        let flags: Vec<&str> = t
+            .system_status
+            .error_flags
+            .iter()
+            .map(|f| f.as_str())
+            .collect();
+        let row: [&(dyn ToSql + Sync); 14] = [
+            &time,
+            &t.device_id,
+            &t.system_status.state.as_str(),
+            &t.system_status.mode.as_str(),
+            &flags,
+            &t.system_status.wifi_strength,
+            &t.battery.voltage,
+            &t.battery.current,
+            &t.battery.power,
+            &t.battery.soc,
+            &t.grid.voltage,
+            &t.grid.power,
+            &t.grid.frequency,
+            &p.extensions,
+        ];
+        writer.as_mut().write(&row).await?;
+    }
+    writer.finish().await?;
+    Ok(())
+}
+
 /// Per device, the earliest and the latest newly stored packet older than its newest stored row.
 fn late_spans<'a>(
     last: &HashMap<String, LastState>,
@@ -477,14 +552,26 @@ impl Writer {
         batch: &[Packet],
     ) -> Result<Vec<bool>, WriteError> {
         self.load_last_states(&conn.client, batch).await?;
-        let columns = Columns::of(batch);
-        let insert = &conn.insert;
-        let client = &mut conn.client;
 
         // If every packet were new and still no event arose, then no subset of them can raise
         // one either: all carry the state and flags their device already had. Late packets
         // (older than their device's newest row) need the transaction to derive their stretch.
         let all = derive(&self.last, batch, None);
+        if all.events.is_empty() && all_newer(&self.last, batch) {
+            match copy_batch(conn, batch).await {
+                Ok(()) => {
+                    self.remember(all.updates);
+                    return Ok(vec![true; batch.len()]);
+                }
+                Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+                    tracing::debug!("a packet of the batch is stored already; inserting instead");
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let columns = Columns::of(batch);
+        let insert = &conn.insert;
+        let client = &mut conn.client;
         let (fresh, updates) = if all.events.is_empty() && !any_late(&self.last, batch) {
             let rows = client.query(insert, &columns.params()).await?;
             let fresh = fresh_of(batch, &rows);
@@ -517,6 +604,12 @@ impl Writer {
             tx.commit().await?;
             (fresh, updates)
         };
+        self.remember(updates);
+        Ok(fresh)
+    }
+
+    /// Takes the newest stored packet of each device as its last state.
+    fn remember(&mut self, updates: HashMap<&str, &Telemetry>) {
         for (device, t) in updates {
             match self.last.get_mut(device) {
                 Some(state) => state.set_to(t),
@@ -525,7 +618,6 @@ impl Writer {
                 }
             }
         }
-        Ok(fresh)
     }
 
     /// Loads the last stored state of the devices of `batch` seen for the first time since
@@ -584,6 +676,7 @@ struct Connection {
     insert: Statement,
     insert_events: Statement,
     rederive_events: Statement,
+    copy: Statement,
 }
 
 impl Connection {
@@ -592,11 +685,13 @@ impl Connection {
         let insert = client.prepare(INSERT_TELEMETRY).await?;
         let insert_events = client.prepare(INSERT_EVENTS).await?;
         let rederive_events = client.prepare(REDERIVE_EVENTS).await?;
+        let copy = client.prepare(COPY_TELEMETRY).await?;
         Ok(Connection {
             client,
             insert,
             insert_events,
             rederive_events,
+            copy,
         })
     }
 }

@@ -68,3 +68,86 @@ async fn packets_are_stored_once_and_acked_every_time() {
     assert!(devices[0].last_seen.is_some());
     server.running.stop().await;
 }
+
+/// Batches of packets newer than everything stored go in by binary COPY: every column, null,
+/// flag and extension arrives as the `UNNEST` insert stores it. A packet another instance stored
+/// meanwhile (the cache cannot know) makes the COPY fail as a whole; the batch is then inserted
+/// with `ON CONFLICT DO NOTHING`, acknowledged, and nothing is stored twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_copy_path_stores_every_column_and_yields_to_a_stored_packet() {
+    let server = TestServer::fresh().await;
+    let token = server.add_device("ems_cp").await;
+    let mut device = server.device("ems_cp", &token).await;
+    let ts = recent_seconds(4);
+    let flagged = |i: usize| {
+        let mut p = packet("ems_cp", ts[i], 40.0);
+        p.system_status.state = ems_protocol::State::Error;
+        p.system_status.error_flags = vec![
+            ems_protocol::ErrorFlag::Overheat,
+            ems_protocol::ErrorFlag::CommLoss,
+        ];
+        p.battery.current = None;
+        p
+    };
+    // The first packet raises flags (events: the transaction path); the second carries the same
+    // state and flags and an extension field, so it is a quiet batch of new packets: COPY.
+    device.send(&flagged(0)).await;
+    device.await_acks(&[ts[0]]).await;
+    let mut raw: serde_json::Value = serde_json::from_str(&flagged(1).to_json()).unwrap();
+    raw["firmware"] = "2.0".into();
+    device.send_text(raw.to_string()).await;
+    device.await_acks(&[ts[1]]).await;
+
+    let client = ems_cloud::db::connect(&server.db_url).await.unwrap();
+    let row = async |t: ems_protocol::Timestamp| -> Vec<Option<String>> {
+        let sql = format!(
+            "SELECT state, mode, error_flags::text, wifi_strength::text, battery_voltage::text, \
+             battery_current::text, battery_power::text, battery_soc::text, grid_voltage::text, \
+             grid_power::text, grid_frequency::text, extensions::text \
+             FROM telemetry WHERE device_id = 'ems_cp' AND time = to_timestamp({})",
+            t.unix()
+        );
+        let r = client.query_one(&sql, &[]).await.unwrap();
+        (0..12).map(|i| r.get(i)).collect()
+    };
+    let (first, copied) = (row(ts[0]).await, row(ts[1]).await);
+    assert_eq!(
+        first[..11],
+        copied[..11],
+        "the paths store the same columns"
+    );
+    assert_eq!(copied[2].as_deref(), Some("{OVERHEAT,COMM_LOSS}"));
+    assert_eq!(copied[5], None, "null stays null");
+    assert_eq!(first[11], None);
+    assert_eq!(copied[11].as_deref(), Some(r#"{"firmware": "2.0"}"#));
+
+    // Another instance stored ts[3] already (written here straight into the table): the batch
+    // [ts[2], ts[3]] fails as a COPY, is inserted instead, both are acked, ts[3] is not doubled.
+    client
+        .execute(
+            &format!(
+                "INSERT INTO telemetry SELECT to_timestamp({}), device_id, state, mode, error_flags, \
+                 wifi_strength, battery_voltage, battery_current, battery_power, battery_soc, \
+                 grid_voltage, grid_power, grid_frequency, NULL FROM telemetry \
+                 WHERE device_id = 'ems_cp' AND time = to_timestamp({})",
+                ts[3].unix(),
+                ts[1].unix()
+            ),
+            &[],
+        )
+        .await
+        .unwrap();
+    // Not yet known to the server's cache: its newest row for the device is still ts[1].
+    device.send(&flagged(2)).await;
+    device.send(&flagged(3)).await;
+    device.await_acks(&[ts[2], ts[3]]).await;
+    assert_eq!(
+        count_rows(
+            &server.db_url,
+            "SELECT count(*) FROM telemetry WHERE device_id = 'ems_cp'"
+        )
+        .await,
+        4
+    );
+    server.running.stop().await;
+}
