@@ -12,9 +12,10 @@
 //!    `EMS_BENCH_SECONDS`: the sustained ingest rate.
 //!
 //! Then the server is stopped and the same number of rows is inserted straight into PostgreSQL
-//! with the server's own batch statement (UNNEST, prepared, 1000 rows per statement, one
-//! connection, like the writer; only the statements are timed) and the ratio ingest / raw is
-//! printed.
+//! twice, only the database's time counted: with the server's fallback statement (UNNEST,
+//! prepared, 1000 rows per statement, one connection) and with binary COPY (100,000 rows per
+//! COPY), PostgreSQL's fastest way in. The ratios ingest / each are printed, and ingest / the
+//! faster of the two is the figure held against the target.
 //!
 //! Environment: `EMS_BENCH_DEVICES` (10000), `EMS_BENCH_SECONDS` (20), `EMS_BENCH_WINDOW` (8),
 //! `EMS_BENCH_WRAP` (a profiler command to run the server under).
@@ -387,9 +388,9 @@ async fn raw_insert_rate(url: &str, rows: usize) -> f64 {
     rows as f64 / spent.as_secs_f64()
 }
 
-/// A second reference: binary `COPY` of the same rows into an empty copy of the table, 100,000
-/// rows per COPY, only the COPY timed. COPY has no `ON CONFLICT`, so it is not what ingest can
-/// use (a resent packet must be absorbed), but it is PostgreSQL's fastest way in.
+/// The stronger baseline: binary `COPY` of the same rows into an empty copy of the table,
+/// 100,000 rows per COPY, only the COPY timed: PostgreSQL's fastest way in, the path ingest takes
+/// for quiet batches of new packets.
 async fn raw_copy_rate(url: &str, rows: usize) -> f64 {
     use tokio_postgres::binary_copy::BinaryCopyInWriter;
     use tokio_postgres::types::{ToSql, Type};
@@ -689,12 +690,16 @@ async fn run(fd_limit: u64) {
     let raw_rows = (sat_rows as usize).clamp(100_000, 1_000_000);
     let raw = raw_insert_rate(&url, raw_rows).await;
     println!(
-        "raw bulk insert (same UNNEST statement, 1000 rows/statement, one connection, server stopped, statement time only): {raw:.0} rows/s over {raw_rows} rows"
+        "raw UNNEST insert (the fallback statement: ON CONFLICT, 1000 rows/statement, one connection, server stopped, statement time only): {raw:.0} rows/s over {raw_rows} rows; ingest / UNNEST = {:.2}",
+        sat_rate / raw
     );
-    println!("ingest / raw = {:.2}", sat_rate / raw);
     let copy = raw_copy_rate(&url, raw_rows).await;
     println!(
-        "for reference, binary COPY of the same rows (no ON CONFLICT, so not usable for ingest; 100,000 rows per COPY, COPY time only): {copy:.0} rows/s; ingest / COPY = {:.2}",
+        "raw binary COPY (PostgreSQL's fastest way in, 100,000 rows per COPY, one connection, COPY time only): {copy:.0} rows/s over {raw_rows} rows; ingest / COPY = {:.2}",
         sat_rate / copy
+    );
+    println!(
+        "ingest / raw (the faster baseline) = {:.2}",
+        sat_rate / raw.max(copy)
     );
 }
