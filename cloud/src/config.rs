@@ -72,7 +72,7 @@ impl Default for CloudConfig {
         CloudConfig {
             database_url: "postgres://postgres@localhost/ems".into(),
             database_pool_size: 16,
-            batch_max_rows: 1000,
+            batch_max_rows: 5000,
             batch_max_delay_ms: 100,
             ingest_queue: 20_000,
             max_frame_bytes: 64 * 1024,
