@@ -3,35 +3,14 @@
 
 mod common;
 
-use ems_protocol::{AnswerStatus, Command, Mode, State, TargetMode};
+use ems_protocol::{AnswerStatus, Command, TargetMode};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn manual_discharge_at_500_w() {
     let mut bench = common::start(70.0, "").await;
     bench.wait_running().await;
 
-    let answer = bench
-        .agent
-        .command(Command::set_mode(
-            "cmd_1",
-            TargetMode::ManualDischarge,
-            Some(500.0),
-        ))
-        .await
-        .unwrap();
-    assert_eq!(answer.status, AnswerStatus::Accepted, "{answer:?}");
-
-    let status = bench
-        .wait_status("discharging at 500 W", 15, |s| {
-            s.telemetry.system_status.state == State::Discharging
-                && s.telemetry
-                    .battery
-                    .power
-                    .is_some_and(|p| (p + 526.0).abs() < 30.0)
-        })
-        .await;
-    assert_eq!(status.telemetry.system_status.mode, Mode::Manual);
-    assert_eq!(status.setpoint_w, -500.0);
+    let status = bench.discharge_at_500_w("cmd_1").await;
     // The simulated inverter really delivers 500 W AC and the battery's energy falls.
     let e0 = bench.sim.state().site.energy_wh;
     bench.wait_status("two more seconds", 5, |_| true).await;

@@ -8,7 +8,7 @@ mod common;
 
 use common::{Bench, ModbusLink};
 use ems_agent::bus::BusStats;
-use ems_protocol::{AnswerStatus, Command, ErrorFlag, Mode, State, TargetMode};
+use ems_protocol::{AnswerStatus, Command, ErrorFlag, Mode, State};
 use ems_sim::tcp::Gateway;
 
 async fn start(initial_soc: f64) -> Bench {
@@ -95,27 +95,7 @@ async fn telemetry_over_modbus_tcp_matches_the_simulated_physics() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn manual_discharge_reaches_the_inverter_over_tcp() {
     let mut bench = start(70.0).await;
-    let answer = bench
-        .agent
-        .command(Command::set_mode(
-            "cmd_tcp_1",
-            TargetMode::ManualDischarge,
-            Some(500.0),
-        ))
-        .await
-        .unwrap();
-    assert_eq!(answer.status, AnswerStatus::Accepted, "{answer:?}");
-    let status = bench
-        .wait_status("discharging at 500 W", 15, |s| {
-            s.telemetry.system_status.state == State::Discharging
-                && s.telemetry
-                    .battery
-                    .power
-                    .is_some_and(|p| (p + 526.0).abs() < 30.0)
-        })
-        .await;
-    assert_eq!(status.telemetry.system_status.mode, Mode::Manual);
-    assert_eq!(status.setpoint_w, -500.0);
+    bench.discharge_at_500_w("cmd_tcp_1").await;
     let (setpoint, ac) = {
         let s = bench.sim.state();
         (s.site.setpoint_w, s.site.inverter_ac_w)

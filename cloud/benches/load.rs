@@ -392,29 +392,15 @@ async fn raw_insert_rate(url: &str, rows: usize) -> f64 {
 /// 100,000 rows per COPY, only the COPY timed: PostgreSQL's fastest way in, the path ingest takes
 /// for quiet batches of new packets.
 async fn raw_copy_rate(url: &str, rows: usize) -> f64 {
-    use tokio_postgres::binary_copy::BinaryCopyInWriter;
-    use tokio_postgres::types::{ToSql, Type};
     let client = ems_cloud::db::connect(url).await.unwrap();
     client
         .batch_execute("CREATE TABLE raw_copy (LIKE telemetry INCLUDING ALL)")
         .await
         .unwrap();
-    let types = [
-        Type::TIMESTAMPTZ,
-        Type::TEXT,
-        Type::TEXT,
-        Type::TEXT,
-        Type::TEXT_ARRAY,
-        Type::INT4,
-        Type::FLOAT8,
-        Type::FLOAT8,
-        Type::FLOAT8,
-        Type::FLOAT8,
-        Type::FLOAT8,
-        Type::FLOAT8,
-        Type::FLOAT8,
-        Type::JSONB,
-    ];
+    let copy = client
+        .prepare(&ems_cloud::ingest::copy_statement("raw_copy"))
+        .await
+        .unwrap();
     let base = Timestamp::now().unix() - 6 * 3600;
     let devices = 1000;
     let mut spent = Duration::ZERO;
@@ -427,40 +413,10 @@ async fn raw_copy_rate(url: &str, rows: usize) -> f64 {
                 packet(&format!("dev{:05}", i % devices), ts, i as u64)
             })
             .collect();
-        let no_flags: Vec<String> = Vec::new();
-        let no_ext: Option<serde_json::Value> = None;
         let started = Instant::now();
-        let sink = client
-            .copy_in(
-                "COPY raw_copy (time, device_id, state, mode, error_flags, wifi_strength, \
-                 battery_voltage, battery_current, battery_power, battery_soc, \
-                 grid_voltage, grid_power, grid_frequency, extensions) FROM STDIN BINARY",
-            )
+        ems_cloud::ingest::copy_rows(&client, &copy, packets.iter().map(|p| (p, None)))
             .await
             .unwrap();
-        let writer = BinaryCopyInWriter::new(sink, &types);
-        futures_util::pin_mut!(writer);
-        for p in &packets {
-            let time = p.timestamp.as_datetime();
-            let row: [&(dyn ToSql + Sync); 14] = [
-                &time,
-                &p.device_id,
-                &p.system_status.state.as_str(),
-                &p.system_status.mode.as_str(),
-                &no_flags,
-                &p.system_status.wifi_strength,
-                &p.battery.voltage,
-                &p.battery.current,
-                &p.battery.power,
-                &p.battery.soc,
-                &p.grid.voltage,
-                &p.grid.power,
-                &p.grid.frequency,
-                &no_ext,
-            ];
-            writer.as_mut().write(&row).await.unwrap();
-        }
-        writer.finish().await.unwrap();
         spent += started.elapsed();
         done += n;
     }

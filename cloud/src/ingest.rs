@@ -11,7 +11,7 @@
 //! Events are derived before the insert as if every packet were new: when that gives none (the
 //! usual case: no state change, no flag raised or cleared) no subset of the packets can give
 //! one. Such a batch whose packets are all newer than their devices' stored rows (the usual case
-//! again) goes in by one binary `COPY` ([`COPY_TELEMETRY`], PostgreSQL's bulk path); if a packet
+//! again) goes in by one binary `COPY` ([`copy_statement`], PostgreSQL's bulk path); if a packet
 //! turns out stored already (by another instance), the COPY fails as a whole and the batch takes
 //! the `UNNEST` insert, a single statement committed on its own. A batch with events shares a
 //! transaction with the events derived from the rows it really inserted.
@@ -106,11 +106,16 @@ RETURNING device_id, time";
 /// COPY, PostgreSQL's bulk path (about twice the rows per second of the `UNNEST` insert on the
 /// development machine). It has no `ON CONFLICT`: a packet stored meanwhile by another instance
 /// fails the whole COPY with a unique violation, and the batch goes the `UNNEST` way instead.
-const COPY_TELEMETRY: &str = "\
-COPY telemetry (time, device_id, state, mode, error_flags, wifi_strength, \
-    battery_voltage, battery_current, battery_power, battery_soc, \
-    grid_voltage, grid_power, grid_frequency, extensions) FROM STDIN BINARY";
+/// `table` is `telemetry` or a table like it (the load bench's baseline).
+pub fn copy_statement(table: &str) -> String {
+    format!(
+        "COPY {table} (time, device_id, state, mode, error_flags, wifi_strength, \
+         battery_voltage, battery_current, battery_power, battery_soc, \
+         grid_voltage, grid_power, grid_frequency, extensions) FROM STDIN BINARY"
+    )
+}
 
+/// The column types of [`copy_statement`], in its order.
 const COPY_TYPES: &[Type] = &[
     Type::TIMESTAMPTZ,
     Type::TEXT,
@@ -477,10 +482,20 @@ fn all_newer(last: &HashMap<String, LastState>, batch: &[Packet]) -> bool {
 
 /// Stores `batch` with one binary COPY; all or nothing.
 async fn copy_batch(conn: &Connection, batch: &[Packet]) -> Result<(), tokio_postgres::Error> {
-    let sink = conn.client.copy_in(&conn.copy).await?;
+    let rows = batch.iter().map(|p| (&p.telemetry, p.extensions.as_ref()));
+    copy_rows(&conn.client, &conn.copy, rows).await
+}
+
+/// Writes packets (with their extension fields) through a prepared [`copy_statement`]; all or
+/// nothing.
+pub async fn copy_rows<'a>(
+    client: &tokio_postgres::Client,
+    copy: &Statement,
+    rows: impl IntoIterator<Item = (&'a Telemetry, Option<&'a Value>)>,
+) -> Result<(), tokio_postgres::Error> {
+    let sink = client.copy_in(copy).await?;
     let mut writer = std::pin::pin!(BinaryCopyInWriter::new(sink, COPY_TYPES));
-    for p in batch {
-        let t = &p.telemetry;
+    for (t, extensions) in rows {
         let time = t.timestamp.as_datetime();
         let flags: Vec<&str> = t
             .system_status
@@ -502,7 +517,7 @@ async fn copy_batch(conn: &Connection, batch: &[Packet]) -> Result<(), tokio_pos
             &t.grid.voltage,
             &t.grid.power,
             &t.grid.frequency,
-            &p.extensions,
+            &extensions,
         ];
         writer.as_mut().write(&row).await?;
     }
@@ -685,7 +700,7 @@ impl Connection {
         let insert = client.prepare(INSERT_TELEMETRY).await?;
         let insert_events = client.prepare(INSERT_EVENTS).await?;
         let rederive_events = client.prepare(REDERIVE_EVENTS).await?;
-        let copy = client.prepare(COPY_TELEMETRY).await?;
+        let copy = client.prepare(&copy_statement("telemetry")).await?;
         Ok(Connection {
             client,
             insert,

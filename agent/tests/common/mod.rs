@@ -149,6 +149,35 @@ options = {{ shunt_ohms = 0.001, max_current_a = 80.0, voltage_divider = 2.0 }}
 
 impl Bench {
     /// Waits until a cycle's status satisfies `cond`, failing after `secs` with the last status.
+    /// Sends SET_MODE MANUAL_DISCHARGE 500 W as `command_id`, checks it is accepted, and waits
+    /// until the battery discharges at 500 W AC (526 W DC with the inverter's losses) in manual
+    /// mode with a -500 W setpoint; returns that cycle's status.
+    pub async fn discharge_at_500_w(&mut self, command_id: &str) -> Status {
+        use ems_protocol::{AnswerStatus, Command, Mode, State, TargetMode};
+        let answer = self
+            .agent
+            .command(Command::set_mode(
+                command_id,
+                TargetMode::ManualDischarge,
+                Some(500.0),
+            ))
+            .await
+            .unwrap();
+        assert_eq!(answer.status, AnswerStatus::Accepted, "{answer:?}");
+        let status = self
+            .wait_status("discharging at 500 W", 15, |s| {
+                s.telemetry.system_status.state == State::Discharging
+                    && s.telemetry
+                        .battery
+                        .power
+                        .is_some_and(|p| (p + 526.0).abs() < 30.0)
+            })
+            .await;
+        assert_eq!(status.telemetry.system_status.mode, Mode::Manual);
+        assert_eq!(status.setpoint_w, -500.0);
+        status
+    }
+
     /// Waits for the first cycle past start-up.
     pub async fn wait_running(&mut self) -> Status {
         self.wait_status("running", 15, |s| {
