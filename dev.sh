@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Developer entry point. `./dev.sh up` runs the whole local stack; `./dev.sh test` runs every test.
-#   ./dev.sh deps   install the system packages the build and the tests need (when missing)
+#   ./dev.sh deps   install the system packages the build and the tests need (when missing);
+#                   with EMS_TIMESCALEDB_SRC=path/timescaledb-<version>.tar.gz also TimescaleDB
 #   ./dev.sh test   deps, build everything (driver .so files included), run all tests
 #   ./dev.sh up     deps, build, start PostgreSQL + ems-cloud + ems-sim + ems-agent locally
 set -euo pipefail
@@ -31,6 +32,52 @@ deps() {
         echo "PostgreSQL server binaries are missing under /usr/lib/postgresql/*/bin" >&2
         exit 1
     }
+    timescaledb
+}
+
+# TimescaleDB: no Debian or crates registry carries it, so it is built from a source tarball
+# given by EMS_TIMESCALEDB_SRC (CI passes ../shared/vendor/timescaledb-<version>.tar.gz) into the
+# newest installed PostgreSQL, unless that version is installed already. Without a tarball and
+# without the extension, ems-cloud and the tests use plain PostgreSQL (CI refuses that).
+timescaledb() {
+    local src=${EMS_TIMESCALEDB_SRC:-}
+    local pgver
+    pgver=$(ls /usr/lib/postgresql 2>/dev/null | sort -n | tail -n 1)
+    if [[ -z $src ]]; then
+        if [[ -f /usr/lib/postgresql/$pgver/lib/timescaledb.so ]]; then
+            echo "TimescaleDB: installed"
+        else
+            echo "TimescaleDB: not installed (set EMS_TIMESCALEDB_SRC to its source tarball to build it); plain PostgreSQL only"
+        fi
+        return
+    fi
+    [[ -f $src ]] || { echo "EMS_TIMESCALEDB_SRC=$src: no such file" >&2; exit 1; }
+    local version
+    version=$(basename "$src" | sed -n 's/^timescaledb-\([0-9][0-9.]*[0-9]\)\.tar\.gz$/\1/p')
+    [[ -n $version ]] || { echo "EMS_TIMESCALEDB_SRC=$src: expected a file named timescaledb-<version>.tar.gz" >&2; exit 1; }
+    if [[ -f /usr/share/postgresql/$pgver/extension/timescaledb--$version.sql &&
+          -f /usr/lib/postgresql/$pgver/lib/timescaledb-$version.so ]]; then
+        echo "TimescaleDB $version: installed"
+        return
+    fi
+    echo "TimescaleDB $version: building from $src into PostgreSQL $pgver (5-8 minutes on 2 cores)"
+    local sudo=""
+    [[ $(id -u) -eq 0 ]] || sudo="sudo"
+    # server-dev must match the installed server's major version.
+    $sudo apt-get update -q
+    TMPDIR=/var/tmp DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q \
+        "postgresql-server-dev-$pgver" cmake gcc make libkrb5-dev
+    local build
+    build=$(mktemp -d /var/tmp/ems-timescaledb.XXXXXX)
+    tar xzf "$src" -C "$build"
+    (
+        cd "$build/timescaledb-$version"
+        ./bootstrap -DREGRESS_CHECKS=OFF -DTAP_CHECKS=OFF -DWARNINGS_AS_ERRORS=OFF -DAPACHE_ONLY=OFF >/dev/null
+        make -C build -j"$(nproc)" >/dev/null
+        $sudo make -C build install >/dev/null
+    )
+    rm -rf "$build"
+    echo "TimescaleDB $version: installed (a server uses it with shared_preload_libraries = 'timescaledb')"
 }
 
 dashboard() {
@@ -58,5 +105,5 @@ case "${1:-}" in
     deps) deps ;;
     test) deps; run_tests ;;
     up) shift; deps; up "$@" ;;
-    *) sed -n '2,6p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+    *) sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

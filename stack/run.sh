@@ -78,7 +78,16 @@ chmod 700 "$PGDATA"
 if [[ ! -f $PGDATA/PG_VERSION ]]; then
     "${RUNAS[@]}" "$PGBIN/initdb" -D "$PGDATA" -U postgres --auth=trust -E UTF8 --locale=C >"$STATE/initdb.log"
 fi
-"${RUNAS[@]}" "$PGBIN/postgres" -D "$PGDATA" -p "$PG_PORT" -k "$PGDATA" -c listen_addresses=127.0.0.1 \
+# TimescaleDB when it is installed (./dev.sh deps with EMS_TIMESCALEDB_SRC, or Timescale's
+# package): the server must preload it, or ems-cloud stays on plain tables (and says so).
+PGOPTS=(-c listen_addresses=127.0.0.1)
+if [[ -f $PGBIN/../lib/timescaledb.so ]]; then
+    PGOPTS+=(-c shared_preload_libraries=timescaledb -c timescaledb.telemetry_level=off)
+    echo "TimescaleDB found: preloading it"
+else
+    echo "TimescaleDB not installed: ems-cloud uses plain PostgreSQL tables (see README)"
+fi
+"${RUNAS[@]}" "$PGBIN/postgres" -D "$PGDATA" -p "$PG_PORT" -k "$PGDATA" "${PGOPTS[@]}" \
     >"$STATE/postgres.log" 2>&1 &
 PIDS+=($!)
 wait_port 127.0.0.1 "$PG_PORT" PostgreSQL 30

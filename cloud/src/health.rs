@@ -23,6 +23,7 @@ async fn health(db: &State<Db>, hub: &State<Arc<Hub>>) -> (Status, Json<Health>)
         status: if database { "ok" } else { "degraded" }.into(),
         database,
         timescale: db.timescale,
+        storage: db.storage.clone(),
         instance: hub.instance_id.clone(),
         version: env!("CARGO_PKG_VERSION").into(),
     };

@@ -23,6 +23,9 @@
 //! in SQL ([`REDERIVE_EVENTS`]) from the stored rows, from the row before the earliest late packet
 //! to the row after the latest, in the same transaction as the insert.
 //!
+//! With TimescaleDB, the times of packets stored below the per-minute aggregate's watermark go
+//! to an [`AggregateRefresher`], so bucketed history includes them within about a second.
+//!
 //! When the database is slow or down the writer retries the same batch with backoff; the queue
 //! ([`CloudConfig::ingest_queue`]) fills, [`submit`](Ingest::submit) waits, sockets stop being
 //! read: memory stays bounded, nothing is acknowledged that is not stored, nothing is dropped.
@@ -42,6 +45,7 @@ use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Row, Statement};
 
 use crate::config::CloudConfig;
+use crate::db::timescale::AggregateRefresher;
 use crate::db::{self, Db, DbError};
 use crate::hub::{Hub, Outbound, OutboundTx};
 use crate::server::managed;
@@ -264,6 +268,8 @@ struct Writer {
     /// Last stored state per device (events of newer packets are derived against it; an older
     /// packet filled in later has its stretch derived again by [`REDERIVE_EVENTS`]).
     last: HashMap<String, LastState>,
+    /// TimescaleDB: told the times of stored packets, so the aggregate covers late ones at once.
+    refresher: Option<AggregateRefresher>,
 }
 
 /// What [`derive`] makes of a batch: the events, and the newest packet of each device.
@@ -558,6 +564,15 @@ impl Writer {
         };
         let fresh = self.write_on(&mut conn, batch).await?;
         self.conn = Some(conn);
+        if let Some(refresher) = &self.refresher {
+            refresher.stored(
+                batch
+                    .iter()
+                    .zip(&fresh)
+                    .filter(|(_, is_new)| **is_new)
+                    .map(|(p, _)| p.telemetry.timestamp.as_datetime()),
+            );
+        }
         Ok(fresh)
     }
 
@@ -830,6 +845,9 @@ pub fn stage() -> AdHoc {
             conn: None,
             hub,
             last: HashMap::new(),
+            refresher: db
+                .timescale
+                .then(|| AggregateRefresher::spawn(db.pool.clone())),
         };
         // The writer is the one serial step of ingest. On the main runtime, under load, its
         // task and its connection's task wait behind thousands of socket tasks every time

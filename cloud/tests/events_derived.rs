@@ -3,13 +3,19 @@
 
 mod common;
 
-use common::{TestServer, packet, recent_seconds};
+on_both_backends!(
+    state_changes_and_flags_become_events,
+    a_late_backlog_rederives_the_events_of_its_stretch
+);
+
+use common::{Backend, TestServer, packet, recent_seconds};
 use ems_protocol::api::EventRecord;
 use ems_protocol::{ErrorFlag, State};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn state_changes_and_flags_become_events() {
-    let server = TestServer::fresh().await;
+async fn state_changes_and_flags_become_events(backend: Backend) {
+    let Some(server) = TestServer::fresh_on(backend).await else {
+        return;
+    };
     let token = server.add_device("ems_ev").await;
     let mut device = server.device("ems_ev", &token).await;
     let ts = recent_seconds(4);
@@ -60,9 +66,10 @@ async fn state_changes_and_flags_become_events() {
 /// A backlog arrives after the live packets that followed it (the agent sends live telemetry
 /// beside its backlog after an outage): the events of the stretch it fills are derived again,
 /// so they read as if the packets had come in order.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_late_backlog_rederives_the_events_of_its_stretch() {
-    let server = TestServer::fresh().await;
+async fn a_late_backlog_rederives_the_events_of_its_stretch(backend: Backend) {
+    let Some(server) = TestServer::fresh_on(backend).await else {
+        return;
+    };
     let token = server.add_device("ems_late").await;
     let mut device = server.device("ems_late", &token).await;
     let ts = recent_seconds(5);

@@ -3,9 +3,11 @@
 
 mod common;
 
+on_both_backends!(buckets_match_hand_computed_values);
+
 use std::collections::BTreeMap;
 
-use common::{TestServer, packet};
+use common::{Backend, TestServer, packet};
 use ems_protocol::Timestamp;
 use ems_protocol::api::{FieldStats, History};
 
@@ -31,9 +33,10 @@ fn iso(unix: i64) -> String {
     Timestamp::from_unix(unix).unwrap().to_string()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn buckets_match_hand_computed_values() {
-    let server = TestServer::fresh().await;
+async fn buckets_match_hand_computed_values(backend: Backend) {
+    let Some(server) = TestServer::fresh_on(backend).await else {
+        return;
+    };
     let token = server.add_device("ems_hist").await;
     let mut device = server.device("ems_hist", &token).await;
     let (base, sent) = packets("ems_hist");

@@ -3,12 +3,18 @@
 
 mod common;
 
-use common::{TestServer, count_rows, packet, recent_seconds};
+on_both_backends!(
+    packets_are_stored_once_and_acked_every_time,
+    the_copy_path_stores_every_column_and_yields_to_a_stored_packet
+);
+
+use common::{Backend, TestServer, count_rows, packet, recent_seconds};
 use ems_protocol::Telemetry;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn packets_are_stored_once_and_acked_every_time() {
-    let server = TestServer::fresh().await;
+async fn packets_are_stored_once_and_acked_every_time(backend: Backend) {
+    let Some(server) = TestServer::fresh_on(backend).await else {
+        return;
+    };
     let token = server.add_device("ems_001").await;
     let mut device = server.device("ems_001", &token).await;
 
@@ -73,9 +79,10 @@ async fn packets_are_stored_once_and_acked_every_time() {
 /// flag and extension arrives as the `UNNEST` insert stores it. A packet another instance stored
 /// meanwhile (the cache cannot know) makes the COPY fail as a whole; the batch is then inserted
 /// with `ON CONFLICT DO NOTHING`, acknowledged, and nothing is stored twice.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_copy_path_stores_every_column_and_yields_to_a_stored_packet() {
-    let server = TestServer::fresh().await;
+async fn the_copy_path_stores_every_column_and_yields_to_a_stored_packet(backend: Backend) {
+    let Some(server) = TestServer::fresh_on(backend).await else {
+        return;
+    };
     let token = server.add_device("ems_cp").await;
     let mut device = server.device("ems_cp", &token).await;
     let ts = recent_seconds(4);

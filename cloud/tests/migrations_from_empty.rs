@@ -1,14 +1,17 @@
-//! An empty database gets the whole schema at start, a second start changes nothing, and on this
-//! machine (no TimescaleDB) the plain PostgreSQL path is taken and reported.
+//! An empty database gets the whole schema at start, a second start changes nothing, and the
+//! storage path (TimescaleDB when the server preloads it, plain tables otherwise) is reported.
 
 mod common;
 
-use common::{TestServer, count_rows};
+on_both_backends!(migrations_apply_to_an_empty_database_and_are_idempotent);
+
+use common::{Backend, TestServer, count_rows, fresh_database_on};
 use ems_protocol::api::Health;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn migrations_apply_to_an_empty_database_and_are_idempotent() {
-    let url = ems_testkit::pg::fresh_database().await;
+async fn migrations_apply_to_an_empty_database_and_are_idempotent(backend: Backend) {
+    let Some(url) = fresh_database_on(backend).await else {
+        return;
+    };
     let first = TestServer::on(&url).await;
 
     for table in [
@@ -45,7 +48,30 @@ async fn migrations_apply_to_an_empty_database_and_are_idempotent() {
 
     let health: Health = first.get_json("/health").await;
     assert!(health.database);
-    assert!(!health.timescale, "TimescaleDB is not installed here");
+    assert_eq!(
+        health.timescale,
+        backend == Backend::TimescaleDb,
+        "{health:?}"
+    );
+    let hypertables = count_rows(
+        &url,
+        "SELECT count(*) FROM pg_extension WHERE extname = 'timescaledb'",
+    )
+    .await;
+    assert_eq!(hypertables, i64::from(health.timescale));
+    if backend == Backend::TimescaleDb {
+        assert!(
+            health.storage.starts_with("TimescaleDB 2."),
+            "{}",
+            health.storage
+        );
+    } else {
+        assert!(
+            health.storage.starts_with("plain PostgreSQL tables: "),
+            "{}",
+            health.storage
+        );
+    }
     assert_eq!(health.status, "ok");
 
     // A second instance on the same database starts fine and applies nothing new.

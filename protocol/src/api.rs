@@ -76,6 +76,10 @@ pub struct Health {
     pub database: bool,
     /// Whether telemetry lives in a TimescaleDB hypertable (else a plain table).
     pub timescale: bool,
+    /// Which storage is in use and why, one line (e.g. "plain PostgreSQL tables: TimescaleDB
+    /// 2.28.3 is installed but not preloaded …"). Absent from servers before it was added.
+    #[serde(default)]
+    pub storage: String,
     /// This server process, as it names itself to the other instances.
     pub instance: String,
     pub version: String,

@@ -5,6 +5,13 @@
 //! gives a test its own server that it may [`stop`](PgServer::stop) and
 //! [`restart`](PgServer::restart) (a database outage).
 //!
+//! Two kinds of server ([`Backend`]): with TimescaleDB preloaded (the production setup; the
+//! default whenever the extension is installed) and plain PostgreSQL (the fallback ems-cloud also
+//! supports; the extension, when installed, is *not* preloaded, which is the state of a server
+//! right after installing TimescaleDB). [`shared_on`]/[`fresh_database_on`] give either kind, so
+//! a test can run the same scenario on both. Under `CI=true` a missing TimescaleDB is an error,
+//! never a silent fallback.
+//!
 //! The binaries are looked up in `$EMS_PG_BIN`, then `/usr/lib/postgresql/<newest>/bin`. As root
 //! the server runs as the `postgres` user (PostgreSQL refuses root). The server process gets
 //! `PR_SET_PDEATHSIG`, so even a test process killed with SIGKILL leaves no server behind; for that
@@ -46,18 +53,102 @@ fn io_err(step: &'static str) -> impl FnOnce(io::Error) -> PgError {
     move |source| PgError::Io { step, source }
 }
 
+/// Which kind of server a test runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Backend {
+    /// TimescaleDB preloaded (`shared_preload_libraries = 'timescaledb'`).
+    TimescaleDb,
+    /// Plain PostgreSQL: TimescaleDB, even when installed, is not preloaded.
+    Plain,
+}
+
+impl Backend {
+    /// The kind [`shared`] and [`PgServer::start`] use: TimescaleDB when it is installed.
+    /// Under `CI=true` TimescaleDB must be installed (panics with the reason otherwise).
+    pub fn default_for_tests() -> Backend {
+        match timescaledb_status() {
+            Ok(()) => Backend::TimescaleDb,
+            Err(why) if in_ci() => panic!(
+                "CI=true and TimescaleDB is not usable here: {why}; build it with \
+                 EMS_TIMESCALEDB_SRC=<timescaledb-x.y.z.tar.gz> ./dev.sh deps"
+            ),
+            Err(_) => Backend::Plain,
+        }
+    }
+
+    /// Whether tests can run on this kind here. `Err` says why not; under `CI=true` it panics
+    /// instead, so a missing TimescaleDB fails CI rather than skipping tests.
+    pub fn available(self) -> Result<(), String> {
+        match self {
+            Backend::Plain => Ok(()),
+            Backend::TimescaleDb => match timescaledb_status() {
+                Ok(()) => Ok(()),
+                Err(why) if in_ci() => panic!("CI=true and TimescaleDB is not usable here: {why}"),
+                Err(why) => Err(why),
+            },
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::TimescaleDb => "TimescaleDB",
+            Backend::Plain => "plain PostgreSQL",
+        }
+    }
+}
+
+fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// `Ok` when the TimescaleDB extension is installed into the PostgreSQL whose binaries the tests
+/// use (its loader library and its control file); `Err` says what is missing.
+pub fn timescaledb_status() -> Result<(), String> {
+    let bin = find_binaries().map_err(|e| e.to_string())?;
+    let lib = bin.join("../lib/timescaledb.so");
+    if !lib.is_file() {
+        return Err(format!("{} not found", lib.display()));
+    }
+    let version = bin
+        .parent()
+        .and_then(|p| p.file_name())
+        .and_then(|v| v.to_str())
+        .unwrap_or_default()
+        .to_string();
+    let control = PathBuf::from(format!(
+        "/usr/share/postgresql/{version}/extension/timescaledb.control"
+    ));
+    if !control.is_file() {
+        return Err(format!("{} not found", control.display()));
+    }
+    Ok(())
+}
+
 /// A PostgreSQL server in a temporary directory, listening on 127.0.0.1.
 pub struct PgServer {
     bin: PathBuf,
     dir: TempDir,
     port: u16,
     run_as: Option<(u32, u32)>,
+    backend: Backend,
     child: Mutex<Option<Child>>,
 }
 
 impl PgServer {
-    /// initdb into a new temp dir and start the server on a free port.
+    /// initdb into a new temp dir and start the server on a free port, of the kind
+    /// [`Backend::default_for_tests`] names.
     pub fn start() -> Result<PgServer, PgError> {
+        PgServer::start_with(Backend::default_for_tests())
+    }
+
+    /// initdb into a new temp dir and start a server of kind `backend` on a free port.
+    pub fn start_with(backend: Backend) -> Result<PgServer, PgError> {
+        if backend == Backend::TimescaleDb {
+            timescaledb_status().map_err(|detail| PgError::Failed {
+                step: "finding TimescaleDB",
+                detail,
+            })?;
+        }
         let bin = find_binaries()?;
         let dir = tempfile::Builder::new()
             .prefix("ems-pg-")
@@ -91,6 +182,7 @@ impl PgServer {
             dir,
             port: 0,
             run_as,
+            backend,
             child: Mutex::new(None),
         };
         server.launch_on_free_port()
@@ -124,10 +216,16 @@ impl PgServer {
             .arg(self.dir.path())
             .args(["-c", "listen_addresses=127.0.0.1"])
             .args(["-c", "fsync=off", "-c", "full_page_writes=off"])
-            .args(["-c", "max_connections=300"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log);
+            .args(["-c", "max_connections=300"]);
+        if self.backend == Backend::TimescaleDb {
+            // One scheduler per database with the extension, and tests make many databases;
+            // no telemetry reports from a test server (and no network to send them on).
+            cmd.args(["-c", "shared_preload_libraries=timescaledb"])
+                .args(["-c", "timescaledb.telemetry_level=off"])
+                .args(["-c", "max_worker_processes=64"])
+                .args(["-c", "timescaledb.max_background_workers=56"]);
+        }
+        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(log);
         if let Some((uid, gid)) = self.run_as {
             cmd.uid(uid).gid(gid);
         }
@@ -186,6 +284,15 @@ impl PgServer {
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The server's log so far (what PostgreSQL wrote to stderr).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
     }
 
     /// Connection URL for `database` as the superuser `postgres`.
@@ -247,16 +354,30 @@ impl Drop for PgServer {
     }
 }
 
-static SHARED: OnceLock<Result<PgServer, String>> = OnceLock::new();
+static SHARED_TIMESCALE: OnceLock<Result<PgServer, String>> = OnceLock::new();
+static SHARED_PLAIN: OnceLock<Result<PgServer, String>> = OnceLock::new();
 
-/// The process-wide test server, started on first use and stopped at process exit.
+fn shared_slot(backend: Backend) -> &'static OnceLock<Result<PgServer, String>> {
+    match backend {
+        Backend::TimescaleDb => &SHARED_TIMESCALE,
+        Backend::Plain => &SHARED_PLAIN,
+    }
+}
+
+/// The process-wide test server of the default kind ([`Backend::default_for_tests`]).
+pub fn shared() -> &'static PgServer {
+    shared_on(Backend::default_for_tests())
+}
+
+/// The process-wide test server of kind `backend`, started on first use and stopped at process
+/// exit.
 ///
 /// Panics with instructions when PostgreSQL cannot be started: a test that needs it must fail
 /// loudly, never pass by skipping.
-pub fn shared() -> &'static PgServer {
-    let result = SHARED.get_or_init(|| {
-        let server = PgServer::start().map_err(|e| e.to_string())?;
-        // SAFETY: registering a plain extern "C" fn; it only touches the OnceLock above.
+pub fn shared_on(backend: Backend) -> &'static PgServer {
+    let result = shared_slot(backend).get_or_init(|| {
+        let server = PgServer::start_with(backend).map_err(|e| e.to_string())?;
+        // SAFETY: registering a plain extern "C" fn; it only touches the OnceLocks above.
         unsafe {
             libc::atexit(stop_shared_at_exit);
         }
@@ -264,20 +385,30 @@ pub fn shared() -> &'static PgServer {
     });
     match result {
         Ok(server) => server,
-        Err(e) => panic!("cannot start the test PostgreSQL server: {e}"),
+        Err(e) => panic!(
+            "cannot start the test PostgreSQL server ({}): {e}",
+            backend.name()
+        ),
     }
 }
 
 extern "C" fn stop_shared_at_exit() {
-    if let Some(Ok(server)) = SHARED.get() {
-        server.stop();
-        let _ = std::fs::remove_dir_all(server.dir.path());
+    for slot in [&SHARED_TIMESCALE, &SHARED_PLAIN] {
+        if let Some(Ok(server)) = slot.get() {
+            server.stop();
+            let _ = std::fs::remove_dir_all(server.dir.path());
+        }
     }
 }
 
 /// A new empty database on the [`shared`] server; returns its URL.
 pub async fn fresh_database() -> String {
-    let server = shared();
+    fresh_database_on(Backend::default_for_tests()).await
+}
+
+/// A new empty database on the shared server of kind `backend`; returns its URL.
+pub async fn fresh_database_on(backend: Backend) -> String {
+    let server = shared_on(backend);
     match server.create_database().await {
         Ok(url) => url,
         Err(e) => panic!("cannot create a test database: {e}"),

@@ -26,12 +26,45 @@ pub enum DbError {
     Url(String),
     #[error("applying migrations failed: {0}")]
     Migrate(#[from] refinery::Error),
-    #[error("{step} failed: {source}")]
+    #[error("{step} failed: {}", describe(.source))]
     Sql {
         step: &'static str,
         #[source]
         source: tokio_postgres::Error,
     },
+    #[error(
+        "this database uses TimescaleDB {version} (telemetry is a hypertable), but the server does \
+         not preload it, so no query on telemetry can run: {hint}",
+        hint = timescale::PRELOAD_HINT
+    )]
+    TimescaleNotPreloaded { version: String },
+}
+
+/// A PostgreSQL error as one line with what the server said: message, detail, hint and SQLSTATE
+/// (tokio-postgres's own `Display` says only "db error").
+pub fn describe(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => {
+            let mut s = format!("{}: {}", db.severity(), db.message());
+            if let Some(detail) = db.detail() {
+                s.push_str(&format!("; detail: {detail}"));
+            }
+            if let Some(hint) = db.hint() {
+                s.push_str(&format!("; hint: {hint}"));
+            }
+            s.push_str(&format!(" (SQLSTATE {})", db.code().code()));
+            s
+        }
+        None => {
+            let mut s = e.to_string();
+            let mut source = std::error::Error::source(e);
+            while let Some(cause) = source {
+                s.push_str(&format!(": {cause}"));
+                source = cause.source();
+            }
+            s
+        }
+    }
 }
 
 pub(crate) fn sql(step: &'static str) -> impl FnOnce(tokio_postgres::Error) -> DbError {
@@ -44,17 +77,20 @@ pub struct Db {
     pub pool: Pool,
     /// Telemetry lives in a hypertable with a per-minute continuous aggregate `telemetry_1m`.
     pub timescale: bool,
+    /// Which storage path is in use and why, one line (health, start-up log).
+    pub storage: String,
     pub url: String,
 }
 
 impl Db {
     /// Connects, applies migrations and the TimescaleDB setup, and builds the pool.
     pub async fn open(config: &CloudConfig) -> Result<Db, DbError> {
-        let timescale = prepare(config).await?;
+        let storage = prepare(config).await?;
         let pool = pool(&config.database_url, config.database_pool_size)?;
         Ok(Db {
             pool,
-            timescale,
+            timescale: storage.timescale,
+            storage: storage.reason,
             url: config.database_url.clone(),
         })
     }
@@ -92,8 +128,9 @@ pub async fn connect(url: &str) -> Result<tokio_postgres::Client, DbError> {
 }
 
 /// Migrations and TimescaleDB setup under an advisory lock, so instances starting together do
-/// not race. Returns whether TimescaleDB is in use.
-async fn prepare(config: &CloudConfig) -> Result<bool, DbError> {
+/// not race. Returns the storage in use. The lock belongs to the session: if the session ends
+/// (an error), the lock goes with it.
+async fn prepare(config: &CloudConfig) -> Result<timescale::Storage, DbError> {
     let mut client = connect(&config.database_url).await?;
     client
         .execute("SELECT pg_advisory_lock($1)", &[&SCHEMA_LOCK])
@@ -103,12 +140,12 @@ async fn prepare(config: &CloudConfig) -> Result<bool, DbError> {
     for m in report.applied_migrations() {
         tracing::info!("applied migration {}", m);
     }
-    let timescale = timescale::setup(&client, config).await?;
+    let storage = timescale::setup(&client, config).await?;
     client
         .execute("SELECT pg_advisory_unlock($1)", &[&SCHEMA_LOCK])
         .await
         .map_err(sql("releasing the schema lock"))?;
-    Ok(timescale)
+    Ok(storage)
 }
 
 /// Opens the database (fatal on failure) and manages [`Db`].
@@ -123,11 +160,7 @@ pub fn stage() -> AdHoc {
         };
         match Db::open(&config).await {
             Ok(db) => {
-                if db.timescale {
-                    tracing::info!("storage: TimescaleDB hypertable with per-minute aggregate");
-                } else {
-                    tracing::info!("storage: plain PostgreSQL tables (TimescaleDB not in use)");
-                }
+                tracing::info!("storage: {}", db.storage);
                 Ok(rocket.manage(db))
             }
             Err(e) => {

@@ -21,7 +21,29 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+pub use ems_testkit::pg::Backend;
+
 pub const DEADLINE: Duration = Duration::from_secs(15);
+
+/// Runs the scenario `async fn $scenario(backend: Backend)` as two tests,
+/// `$scenario::timescaledb` and `$scenario::plain_postgresql`: the same assertions on both kinds
+/// of storage ems-cloud supports.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($scenario:ident),+ $(,)?) => {$(
+        mod $scenario {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn timescaledb() {
+                super::$scenario($crate::common::Backend::TimescaleDb).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn plain_postgresql() {
+                super::$scenario($crate::common::Backend::Plain).await;
+            }
+        }
+    )+};
+}
 
 /// The server's figment for tests: free port on 127.0.0.1, quiet, fast sweeper.
 pub fn figment(db_url: &str) -> Figment {
@@ -60,6 +82,14 @@ impl TestServer {
     pub async fn fresh() -> TestServer {
         let url = ems_testkit::pg::fresh_database().await;
         TestServer::on(&url).await
+    }
+
+    /// A server on a new empty database of kind `backend`. `None` when that kind cannot run on
+    /// this machine (TimescaleDB not installed; under `CI=true` that panics instead): the
+    /// reason is printed as a skip.
+    pub async fn fresh_on(backend: Backend) -> Option<TestServer> {
+        let url = fresh_database_on(backend).await?;
+        Some(TestServer::on(&url).await)
     }
 
     /// A server on `db_url` (creates an admin token named `admin-<port>`).
@@ -175,6 +205,16 @@ impl TestServer {
             .await
             .expect("device connects")
     }
+}
+
+/// A new empty database of kind `backend`, or `None` with the skip reason printed (see
+/// [`TestServer::fresh_on`]).
+pub async fn fresh_database_on(backend: Backend) -> Option<String> {
+    if let Err(why) = backend.available() {
+        eprintln!("SKIPPED on {}: {why}", backend.name());
+        return None;
+    }
+    Some(ems_testkit::pg::fresh_database_on(backend).await)
 }
 
 /// A database handle for checks behind the server's back.
