@@ -8,26 +8,28 @@
 //!
 //! - [`connect`]: TLS, token file, opening the socket.
 //! - [`queue`]: the SQLite queue.
+//! - [`state`]: the rules (window, resend, backlog cursor, command de-duplication, liveness,
+//!   reconnect backoff) as plain state; this module only does the I/O around them.
 
 pub mod connect;
 pub mod queue;
+pub mod state;
 
-use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use ems_protocol::{
-    CommandAnswer, Downstream, ErrorMessage, Telemetry, Upstream, parse_downstream,
-};
+use ems_protocol::{CommandAnswer, Downstream, Telemetry, Upstream, parse_downstream};
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
 use tokio_rustls::rustls::ClientConfig;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::run::CommandRequest;
 use connect::Socket;
 use queue::Queue;
+use state::{Backoff, BatchAction, Dispatch, PingAction, Session};
 
 /// Uplink tuning; defaults suit a Raspberry Pi on a home connection.
 #[derive(Debug, Clone)]
@@ -138,7 +140,7 @@ impl Uplink {
     }
 
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
-        let mut backoff = Duration::from_secs(1);
+        let mut backoff = Backoff::new(self.opts.backoff_max);
         loop {
             let Some(url) = self.opts.url.clone() else {
                 // No cloud configured: keep queueing (a later config with a URL sends it all).
@@ -168,7 +170,7 @@ impl Uplink {
             match socket {
                 Ok(socket) => {
                     tracing::info!(url = %url, "uplink connected");
-                    backoff = Duration::from_secs(1);
+                    backoff.reset();
                     let _ = self.link_up.send(true);
                     self.stats.send_modify(|s| {
                         s.connected = true;
@@ -184,13 +186,10 @@ impl Uplink {
                 }
                 Err(e) => {
                     let _ = self.link_up.send(false);
-                    tracing::warn!("uplink: {e}; retrying in {backoff:?}");
+                    tracing::warn!("uplink: {e}; retrying in {:?}", backoff.current());
                 }
             }
-            // Exponential backoff with ±25 % jitter, so a fleet does not reconnect in step.
-            let jitter = 0.75 + fastrand::f64() * 0.5;
-            let wait = backoff.mul_f64(jitter);
-            let sleep = tokio::time::sleep(wait);
+            let sleep = tokio::time::sleep(backoff.wait(fastrand::f64()));
             tokio::pin!(sleep);
             loop {
                 tokio::select! {
@@ -199,18 +198,12 @@ impl Uplink {
                     _ = &mut sleep => break,
                 }
             }
-            backoff = (backoff * 2).min(self.opts.backoff_max);
         }
     }
 
     async fn session(&mut self, socket: Socket, shutdown: &mut watch::Receiver<bool>) -> End {
         let (mut sink, mut stream) = socket.split();
-        // Sent, not yet acknowledged: timestamp → when sent.
-        let mut in_flight: BTreeMap<i64, Instant> = BTreeMap::new();
-        // Backlog cursor: everything up to here has been sent in this session.
-        let mut cursor = i64::MIN;
-        let mut last_heard = Instant::now();
-        let mut pending_commands: HashSet<String> = HashSet::new();
+        let mut state = Session::new(&self.opts, Instant::now());
         let (answer_tx, mut answer_rx) = mpsc::channel::<CommandAnswer>(64);
         let mut tick =
             tokio::time::interval(Duration::from_secs(1) / self.opts.batches_per_s.max(1));
@@ -227,15 +220,14 @@ impl Uplink {
                 t = self.telemetry.recv() => {
                     let Some(t) = t else { return End::Shutdown };
                     self.enqueue(&t);
-                    let ts = t.timestamp.unix();
                     if let Err(e) = sink.send(Message::Text(t.to_json())).await {
                         return End::Lost(e.to_string());
                     }
-                    in_flight.insert(ts, Instant::now());
+                    state.live_sent(t.timestamp.unix(), Instant::now());
                     self.stats.send_modify(|s| s.sent += 1);
                 }
                 Some(answer) = answer_rx.recv() => {
-                    pending_commands.remove(&answer.command_id);
+                    state.answered(&answer.command_id);
                     if let Err(e) = self.queue.store_answer(&answer, now_unix()) {
                         tracing::error!("cannot store answer to {}: {e}", answer.command_id);
                     }
@@ -249,86 +241,33 @@ impl Uplink {
                         Some(Err(e)) => return End::Lost(e.to_string()),
                         Some(Ok(Message::Text(text))) => text,
                         Some(Ok(Message::Close(frame))) => return End::Lost(format!("closed by the cloud: {frame:?}")),
-                        Some(Ok(_)) => { last_heard = Instant::now(); continue; }
+                        Some(Ok(_)) => { state.heard(Instant::now()); continue; }
                     };
-                    last_heard = Instant::now();
-                    match parse_downstream(&text) {
-                        Ok(Downstream::TelemetryAck(ack)) => {
-                            for t in &ack.timestamps {
-                                in_flight.remove(&t.unix());
-                            }
-                            match self.queue.ack(&ack.timestamps) {
-                                Ok(n) => {
-                                    let queued = self.queue.len();
-                                    self.stats.send_modify(|s| { s.acked += n; s.queued = queued; });
-                                }
-                                Err(e) => tracing::error!("cannot delete acknowledged packets: {e}"),
-                            }
-                        }
-                        Ok(Downstream::Command(command)) => {
-                            let id = command.command_id.clone();
-                            match self.queue.answer(&id) {
-                                Ok(Some(previous)) => {
-                                    // Already executed (maybe before a restart): same answer.
-                                    if let Err(e) = sink.send(Message::Text(Upstream::CommandAnswer(previous).to_json())).await {
-                                        return End::Lost(e.to_string());
-                                    }
-                                }
-                                _ if pending_commands.contains(&id) => {}
-                                _ => {
-                                    pending_commands.insert(id);
-                                    let commands = self.commands.clone();
-                                    let answers = answer_tx.clone();
-                                    tokio::spawn(async move {
-                                        let (reply, rx) = oneshot::channel();
-                                        if commands.send(CommandRequest { command, reply }).await.is_ok()
-                                            && let Ok(answer) = rx.await
-                                        {
-                                            let _ = answers.send(answer).await;
-                                        }
-                                    });
-                                }
-                            }
-                        }
-                        Ok(Downstream::Error(e)) => {
-                            tracing::warn!(code = ?e.code, "cloud refused a frame: {}", e.message);
-                        }
-                        Err(e) => {
-                            tracing::warn!("malformed frame from the cloud: {e}");
-                            let mut reply = ErrorMessage::bad_frame(&e);
-                            reply.command_id = serde_json::from_str::<serde_json::Value>(&text)
-                                .ok()
-                                .and_then(|v| v.get("command_id")?.as_str().map(str::to_string));
-                            if let Err(e) = sink.send(Message::Text(Upstream::Error(reply).to_json())).await {
-                                return End::Lost(e.to_string());
-                            }
-                        }
+                    state.heard(Instant::now());
+                    let reply = match self.handle_frame(&text, &mut state, &answer_tx) {
+                        Some(reply) => reply,
+                        None => continue,
+                    };
+                    if let Err(e) = sink.send(Message::Text(reply.to_json())).await {
+                        return End::Lost(e.to_string());
                     }
                 }
                 _ = tick.tick() => {
-                    // Packets unacknowledged for too long go again (the cloud stores each once).
-                    let stale = in_flight.values().any(|sent| sent.elapsed() > self.opts.resend_after);
-                    if stale {
-                        in_flight.clear();
-                        cursor = i64::MIN;
-                    }
-                    if in_flight.len() >= self.opts.window {
-                        continue;
-                    }
-                    let room = (self.opts.window - in_flight.len()).min(self.opts.batch);
-                    let rows = match self.queue.oldest_after(cursor, room) {
+                    let (after, limit) = match state.batch_due(Instant::now()) {
+                        BatchAction::Wait => continue,
+                        BatchAction::Read { after, limit } => (after, limit),
+                    };
+                    let rows = match self.queue.oldest_after(after, limit) {
                         Ok(rows) => rows,
                         Err(e) => { tracing::error!("reading the queue: {e}"); continue; }
                     };
                     for (ts, body) in rows {
-                        cursor = ts;
-                        if in_flight.contains_key(&ts) {
+                        if !state.backlog_packet(ts, Instant::now()) {
                             continue;
                         }
                         if let Err(e) = sink.feed(Message::Text(body)).await {
                             return End::Lost(e.to_string());
                         }
-                        in_flight.insert(ts, Instant::now());
                         self.stats.send_modify(|s| s.sent += 1);
                     }
                     if let Err(e) = sink.flush().await {
@@ -336,13 +275,69 @@ impl Uplink {
                     }
                 }
                 _ = ping.tick() => {
-                    if last_heard.elapsed() > self.opts.ping_every * 3 {
-                        return End::Lost(format!("no sign of life for {:?}", last_heard.elapsed()));
+                    if let PingAction::Close(why) = state.ping_due(Instant::now()) {
+                        return End::Lost(why);
                     }
                     if let Err(e) = sink.send(Message::Ping(Vec::new())).await {
                         return End::Lost(e.to_string());
                     }
                 }
+            }
+        }
+    }
+
+    /// Carries out a text frame from the cloud; returns the frame to send back, if any.
+    fn handle_frame(
+        &mut self,
+        text: &str,
+        state: &mut Session,
+        answers: &mpsc::Sender<CommandAnswer>,
+    ) -> Option<Upstream> {
+        match parse_downstream(text) {
+            Ok(Downstream::TelemetryAck(ack)) => {
+                state.acked(ack.timestamps.iter().map(|t| t.unix()));
+                match self.queue.ack(&ack.timestamps) {
+                    Ok(n) => {
+                        let queued = self.queue.len();
+                        self.stats.send_modify(|s| {
+                            s.acked += n;
+                            s.queued = queued;
+                        });
+                    }
+                    Err(e) => tracing::error!("cannot delete acknowledged packets: {e}"),
+                }
+                None
+            }
+            Ok(Downstream::Command(command)) => {
+                let stored = self.queue.answer(&command.command_id).ok().flatten();
+                match state.command(&command.command_id, stored) {
+                    Dispatch::Repeat(previous) => Some(Upstream::CommandAnswer(previous)),
+                    Dispatch::Ignore => None,
+                    Dispatch::Execute => {
+                        let commands = self.commands.clone();
+                        let answers = answers.clone();
+                        tokio::spawn(async move {
+                            let (reply, rx) = oneshot::channel();
+                            if commands
+                                .send(CommandRequest { command, reply })
+                                .await
+                                .is_ok()
+                                && let Ok(answer) = rx.await
+                            {
+                                let _ = answers.send(answer).await;
+                            }
+                        });
+                        None
+                    }
+                }
+            }
+            Ok(Downstream::Error(e)) => {
+                tracing::warn!(code = ?e.code, "cloud refused a frame: {}", e.message);
+                None
+            }
+            Err(e) => {
+                tracing::warn!("malformed frame from the cloud: {e}");
+                Some(Upstream::Error(state::refusal(text, &e)))
             }
         }
     }
