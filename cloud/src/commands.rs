@@ -26,7 +26,7 @@ use crate::config::CloudConfig;
 use crate::db::Db;
 use crate::error::{ApiError, ApiResult};
 use crate::hub::{Hub, Outbound};
-use crate::server::managed;
+use crate::server::need;
 
 pub(crate) const COLUMNS: &str = "command_id, device_id, action, payload, issued_by, issued_at, \
      status, status_at, reason, expires_at";
@@ -409,11 +409,11 @@ async fn sweeper(hub: Arc<Hub>, db: Db, config: CloudConfig) {
 
 /// Starts the sweeper.
 pub fn stage() -> AdHoc {
-    AdHoc::on_ignite("command sweeper", |rocket| async move {
-        let config: CloudConfig = managed(&rocket);
-        let db: Db = managed(&rocket);
-        let hub: Arc<Hub> = managed(&rocket);
+    AdHoc::try_on_ignite("command sweeper", |rocket| async move {
+        let config: CloudConfig = need!(rocket);
+        let db: Db = need!(rocket);
+        let hub: Arc<Hub> = need!(rocket);
         tokio::spawn(sweeper(hub, db, config));
-        rocket
+        Ok(rocket)
     })
 }

@@ -26,6 +26,8 @@ pub enum TimescaleMode {
 pub struct CloudConfig {
     /// `postgres://user:pass@host:port/db` (TLS to the database is not supported yet).
     pub database_url: String,
+    /// At start, how long to wait for an unreachable database before giving up, s.
+    pub database_wait_s: u64,
     /// Connections in the pool shared by ingest and the API.
     pub database_pool_size: usize,
     /// Flush a telemetry batch when it holds this many packets ...
@@ -71,6 +73,7 @@ impl Default for CloudConfig {
     fn default() -> Self {
         CloudConfig {
             database_url: "postgres://postgres@localhost/ems".into(),
+            database_wait_s: 30,
             database_pool_size: 16,
             batch_max_rows: 5000,
             batch_max_delay_ms: 100,

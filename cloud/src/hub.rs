@@ -31,7 +31,7 @@ use tokio_postgres::AsyncMessage;
 
 use crate::config::CloudConfig;
 use crate::db::Db;
-use crate::server::managed;
+use crate::server::need;
 
 /// The `LISTEN`/`NOTIFY` channel shared by all instances.
 pub const CHANNEL: &str = "ems_cloud";
@@ -417,9 +417,9 @@ fn default_instance_id() -> String {
 
 /// Manages `Arc<Hub>`, starts the listener and the heartbeat, and stops them at shutdown.
 pub fn stage() -> AdHoc {
-    AdHoc::on_ignite("hub", |rocket| async move {
-        let config: CloudConfig = managed(&rocket);
-        let db: Db = managed(&rocket);
+    AdHoc::try_on_ignite("hub", |rocket| async move {
+        let config: CloudConfig = need!(rocket);
+        let db: Db = need!(rocket);
         let instance_id = config
             .instance_id
             .clone()
@@ -429,10 +429,10 @@ pub fn stage() -> AdHoc {
         tokio::spawn(listen(hub.clone(), db.url.clone()));
         tokio::spawn(heartbeat(hub.clone()));
         let on_shutdown = hub.clone();
-        rocket
+        Ok(rocket
             .manage(hub)
             .attach(AdHoc::on_shutdown("hub shutdown", move |_| {
                 Box::pin(async move { on_shutdown.shut_down() })
-            }))
+            })))
     })
 }

@@ -48,7 +48,7 @@ use crate::config::CloudConfig;
 use crate::db::timescale::AggregateRefresher;
 use crate::db::{self, Db, DbError};
 use crate::hub::{Hub, Outbound, OutboundTx};
-use crate::server::managed;
+use crate::server::need;
 
 /// One validated packet waiting to be stored.
 pub struct Packet {
@@ -834,9 +834,9 @@ async fn write_with_retry(writer: &mut Writer, batch: &[Packet]) -> Option<Vec<b
 /// Manages [`Ingest`] and starts the writer.
 pub fn stage() -> AdHoc {
     AdHoc::try_on_ignite("ingest", |rocket| async move {
-        let config: CloudConfig = managed(&rocket);
-        let db: Db = managed(&rocket);
-        let hub: Arc<Hub> = managed(&rocket);
+        let config: CloudConfig = need!(rocket);
+        let db: Db = need!(rocket);
+        let hub: Arc<Hub> = need!(rocket);
         let (tx, rx) = mpsc::channel(config.ingest_queue.max(1));
         let (committed_tx, committed_rx) = mpsc::unbounded_channel();
         tokio::spawn(acknowledge(committed_rx, hub.clone()));

@@ -40,13 +40,16 @@ fn parse_role(s: &str) -> Result<Role, String> {
 
 async fn open_db() -> anyhow::Result<Db> {
     let config: CloudConfig = figment().extract().context("reading the configuration")?;
-    Db::open(&config).await.context("opening the database")
+    Db::open(&config).await.map_err(anyhow::Error::new)
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command.unwrap_or(Cmd::Serve) {
         Cmd::Serve => {
+            // The database first: when it cannot be used, its error is the one to exit with.
+            let db = open_db().await?;
             ems_cloud::build(figment())
+                .manage(db)
                 .launch()
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -37,19 +37,23 @@ pub fn build(figment: Figment) -> Rocket<Build> {
 }
 
 /// A copy of what an earlier stage of [`build`] put in Rocket's state, for a stage that starts
-/// background work at ignition. Stages run in the order [`build`] attaches them, so a missing
-/// state is a bug in that order, not a runtime condition.
-pub(crate) fn managed<T: Clone + Send + Sync + 'static>(rocket: &Rocket<Build>) -> T {
-    rocket
-        .state::<T>()
-        .unwrap_or_else(|| {
-            panic!(
-                "{} is not managed yet: an earlier stage of server::build provides it",
-                std::any::type_name::<T>()
-            )
-        })
-        .clone()
+/// background work at ignition. `None` when that stage failed: Rocket still runs the later
+/// stages, which then fail too, quietly (the failed stage logged why), so the start-up error a
+/// user sees is the first stage's, never a panic of a later one.
+pub(crate) fn managed<T: Clone + Send + Sync + 'static>(rocket: &Rocket<Build>) -> Option<T> {
+    rocket.state::<T>().cloned()
 }
+
+/// `let x: T = need!(rocket);` in a `try_on_ignite` stage: the managed `T`, or fail the stage.
+macro_rules! need {
+    ($rocket:ident) => {
+        match $crate::server::managed(&$rocket) {
+            Some(value) => value,
+            None => return Err($rocket),
+        }
+    };
+}
+pub(crate) use need;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {

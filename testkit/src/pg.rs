@@ -322,6 +322,14 @@ impl PgServer {
         }
     }
 
+    /// Starts the server again on the same port with the same data, as kind `backend` (e.g. a
+    /// TimescaleDB server restarted without preloading it).
+    pub fn restart_as(&mut self, backend: Backend) -> Result<(), PgError> {
+        self.stop();
+        self.backend = backend;
+        self.launch()
+    }
+
     /// Starts the stopped server again on the same port with the same data.
     pub fn restart(&self) -> Result<(), PgError> {
         self.stop();

@@ -20,17 +20,22 @@ const SCHEMA_LOCK: i64 = 0x656d_735f_636c_6f75; // "ems_clou"
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
-    #[error("connecting to the database failed: {0}")]
-    Connect(#[source] tokio_postgres::Error),
+    // The driver's error is spelled out in the message (with what PostgreSQL said), not chained
+    // as a source, so `{:#}` prints it once.
+    #[error("connecting to the database at {target} failed: {}", describe(.error))]
+    Connect {
+        /// `user@host:port/database`, never the password.
+        target: String,
+        error: tokio_postgres::Error,
+    },
     #[error("bad database_url: {0}")]
     Url(String),
     #[error("applying migrations failed: {0}")]
     Migrate(#[from] refinery::Error),
-    #[error("{step} failed: {}", describe(.source))]
+    #[error("{step} failed: {}", describe(.error))]
     Sql {
         step: &'static str,
-        #[source]
-        source: tokio_postgres::Error,
+        error: tokio_postgres::Error,
     },
     #[error(
         "this database uses TimescaleDB {version} (telemetry is a hypertable), but the server does \
@@ -68,7 +73,7 @@ pub fn describe(e: &tokio_postgres::Error) -> String {
 }
 
 pub(crate) fn sql(step: &'static str) -> impl FnOnce(tokio_postgres::Error) -> DbError {
-    move |source| DbError::Sql { step, source }
+    move |error| DbError::Sql { step, error }
 }
 
 /// The pool, and what start-up found out about the server.
@@ -86,6 +91,7 @@ impl Db {
     /// Connects, applies migrations and the TimescaleDB setup, and builds the pool.
     pub async fn open(config: &CloudConfig) -> Result<Db, DbError> {
         let storage = prepare(config).await?;
+        tracing::info!("storage: {}", storage.reason);
         let pool = pool(&config.database_url, config.database_pool_size)?;
         Ok(Db {
             pool,
@@ -114,11 +120,41 @@ fn pool(url: &str, size: usize) -> Result<Pool, DbError> {
         .map_err(|e| DbError::Url(e.to_string()))
 }
 
+/// `user@host:port/database` of a connection URL, for messages: never the password.
+pub fn target_of(url: &str) -> String {
+    let Ok(config) = url.parse::<tokio_postgres::Config>() else {
+        return "(unparsable database_url)".into();
+    };
+    let hosts: Vec<String> = config
+        .get_hosts()
+        .iter()
+        .zip(config.get_ports().iter().chain(std::iter::repeat(&5432)))
+        .map(|(host, port)| match host {
+            tokio_postgres::config::Host::Tcp(h) => format!("{h}:{port}"),
+            tokio_postgres::config::Host::Unix(p) => format!("{}:{port}", p.display()),
+        })
+        .collect();
+    format!(
+        "{}@{}/{}",
+        config.get_user().unwrap_or("(default user)"),
+        if hosts.is_empty() {
+            "localhost".into()
+        } else {
+            hosts.join(",")
+        },
+        config.get_dbname().unwrap_or("(default database)")
+    )
+}
+
 /// One dedicated connection (not from the pool), driven on its own task.
 pub async fn connect(url: &str) -> Result<tokio_postgres::Client, DbError> {
-    let (client, conn) = tokio_postgres::connect(url, NoTls)
-        .await
-        .map_err(DbError::Connect)?;
+    let (client, conn) =
+        tokio_postgres::connect(url, NoTls)
+            .await
+            .map_err(|error| DbError::Connect {
+                target: target_of(url),
+                error,
+            })?;
     tokio::spawn(async move {
         if let Err(e) = conn.await {
             tracing::debug!("database connection ended: {e}");
@@ -131,11 +167,12 @@ pub async fn connect(url: &str) -> Result<tokio_postgres::Client, DbError> {
 /// not race. Returns the storage in use. The lock belongs to the session: if the session ends
 /// (an error), the lock goes with it.
 async fn prepare(config: &CloudConfig) -> Result<timescale::Storage, DbError> {
-    let mut client = connect(&config.database_url).await?;
+    let mut client = connect_waiting(config).await?;
     client
         .execute("SELECT pg_advisory_lock($1)", &[&SCHEMA_LOCK])
         .await
         .map_err(sql("taking the schema lock"))?;
+    timescale::check_loadable(&client).await?;
     let report = migrations::runner().run_async(&mut client).await?;
     for m in report.applied_migrations() {
         tracing::info!("applied migration {}", m);
@@ -148,9 +185,41 @@ async fn prepare(config: &CloudConfig) -> Result<timescale::Storage, DbError> {
     Ok(storage)
 }
 
-/// Opens the database (fatal on failure) and manages [`Db`].
+/// Connects, waiting up to `database_wait_s` while the server is unreachable (under systemd
+/// the database may come up after ems-cloud). A server that answers and refuses (wrong password,
+/// missing database) fails at once.
+async fn connect_waiting(config: &CloudConfig) -> Result<tokio_postgres::Client, DbError> {
+    let wait = Duration::from_secs(config.database_wait_s);
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut said = false;
+    loop {
+        match connect(&config.database_url).await {
+            Err(DbError::Connect { target, error })
+                if error.as_db_error().is_none() && tokio::time::Instant::now() < deadline =>
+            {
+                if !said {
+                    tracing::warn!(
+                        "the database at {target} is not reachable ({}); waiting up to {} s \
+                         for it (database_wait_s)",
+                        describe(&error),
+                        wait.as_secs()
+                    );
+                    said = true;
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Opens the database (fatal on failure) and manages [`Db`], unless the caller opened it
+/// already (`ems-cloud serve` does, to exit with the database's own error).
 pub fn stage() -> AdHoc {
     AdHoc::try_on_ignite("database", |rocket| async move {
+        if rocket.state::<Db>().is_some() {
+            return Ok(rocket);
+        }
         let config = match rocket.state::<CloudConfig>() {
             Some(c) => c.clone(),
             None => {
@@ -159,10 +228,7 @@ pub fn stage() -> AdHoc {
             }
         };
         match Db::open(&config).await {
-            Ok(db) => {
-                tracing::info!("storage: {}", db.storage);
-                Ok(rocket.manage(db))
-            }
+            Ok(db) => Ok(rocket.manage(db)),
             Err(e) => {
                 tracing::error!("{e}");
                 Err(rocket)

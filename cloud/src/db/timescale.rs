@@ -59,6 +59,30 @@ pub fn preloads_timescaledb(setting: &str) -> bool {
     })
 }
 
+/// Refuses a database that already holds TimescaleDB objects on a server that does not preload
+/// it: every statement touching them (migrations included) would end the session with a FATAL
+/// error. Run before anything else; it reads the catalogs only.
+pub async fn check_loadable(client: &Client) -> Result<(), DbError> {
+    let row = client
+        .query_one(
+            "SELECT (SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'), \
+                    current_setting('shared_preload_libraries')",
+            &[],
+        )
+        .await
+        .map_err(sql(
+            "reading the timescaledb extension and shared_preload_libraries",
+        ))?;
+    let in_database: Option<String> = row.get(0);
+    let preload: String = row.get(1);
+    match in_database {
+        Some(version) if !preloads_timescaledb(&preload) => {
+            Err(DbError::TimescaleNotPreloaded { version })
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Sets up TimescaleDB when wanted and usable, and says which storage is in use and why.
 ///
 /// Never risks the session: `CREATE EXTENSION timescaledb` on a server that does not preload
@@ -107,7 +131,7 @@ pub async fn setup(client: &Client, config: &CloudConfig) -> Result<Storage, DbE
         if client.is_closed() {
             return Err(DbError::Sql {
                 step: "CREATE EXTENSION timescaledb",
-                source: e,
+                error: e,
             });
         }
         return Ok(Storage::plain(format!(
