@@ -9,10 +9,25 @@ use tokio::task::JoinHandle;
 
 use crate::bus::{self, BusHandle};
 use crate::config::AgentConfig;
-use crate::devices::{self, DeviceHandle};
+use crate::devices::{self, DeviceHandle, LoadError};
 use crate::run::{Agent, Channels, CommandRequest, Status};
-use crate::uplink::queue::{Budget, Queue};
+use crate::uplink::connect::ConnectError;
+use crate::uplink::queue::{Budget, Queue, QueueError};
 use crate::uplink::{Uplink, UplinkOptions, UplinkStats, connect};
+
+/// Why the agent could not start; each names the file, the device or the key at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The uplink's token file or CA file.
+    #[error(transparent)]
+    Uplink(#[from] ConnectError),
+    /// The store-and-forward queue's database.
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+    /// A device's driver plugin or options.
+    #[error(transparent)]
+    Device(#[from] LoadError),
+}
 
 /// A running agent and the ends of its channels.
 pub struct RunningAgent {
@@ -47,17 +62,15 @@ impl RunningAgent {
 
 /// Spawns the buses, loads the drivers, starts one poller per device, the loop and the uplink
 /// (its queue always; its socket when `uplink.url` is set).
-pub fn start(config: AgentConfig) -> Result<RunningAgent, String> {
+pub fn start(config: AgentConfig) -> Result<RunningAgent, StartError> {
     let up = &config.uplink;
     let token = match &up.token_file {
-        Some(path) if up.url.is_some() => connect::read_token(path).map_err(|e| e.to_string())?,
+        Some(path) if up.url.is_some() => connect::read_token(path)?,
         _ => String::new(),
     };
     // The system's root store is only worth its memory when there is a wss:// cloud to trust.
     let tls = match &up.url {
-        Some(url) if url.starts_with("wss://") => {
-            connect::tls_config(up.ca_file.as_deref()).map_err(|e| e.to_string())?
-        }
+        Some(url) if url.starts_with("wss://") => connect::tls_config(up.ca_file.as_deref())?,
         _ => connect::empty_tls_config(),
     };
     let queue_path = crate::uplink::queue_path(&config.data_dir);
@@ -67,8 +80,7 @@ pub fn start(config: AgentConfig) -> Result<RunningAgent, String> {
             max_packets: up.queue_max_packets,
             max_age_s: up.queue_max_age_s as i64,
         },
-    )
-    .map_err(|e| e.to_string())?;
+    )?;
     let mut uplink_opts = UplinkOptions::new(up.url.clone(), config.device_id.clone(), token, tls);
     uplink_opts.backoff_max = Duration::from_secs_f64(up.reconnect_max_s);
     let loaded = devices::load(&config)?;

@@ -27,9 +27,41 @@ pub struct DeviceSlot {
     pub failures: u64,
 }
 
+/// Loading a device's driver failed; each error names the device.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The plugin file is missing, is not a plugin, or speaks another ABI.
+    #[error("device {device:?}: {source}")]
+    Plugin { device: String, source: HostError },
+    /// The configuration asks the device for a role its driver does not offer.
+    #[error(
+        "device {device:?}: driver {driver:?} cannot fill role {role:?} (it offers {offered:?})"
+    )]
+    Role {
+        device: String,
+        driver: String,
+        role: Role,
+        offered: Vec<Role>,
+    },
+    /// The driver refused the device's options.
+    #[error("device {device:?} (devices.{device}.options): {source}")]
+    Options { device: String, source: HostError },
+}
+
+/// A request to a running device failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DeviceError {
+    /// The device's poller task has ended (the agent is stopping).
+    #[error("device {device} poller stopped")]
+    Stopped { device: String },
+    /// The driver or the device refused or failed the request.
+    #[error("device {device}: {source}")]
+    Driver { device: String, source: HostError },
+}
+
 /// Requests to a device besides polling.
 enum Action {
-    SetPower(f64, oneshot::Sender<Result<(), String>>),
+    SetPower(f64, oneshot::Sender<Result<(), HostError>>),
     /// Reset the device's latched alarms, then poll at once.
     ResetAndPoll(oneshot::Sender<()>),
     /// Poll at once (probe, reset).
@@ -55,14 +87,21 @@ impl DeviceHandle {
     }
 
     /// Writes a battery setpoint (W, + = charge) through the driver.
-    pub async fn set_power(&self, power_w: f64) -> Result<(), String> {
+    pub async fn set_power(&self, power_w: f64) -> Result<(), DeviceError> {
+        let stopped = || DeviceError::Stopped {
+            device: self.name.clone(),
+        };
         let (tx, rx) = oneshot::channel();
         self.tx
             .send(Action::SetPower(power_w, tx))
             .await
-            .map_err(|_| format!("device {} poller stopped", self.name))?;
+            .map_err(|_| stopped())?;
         rx.await
-            .map_err(|_| format!("device {} poller stopped", self.name))?
+            .map_err(|_| stopped())?
+            .map_err(|source| DeviceError::Driver {
+                device: self.name.clone(),
+                source,
+            })
     }
 
     pub async fn reset_and_poll(&self) {
@@ -90,32 +129,39 @@ pub struct LoadedDevice {
 /// Loads the plugin of every device and instantiates its driver with the device's options.
 /// Errors name the device and say what is wrong (missing file, not a plugin, ABI mismatch,
 /// options refused).
-pub fn load(config: &AgentConfig) -> Result<Vec<LoadedDevice>, String> {
+pub fn load(config: &AgentConfig) -> Result<Vec<LoadedDevice>, LoadError> {
     let dir = PluginDir::new(&config.driver_dir);
     let mut plugins = BTreeMap::new();
     let mut out = Vec::new();
     for (name, d) in &config.devices {
         if !plugins.contains_key(&d.driver) {
-            let plugin = dir
-                .load(&d.driver)
-                .map_err(|e| format!("device {name:?}: {e}"))?;
+            let plugin = dir.load(&d.driver).map_err(|source| LoadError::Plugin {
+                device: name.clone(),
+                source,
+            })?;
             plugins.insert(d.driver.clone(), plugin);
         }
         let plugin = &plugins[&d.driver];
         let offered = plugin.info().roles;
         if let Some(role) = d.roles.iter().find(|r| !offered.contains(r)) {
-            return Err(format!(
-                "device {name:?}: driver {:?} cannot fill role {role:?} (it offers {offered:?})",
-                d.driver
-            ));
+            return Err(LoadError::Role {
+                device: name.clone(),
+                driver: d.driver.clone(),
+                role: *role,
+                offered: offered.to_vec(),
+            });
         }
         let address = DeviceAddress {
             modbus_unit: d.unit,
             i2c_address: d.address,
         };
-        let instance = plugin
-            .instantiate(&d.options, address)
-            .map_err(|e: HostError| format!("device {name:?} (devices.{name}.options): {e}"))?;
+        let instance =
+            plugin
+                .instantiate(&d.options, address)
+                .map_err(|source| LoadError::Options {
+                    device: name.clone(),
+                    source,
+                })?;
         out.push(LoadedDevice {
             name: name.clone(),
             config: d.clone(),
@@ -183,7 +229,7 @@ pub fn spawn(device: LoadedDevice, bus: BusHandle, backoff_max: Duration) -> Dev
                 .await
                 .expect("driver call task");
                 (inst, dbus) = (result.0, result.1);
-                let _ = reply.send(result.2.map_err(|e| e.to_string()));
+                let _ = reply.send(result.2);
             }
             if do_poll {
                 let result = tokio::task::spawn_blocking(move || {
@@ -232,4 +278,124 @@ pub fn spawn(device: LoadedDevice, bus: BusHandle, backoff_max: Duration) -> Dev
         }
     });
     handle
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+
+    use super::*;
+
+    /// `target/<profile>`, where `cargo build --workspace` puts the driver plugins.
+    fn built_drivers() -> PathBuf {
+        let exe = std::env::current_exe().expect("test executable path");
+        let dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("target/<profile>");
+        assert!(
+            dir.join("libems_driver_ina226.so").is_file(),
+            "build the workspace first (`cargo build --workspace`)"
+        );
+        dir.to_path_buf()
+    }
+
+    fn config(driver_dir: &Path, meter: &str) -> AgentConfig {
+        let text = format!(
+            r#"
+device_id = "site_1"
+driver_dir = "{}"
+[buses.rs485]
+kind = "rtu"
+port = "/dev/ttyUSB0"
+[buses.i2c]
+kind = "i2c"
+device = "/dev/i2c-1"
+[devices.inv]
+driver = "sunspec"
+bus = "rs485"
+unit = 1
+roles = ["inverter", "battery"]
+[devices.meter]
+driver = "ina226"
+bus = "i2c"
+address = 0x40
+{meter}
+"#,
+            driver_dir.display()
+        );
+        AgentConfig::from_toml_str(&text, "test.toml").unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn load_err(config: &AgentConfig) -> LoadError {
+        match load(config) {
+            Ok(_) => panic!("loading should fail"),
+            Err(e) => e,
+        }
+    }
+
+    #[test]
+    fn a_missing_plugin_names_the_device_and_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = load_err(&config(dir.path(), r#"roles = ["battery_meter"]"#));
+        assert!(
+            matches!(&e, LoadError::Plugin { device, source: HostError::FileMissing { .. } } if device == "inv"),
+            "{e:?}"
+        );
+        let text = e.to_string();
+        assert!(
+            text.starts_with(r#"device "inv": driver plugin "#),
+            "{text}"
+        );
+        assert!(text.contains("libems_driver_sunspec.so"), "{text}");
+    }
+
+    #[test]
+    fn a_role_the_driver_does_not_offer_names_the_device_the_driver_and_the_role() {
+        let e = load_err(&config(
+            &built_drivers(),
+            r#"roles = ["battery_meter", "pv_meter"]"#,
+        ));
+        assert!(
+            matches!(&e, LoadError::Role { device, role: Role::PvMeter, .. } if device == "meter"),
+            "{e:?}"
+        );
+        assert_eq!(
+            e.to_string(),
+            r#"device "meter": driver "ina226" cannot fill role PvMeter (it offers [BatteryMeter])"#
+        );
+    }
+
+    #[test]
+    fn options_the_driver_refuses_name_the_device_and_its_options_table() {
+        let e = load_err(&config(&built_drivers(), r#"roles = ["battery_meter"]"#));
+        assert!(
+            matches!(&e, LoadError::Options { device, source: HostError::Config { .. } } if device == "meter"),
+            "{e:?}"
+        );
+        let text = e.to_string();
+        assert!(
+            text.starts_with(r#"device "meter" (devices.meter.options): driver `ina226`"#),
+            "{text}"
+        );
+        assert!(text.contains("shunt_ohms"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn a_setpoint_for_a_stopped_poller_names_the_device() {
+        let (tx, rx) = mpsc::channel(1);
+        drop(rx);
+        let handle = DeviceHandle {
+            name: "inv".into(),
+            roles: vec![Role::Inverter],
+            slot: Arc::default(),
+            tx,
+        };
+        let e = handle.set_power(500.0).await.unwrap_err();
+        assert!(
+            matches!(&e, DeviceError::Stopped { device } if device == "inv"),
+            "{e:?}"
+        );
+        assert_eq!(e.to_string(), "device inv poller stopped");
+    }
 }

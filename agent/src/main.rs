@@ -39,10 +39,25 @@ fn main() -> std::process::ExitCode {
     match real_main() {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("ems-agent: {e:#}");
+            eprintln!("ems-agent: {}", one_line(&e));
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes as `a: b: c`, each once: the library's errors quote their cause in
+/// their own message (so that a log line of one error is complete), and a cause already in the
+/// text (at its end, where they put it) is not repeated.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut line = e.to_string();
+    for cause in e.chain().skip(1) {
+        let text = cause.to_string();
+        if !line.ends_with(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+    }
+    line
 }
 
 /// Logs to stderr (the journal under systemd), filtered by `EMS_LOG`: a level (`debug`) or
@@ -114,7 +129,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 async fn probe(config: AgentConfig) -> anyhow::Result<()> {
-    let agent = ems_agent::app::start(config).map_err(anyhow::Error::msg)?;
+    let agent = ems_agent::app::start(config)?;
     for d in &agent.devices {
         d.poll_now().await;
     }
@@ -149,7 +164,7 @@ async fn probe(config: AgentConfig) -> anyhow::Result<()> {
 
 async fn run(config: AgentConfig) -> anyhow::Result<()> {
     tracing::info!(device_id = %config.device_id, devices = config.devices.len(), "starting");
-    let agent = ems_agent::app::start(config).map_err(anyhow::Error::msg)?;
+    let agent = ems_agent::app::start(config)?;
     systemd::notify("READY=1");
     let watchdog = systemd::watchdog_interval();
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -209,5 +224,28 @@ mod systemd {
         }
         let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok()?;
         (usec > 0).then(|| Duration::from_micros(usec / 2))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::one_line;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("telemetry queue q.sqlite: {source}")]
+    struct Quoting {
+        source: std::io::Error,
+    }
+
+    #[test]
+    fn an_error_chain_is_one_line_with_each_cause_once() {
+        let io = || std::io::Error::other("disk full");
+        let quoted = anyhow::Error::from(Quoting { source: io() }).context("starting");
+        assert_eq!(
+            one_line(&quoted),
+            "starting: telemetry queue q.sqlite: disk full"
+        );
+        let plain = anyhow::Error::from(io()).context("reading x.toml");
+        assert_eq!(one_line(&plain), "reading x.toml: disk full");
     }
 }
