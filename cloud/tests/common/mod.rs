@@ -217,11 +217,14 @@ pub async fn fresh_database_on(backend: Backend) -> Option<String> {
     Some(ems_testkit::pg::fresh_database_on(backend).await)
 }
 
-/// A database handle for checks behind the server's back.
+/// A database handle for checks behind the server's back. It leaves the server's TimescaleDB
+/// setup alone (`timescale = off`: opening with default settings would reset the policies a
+/// test configured), so its `timescale` field is always false.
 pub async fn test_db(url: &str) -> Db {
     let config = CloudConfig {
         database_url: url.to_string(),
         database_pool_size: 2,
+        timescale: ems_cloud::config::TimescaleMode::Off,
         ..CloudConfig::default()
     };
     Db::open(&config).await.expect("test db opens")
