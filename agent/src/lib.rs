@@ -11,7 +11,9 @@
 //! - [`site`]: composing measurements from the devices (which device stands for what,
 //!   COMM_LOSS) and the spec's telemetry packet.
 //! - [`run`]: the 1 Hz loop, aligned to wall-clock seconds, and command handling.
-//! - [`uplink`]: the WSS client to the cloud and the store-and-forward queue.
+//! - [`uplink`]: the WSS client to the cloud and the store-and-forward queue; its rules
+//!   (window, resend, backlog, command de-duplication, liveness) are plain state in
+//!   `uplink::state`.
 
 pub mod app;
 pub mod bus;
