@@ -17,6 +17,10 @@
 //! COPY), PostgreSQL's fastest way in. The ratios ingest / each are printed, and ingest / the
 //! faster of the two is the figure held against the target.
 //!
+//! All of it runs on TimescaleDB (preloaded) and then on plain PostgreSQL, when TimescaleDB is
+//! installed, and a summary puts the two side by side; `EMS_BENCH_BACKENDS=timescaledb|plain`
+//! picks one.
+//!
 //! Environment: `EMS_BENCH_DEVICES` (10000), `EMS_BENCH_SECONDS` (20), `EMS_BENCH_WINDOW` (8),
 //! `EMS_BENCH_WRAP` (a profiler command to run the server under).
 //! The client and the server share the machine, so on a small machine the client's own work
@@ -33,6 +37,7 @@ use ems_protocol::telemetry::Timestamp;
 use ems_protocol::{
     Battery, Downstream, Grid, Mode, State, SystemStatus, Telemetry, parse_downstream,
 };
+use ems_testkit::pg::Backend;
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::{Semaphore, watch};
 use tokio_tungstenite::tungstenite::Message;
@@ -492,15 +497,56 @@ fn main() {
     runtime.block_on(run(fd_limit));
 }
 
+/// The figures of one backend, for the side-by-side summary.
+struct Figures {
+    backend: Backend,
+    one_hz_rate: f64,
+    one_hz_p99_ms: f64,
+    sat_rate: f64,
+    copy_rate: f64,
+}
+
 async fn run(fd_limit: u64) {
     let n = env_or("EMS_BENCH_DEVICES", 10_000) as usize;
     let secs = env_or("EMS_BENCH_SECONDS", 20);
     let window = env_or("EMS_BENCH_WINDOW", 8) as usize;
+    let backends: Vec<Backend> = match std::env::var("EMS_BENCH_BACKENDS").as_deref() {
+        Ok("plain") => vec![Backend::Plain],
+        Ok("timescaledb") => vec![Backend::TimescaleDb],
+        _ if Backend::TimescaleDb.available().is_ok() => {
+            vec![Backend::TimescaleDb, Backend::Plain]
+        }
+        _ => {
+            println!("TimescaleDB is not installed: plain PostgreSQL only");
+            vec![Backend::Plain]
+        }
+    };
     println!(
         "ems-cloud load: {n} devices, {secs} s per phase, window {window}, fd limit {fd_limit}"
     );
+    let mut all = Vec::new();
+    for backend in backends {
+        println!("\n--- {} ---", backend.name());
+        all.push(run_on(backend, n, secs, window).await);
+    }
+    if all.len() > 1 {
+        println!("\nsummary (same run, same rows):");
+        for f in &all {
+            println!(
+                "  {:<17} 1 Hz {:>7.0} rows/s p99 {:>6.1} ms | saturation {:>7.0} rows/s | binary COPY {:>7.0} rows/s | ingest / COPY {:.2}",
+                f.backend.name(),
+                f.one_hz_rate,
+                f.one_hz_p99_ms,
+                f.sat_rate,
+                f.copy_rate,
+                f.sat_rate / f.copy_rate
+            );
+        }
+    }
+}
 
-    let pg = ems_testkit::pg::PgServer::start().expect("PostgreSQL");
+async fn run_on(backend: Backend, n: usize, secs: u64, window: usize) -> Figures {
+    let pg = ems_testkit::pg::PgServer::start_with(backend).expect("PostgreSQL");
     let url = pg.create_database().await.unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -658,4 +704,11 @@ async fn run(fd_limit: u64) {
         "ingest / raw (the faster baseline) = {:.2}",
         sat_rate / raw.max(copy)
     );
+    Figures {
+        backend,
+        one_hz_rate,
+        one_hz_p99_ms: percentile(&lat[0], 0.99),
+        sat_rate,
+        copy_rate: raw.max(copy),
+    }
 }

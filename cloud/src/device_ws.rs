@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use ems_protocol::message::ErrorCode;
 use ems_protocol::{
-    ErrorMessage, ProtocolError, TelemetryAck, Upstream, parse_upstream, telemetry_extensions,
+    ErrorMessage, ProtocolError, TelemetryAck, Timestamp, Upstream, parse_upstream,
+    telemetry_extensions, telemetry_timestamp_of,
 };
 use futures_util::{SinkExt, StreamExt};
 use rocket::{Route, State, get, routes};
@@ -99,6 +100,17 @@ impl Refusal {
         Refusal {
             error,
             counts: true,
+        }
+    }
+
+    /// A recognisable telemetry packet refused for good: the error names it, the device sets it
+    /// aside and does not resend it. Not counted towards `bad_frame_limit`: a device with a
+    /// broken sensor or clock is told packet by packet instead of being disconnected in a loop.
+    fn packet(mut error: ErrorMessage, timestamp: Timestamp) -> Self {
+        error.timestamps = vec![timestamp];
+        Refusal {
+            error,
+            counts: false,
         }
     }
 }
@@ -198,6 +210,7 @@ impl Session {
                             code: ErrorCode::Internal,
                             message: format!("{e}; resend later"),
                             command_id: None,
+                            timestamps: Vec::new(),
                         };
                         let text = serde_json::to_string(&error).expect("serialises");
                         if end.is_none() && sink.send(Message::Text(text)).await.is_err() {
@@ -251,7 +264,13 @@ impl Session {
         tx: &OutboundTx,
         conn_id: u64,
     ) -> Result<Option<Packet>, Refusal> {
-        let (upstream, raw) = parse(text).map_err(|e| Refusal::bad(ErrorMessage::bad_frame(&e)))?;
+        let (upstream, raw) = parse(text).map_err(|e| {
+            let error = ErrorMessage::bad_frame(&e);
+            match telemetry_timestamp_of(text) {
+                Some(t) => Refusal::packet(error, t),
+                None => Refusal::bad(error),
+            }
+        })?;
         match upstream {
             Upstream::Telemetry(telemetry) => {
                 if telemetry.device_id != self.device_id {
@@ -262,31 +281,34 @@ impl Session {
                             telemetry.device_id, self.device_id
                         ),
                         command_id: None,
+                        timestamps: Vec::new(),
                     }));
                 }
                 let age = Utc::now().timestamp() - telemetry.timestamp.unix();
                 if -age > self.config.max_future_skew_s {
-                    return Err(Refusal::bad(ErrorMessage::bad_frame(
-                        &ProtocolError::invalid(
+                    return Err(Refusal::packet(
+                        ErrorMessage::bad_frame(&ProtocolError::invalid(
                             "timestamp",
                             format!(
                                 "{} is {} s in the future (at most {} s allowed); check the device clock",
                                 telemetry.timestamp, -age, self.config.max_future_skew_s
                             ),
-                        ),
-                    )));
+                        )),
+                        telemetry.timestamp,
+                    ));
                 }
                 if age > self.config.max_packet_age_s() {
-                    return Err(Refusal::bad(ErrorMessage::bad_frame(
-                        &ProtocolError::invalid(
+                    return Err(Refusal::packet(
+                        ErrorMessage::bad_frame(&ProtocolError::invalid(
                             "timestamp",
                             format!(
                                 "{} is older than the {} s the cloud accepts",
                                 telemetry.timestamp,
                                 self.config.max_packet_age_s()
                             ),
-                        ),
-                    )));
+                        )),
+                        telemetry.timestamp,
+                    ));
                 }
                 let extensions = raw
                     .map(|raw| telemetry_extensions(&raw))
@@ -317,6 +339,7 @@ impl Session {
                             code: ErrorCode::Internal,
                             message: format!("answer not recorded: {e}; resend it"),
                             command_id: Some(answer.command_id),
+                            timestamps: Vec::new(),
                         },
                         counts: false,
                     }),

@@ -30,6 +30,10 @@ async fn bad_frames_are_answered_and_the_socket_stays() {
     device.send_text(raw.to_string()).await;
     let e = expect_error(device.next().await);
     assert!(e.message.contains("battery.soc"), "{}", e.message);
+    // A recognisable packet is named, so the device can set exactly that one aside.
+    let named: Timestamp = raw["timestamp"].as_str().unwrap().parse().unwrap();
+    assert_eq!(e.timestamps, vec![named]);
+    assert!(e.code.is_final_refusal());
 
     device
         .send(&packet("someone_else", Timestamp::now(), 50.0))
@@ -43,15 +47,44 @@ async fn bad_frames_are_answered_and_the_socket_stays() {
     device.send(&packet("ems_bad", future, 50.0)).await;
     let e = expect_error(device.next().await);
     assert!(e.message.contains("timestamp"), "{}", e.message);
+    assert_eq!(e.timestamps, vec![future]);
 
     let ancient = Timestamp::from_unix(Timestamp::now().unix() - 400 * 86_400).unwrap();
     device.send(&packet("ems_bad", ancient, 50.0)).await;
     let e = expect_error(device.next().await);
     assert!(e.message.contains("timestamp"), "{}", e.message);
+    assert_eq!(e.timestamps, vec![ancient]);
+
+    // Not JSON names nothing.
+    device.send_text("{\"timestamp\": 5".into()).await;
+    assert!(expect_error(device.next().await).timestamps.is_empty());
 
     // Still open: a good packet is stored and acked.
     let ts = recent_seconds(1);
     device.send(&packet("ems_bad", ts[0], 50.0)).await;
+    device.await_acks(&ts).await;
+    server.running.stop().await;
+}
+
+/// A device whose clock runs ten minutes fast sends a packet a second that the cloud must refuse:
+/// each refusal names the packet and none counts towards the bad-frame limit, so the socket is
+/// not closed in a loop (the agent sets the packets aside) and good packets still go in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_packets_are_named_and_do_not_close_the_socket() {
+    let server = TestServer::fresh().await;
+    let token = server.add_device("ems_fast").await;
+    let mut device = server.device("ems_fast", &token).await;
+    let now = Timestamp::now().unix();
+    for i in 0..40 {
+        let t = Timestamp::from_unix(now + 600 + i).unwrap();
+        device.send(&packet("ems_fast", t, 50.0)).await;
+        let e = expect_error(device.next().await);
+        assert_eq!((e.code, e.timestamps), (ErrorCode::BadFrame, vec![t]));
+    }
+    let ts = recent_seconds(3);
+    for t in &ts {
+        device.send(&packet("ems_fast", *t, 50.0)).await;
+    }
     device.await_acks(&ts).await;
     server.running.stop().await;
 }

@@ -30,7 +30,9 @@ pub use message::{
     CommandAnswer, Downstream, ErrorCode, ErrorMessage, TelemetryAck, Upstream, parse_downstream,
     parse_upstream,
 };
-pub use telemetry::{Battery, Grid, SystemStatus, Telemetry, Timestamp, telemetry_extensions};
+pub use telemetry::{
+    Battery, Grid, SystemStatus, Telemetry, Timestamp, telemetry_extensions, telemetry_timestamp_of,
+};
 
 /// Longest accepted `device_id` or `command_id`, in bytes.
 pub const MAX_ID_LEN: usize = 64;

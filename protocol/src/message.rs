@@ -66,6 +66,11 @@ pub struct ErrorMessage {
     /// The command this error is about, when the bad frame was a recognisable command.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command_id: Option<String>,
+    /// The telemetry packets (by timestamp) this error refuses for good, with code `BAD_FRAME`
+    /// (a recognisable packet that fails validation) or `REJECTED` (the database refused it):
+    /// the sender must not resend them (the agent quarantines them). Empty otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub timestamps: Vec<Timestamp>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -79,6 +84,22 @@ pub enum ErrorCode {
     WrongDevice,
     /// The receiver failed internally; the frame may be resent later.
     Internal,
+    /// Valid packets that the database refused to store (named in `timestamps`); kept aside by
+    /// the cloud in `rejected_telemetry`, never to be resent.
+    Rejected,
+    /// The sender is over its budget (packets or error frames per second); the connection is
+    /// closed next. What was not acknowledged may be resent later, more slowly.
+    RateLimited,
+    /// A code this build does not know (a newer peer's): treated like `INTERNAL`.
+    #[serde(other)]
+    Other,
+}
+
+impl ErrorCode {
+    /// Whether an error with this code and `timestamps` refuses those packets for good.
+    pub fn is_final_refusal(self) -> bool {
+        matches!(self, ErrorCode::BadFrame | ErrorCode::Rejected)
+    }
 }
 
 impl ErrorMessage {
@@ -87,6 +108,7 @@ impl ErrorMessage {
             code: ErrorCode::BadFrame,
             message: err.to_string(),
             command_id: None,
+            timestamps: Vec::new(),
         }
     }
 }

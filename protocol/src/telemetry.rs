@@ -170,6 +170,24 @@ impl Telemetry {
     }
 }
 
+/// The `timestamp` of a frame that looks like a telemetry packet (a JSON object without `type`
+/// whose `timestamp` parses), even when the rest of it is invalid: lets a receiver name the
+/// packet it refuses, so the sender can set exactly that one aside instead of resending it.
+pub fn telemetry_timestamp_of(text: &str) -> Option<Timestamp> {
+    #[derive(serde::Deserialize)]
+    struct Probe<'a> {
+        #[serde(rename = "type", default, borrow)]
+        kind: Option<std::borrow::Cow<'a, str>>,
+        #[serde(borrow)]
+        timestamp: std::borrow::Cow<'a, str>,
+    }
+    let probe: Probe<'_> = serde_json::from_str(text).ok()?;
+    if probe.kind.is_some() {
+        return None;
+    }
+    probe.timestamp.parse().ok()
+}
+
 /// Fields of a raw telemetry object that the spec does not define (additive extensions), with
 /// their paths kept: `{"ext": 1, "battery": {"temperature": 20}}` gives exactly that back without
 /// the spec's fields. The cloud stores this in its `extensions` column so nothing is lost.

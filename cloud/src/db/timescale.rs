@@ -246,7 +246,8 @@ pub const REALTIME_WINDOW_S: i64 = 60;
 /// a device that was away while others kept the watermark moving): the real-time part of the
 /// aggregate covers only what is newer than the watermark, and the policy would fold the late
 /// rows in only at its next run. The ingest writer reports the stored time span; a task on the
-/// pool refreshes it within about a second, coalescing what arrives meanwhile.
+/// pool refreshes it within about a second, coalescing what arrives meanwhile (during a long
+/// backlog, refreshes follow each other no closer than twice the last one's duration).
 #[derive(Clone)]
 pub struct AggregateRefresher {
     tx: tokio::sync::mpsc::UnboundedSender<(DateTime<Utc>, DateTime<Utc>)>,
@@ -257,19 +258,25 @@ impl AggregateRefresher {
     pub fn spawn(pool: deadpool_postgres::Pool) -> AggregateRefresher {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(DateTime<Utc>, DateTime<Utc>)>();
         tokio::spawn(async move {
+            let least = std::time::Duration::from_millis(300);
+            let mut pause = least;
             while let Some((mut from, mut to)) = rx.recv().await {
-                // Coalesce what the writer stores in the next moment (a backlog comes in batches).
-                tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                // Coalesce what the writer stores meanwhile (a backlog comes in many batches).
+                // The pause grows with the last refresh's duration, so that while a fleet
+                // sends backlogs refreshing takes at most a third of one connection's time.
+                tokio::time::sleep(pause).await;
                 while let Ok((f, t)) = rx.try_recv() {
                     from = from.min(f);
                     to = to.max(t);
                 }
+                let started = tokio::time::Instant::now();
                 let result = match pool.get().await {
                     Ok(client) => refresh_aggregate(&client, from, to)
                         .await
                         .map_err(|e| super::describe(&e)),
                     Err(e) => Err(e.to_string()),
                 };
+                pause = least.max(started.elapsed() * 2);
                 match result {
                     Ok(()) => tracing::debug!(%from, %to, "telemetry_1m refreshed"),
                     Err(e) => tracing::warn!(
