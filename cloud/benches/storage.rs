@@ -1,0 +1,294 @@
+//! Storage on TimescaleDB: `cargo bench -p ems-cloud --bench storage`.
+//!
+//! Starts its own PostgreSQL with TimescaleDB preloaded (ems-testkit), lets ems-cloud create its
+//! schema (hypertable, continuous aggregate), then generates `EMS_BENCH_DAYS` (30) days of 1 Hz
+//! telemetry for `EMS_BENCH_DEVICES` (100) devices server-side (`INSERT … SELECT` over
+//! `generate_series`, values shaped like a real site: slow SoC, noisy power, quantised like the
+//! drivers' readings) and prints:
+//!
+//! - rows, load time, and the on-disk size of the hypertable (heap + index + TOAST) uncompressed;
+//! - the time to materialise the per-minute aggregate over all of it, and its size;
+//! - history query times through ems-cloud's own query code (`history::query`) for one device:
+//!   the last hour raw, the last 24 h at 5 min, the last 30 days at 1 h (both from the
+//!   aggregate), and 24 h at 5 min from the raw rows for comparison;
+//! - the same after compressing every chunk, with the compressed size and the ratio.
+//!
+//! Each query runs 7 times; the first (cold) time and the median of the rest are printed. The
+//! background jobs (policies) are paused so they do not run during a measurement.
+//! `EMS_BENCH_PLAIN=1` loads the same rows into a plain PostgreSQL server too and prints its
+//! size and query times beside.
+
+use std::time::{Duration, Instant};
+
+use chrono::{TimeZone, Utc};
+use ems_cloud::config::CloudConfig;
+use ems_cloud::db::Db;
+use ems_cloud::history::{HistoryQuery, query};
+use ems_testkit::pg::{Backend, PgServer};
+
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn mb(bytes: i64) -> f64 {
+    bytes as f64 / 1_048_576.0
+}
+
+/// One day of rows for all devices, generated inside PostgreSQL.
+const LOAD_DAY: &str = "
+INSERT INTO telemetry (time, device_id, state, mode, error_flags, wifi_strength,
+    battery_voltage, battery_current, battery_power, battery_soc,
+    grid_voltage, grid_power, grid_frequency)
+SELECT t, 'dev' || lpad(d::text, 3, '0'),
+    CASE WHEN p > 5 THEN 'CHARGING' WHEN p < -5 THEN 'DISCHARGING' ELSE 'IDLE' END,
+    'AUTO', '{}', -50 - (d % 20),
+    round((51.2 + p / 2000.0)::numeric, 2)::float8,
+    round((p / 51.2)::numeric, 1)::float8,
+    p,
+    round((50 + 40 * sin(extract(epoch FROM t) / 43200.0 * pi() + d))::numeric, 1)::float8,
+    round((230 + 2 * sin(extract(epoch FROM t) / 600.0) + random())::numeric, 1)::float8,
+    round((400 * sin(extract(epoch FROM t) / 3600.0 + d) - p + 50 * random())::numeric)::float8,
+    round((50 + 0.02 * sin(extract(epoch FROM t) / 30.0))::numeric, 3)::float8
+FROM generate_series($1::timestamptz, $1::timestamptz + INTERVAL '86399 seconds',
+                     INTERVAL '1 second') AS t,
+     generate_series(0, $2::int - 1) AS d,
+     LATERAL (SELECT round((1500 * sin(extract(epoch FROM t) / 7200.0 + d)
+                            + 100 * random())::numeric)::float8 AS p) AS v";
+
+struct Timing {
+    cold_ms: f64,
+    median_ms: f64,
+    rows: usize,
+}
+
+async fn time_query(db: &Db, q: &HistoryQuery) -> Timing {
+    let mut times = Vec::new();
+    let mut rows = 0;
+    for _ in 0..7 {
+        let start = Instant::now();
+        let h = query(db, q).await.expect("history query");
+        times.push(start.elapsed().as_secs_f64() * 1000.0);
+        rows = h.points.len() + h.buckets.len();
+    }
+    let cold_ms = times[0];
+    let mut rest = times[1..].to_vec();
+    rest.sort_by(f64::total_cmp);
+    Timing {
+        cold_ms,
+        median_ms: rest[rest.len() / 2],
+        rows,
+    }
+}
+
+fn history_query(
+    device: &str,
+    now: chrono::DateTime<Utc>,
+    span: Duration,
+    bucket_s: Option<i64>,
+) -> HistoryQuery {
+    HistoryQuery {
+        device_id: device.to_string(),
+        from: now - chrono::Duration::from_std(span).unwrap(),
+        to: now,
+        bucket_s,
+        fields: ems_cloud::db::timescale::NUMERIC_FIELDS
+            .iter()
+            .map(|f| f.to_string())
+            .collect(),
+        limit: 10_000,
+    }
+}
+
+async fn queries(db: &Db, device: &str, now: chrono::DateTime<Utc>, label: &str) {
+    let raw_db = Db {
+        timescale: false,
+        ..db.clone()
+    };
+    let cases: [(&str, &Db, Duration, Option<i64>); 4] = [
+        ("1 h raw", db, Duration::from_secs(3600), None),
+        ("24 h at 5 min", db, Duration::from_secs(86_400), Some(300)),
+        (
+            "30 days at 1 h",
+            db,
+            Duration::from_secs(30 * 86_400),
+            Some(3600),
+        ),
+        (
+            "24 h at 5 min from raw rows",
+            &raw_db,
+            Duration::from_secs(86_400),
+            Some(300),
+        ),
+    ];
+    let on_timescale = db.timescale;
+    for (name, db, span, bucket) in cases {
+        // On plain PostgreSQL every bucket comes from the raw rows already.
+        if name.contains("from raw") && !on_timescale {
+            continue;
+        }
+        let t = time_query(db, &history_query(device, now, span, bucket)).await;
+        println!(
+            "  {label} {name:<28} cold {:>8.1} ms, median {:>8.1} ms ({} rows/buckets)",
+            t.cold_ms, t.median_ms, t.rows
+        );
+    }
+}
+
+async fn load(url: &str, days: i64, devices: i32, end: chrono::DateTime<Utc>) -> (i64, Duration) {
+    let client = ems_cloud::db::connect(url).await.unwrap();
+    let start = Instant::now();
+    let mut rows = 0;
+    for day in (1..=days).rev() {
+        let day_start = end - chrono::Duration::days(day);
+        let t = Instant::now();
+        rows += client
+            .execute(LOAD_DAY, &[&day_start, &devices])
+            .await
+            .unwrap() as i64;
+        eprint!(
+            "\r  day {:>2}/{days} loaded in {:.1} s   ",
+            days - day + 1,
+            t.elapsed().as_secs_f64()
+        );
+    }
+    eprintln!();
+    (rows, start.elapsed())
+}
+
+async fn size(url: &str, sql: &str) -> i64 {
+    let client = ems_cloud::db::connect(url).await.unwrap();
+    client.query_one(sql, &[]).await.unwrap().get(0)
+}
+
+async fn open(url: &str) -> Db {
+    let config = CloudConfig {
+        database_url: url.to_string(),
+        database_pool_size: 4,
+        // Compression and retention by hand only, not by a policy in the middle of a figure.
+        compress_after_days: 100_000,
+        max_packet_age_days: 400,
+        ..CloudConfig::default()
+    };
+    Db::open(&config).await.expect("database opens")
+}
+
+async fn register(url: &str, devices: i32) {
+    let client = ems_cloud::db::connect(url).await.unwrap();
+    client
+        .execute(
+            "INSERT INTO devices (id, name, token_hash) \
+             SELECT 'dev' || lpad(d::text, 3, '0'), 'bench', decode(md5(d::text), 'hex') \
+             FROM generate_series(0, $1::int - 1) d",
+            &[&devices],
+        )
+        .await
+        .unwrap();
+}
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(run());
+}
+
+async fn run() {
+    let days = env_or("EMS_BENCH_DAYS", 30) as i64;
+    let devices = env_or("EMS_BENCH_DEVICES", 100) as i32;
+    if let Err(why) = Backend::TimescaleDb.available() {
+        panic!("this benchmark needs TimescaleDB: {why}");
+    }
+    println!("ems-cloud storage: {days} days x {devices} devices at 1 Hz");
+    // Whole hours, so every query range is the same shape in both runs.
+    let now = Utc::now();
+    let end = Utc.timestamp_opt(now.timestamp() / 3600 * 3600, 0).unwrap();
+    let device = format!("dev{:03}", devices / 2);
+
+    let pg = PgServer::start_with(Backend::TimescaleDb).expect("PostgreSQL with TimescaleDB");
+    let url = pg.create_database().await.unwrap();
+    let db = open(&url).await;
+    assert!(db.timescale, "{}", db.storage);
+    register(&url, devices).await;
+    let client = ems_cloud::db::connect(&url).await.unwrap();
+    client
+        .batch_execute(
+            "SELECT alter_job(job_id, scheduled => false) FROM timescaledb_information.jobs",
+        )
+        .await
+        .unwrap();
+
+    let (rows, took) = load(&url, days, devices, end).await;
+    println!(
+        "TimescaleDB: {rows} rows loaded in {:.0} s ({:.0} rows/s, INSERT ... SELECT in the server)",
+        took.as_secs_f64(),
+        rows as f64 / took.as_secs_f64()
+    );
+    client.batch_execute("ANALYZE telemetry").await.unwrap();
+    let raw_bytes = size(&url, "SELECT hypertable_size('telemetry')").await;
+    println!(
+        "  uncompressed: {:.0} MB ({:.1} bytes/row)",
+        mb(raw_bytes),
+        raw_bytes as f64 / rows as f64
+    );
+    let t = Instant::now();
+    client
+        .batch_execute("CALL refresh_continuous_aggregate('telemetry_1m', NULL, NULL)")
+        .await
+        .unwrap();
+    let agg_bytes = size(
+        &url,
+        "SELECT hypertable_size(format('%I.%I', materialization_hypertable_schema, \
+         materialization_hypertable_name)::regclass) \
+         FROM timescaledb_information.continuous_aggregates WHERE view_name = 'telemetry_1m'",
+    )
+    .await;
+    println!(
+        "  per-minute aggregate materialised in {:.0} s: {:.0} MB",
+        t.elapsed().as_secs_f64(),
+        mb(agg_bytes)
+    );
+    queries(&db, &device, end, "TS uncompressed").await;
+
+    let t = Instant::now();
+    let chunks: i64 = client
+        .query_one(
+            "SELECT count(compress_chunk(c)) FROM show_chunks('telemetry') c",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    client.batch_execute("ANALYZE telemetry").await.unwrap();
+    let compressed_bytes = size(&url, "SELECT hypertable_size('telemetry')").await;
+    println!(
+        "  {chunks} chunks compressed in {:.0} s: {:.0} MB ({:.1} bytes/row), {:.1} x smaller",
+        t.elapsed().as_secs_f64(),
+        mb(compressed_bytes),
+        compressed_bytes as f64 / rows as f64,
+        raw_bytes as f64 / compressed_bytes as f64
+    );
+    queries(&db, &device, end, "TS compressed  ").await;
+    drop(pg);
+
+    if std::env::var("EMS_BENCH_PLAIN").is_ok_and(|v| v == "1") {
+        let pg = PgServer::start_with(Backend::Plain).expect("PostgreSQL");
+        let url = pg.create_database().await.unwrap();
+        let db = open(&url).await;
+        register(&url, devices).await;
+        let (rows, took) = load(&url, days, devices, end).await;
+        let client = ems_cloud::db::connect(&url).await.unwrap();
+        client.batch_execute("ANALYZE telemetry").await.unwrap();
+        let bytes = size(&url, "SELECT pg_total_relation_size('telemetry')").await;
+        println!(
+            "plain PostgreSQL: {rows} rows loaded in {:.0} s; {:.0} MB ({:.1} bytes/row)",
+            took.as_secs_f64(),
+            mb(bytes),
+            bytes as f64 / rows as f64
+        );
+        queries(&db, &device, end, "plain          ").await;
+    }
+}

@@ -1,0 +1,234 @@
+//! Telemetry ingest: batches packets from all device sockets into one multi-row insert.
+//!
+//! A socket task [`submit`](Ingest::submit)s the valid packets of the frames it read together
+//! (a device's backlog stays together in the queue) with the sender of its socket. The writer
+//! collects packets until it has `batch_max_rows` or the first has waited `batch_max_delay_ms`,
+//! inserts them with one prepared `INSERT … SELECT FROM UNNEST(…) ON CONFLICT (device_id, time)
+//! DO NOTHING RETURNING device_id, time`, and only after COMMIT sends each packet's timestamp
+//! back to its socket for the `TELEMETRY_ACK` (one message per socket and batch). A resent
+//! packet conflicts, inserts nothing, and is acknowledged again.
+//!
+//! Events are derived before the insert as if every packet were new: when that gives none (the
+//! usual case: no state change, no flag raised or cleared) no subset of the packets can give
+//! one. Such a batch whose packets are all newer than their devices' stored rows (the usual case
+//! again) goes in by one binary `COPY` ([`copy_statement`], PostgreSQL's bulk path); if a packet
+//! turns out stored already (by another instance), the COPY fails as a whole and the batch takes
+//! the `UNNEST` insert, a single statement committed on its own. A batch with events shares a
+//! transaction with the events derived from the rows it really inserted.
+//! Acknowledging and publishing a committed batch runs beside the writer, which meanwhile
+//! stores the next one.
+//!
+//! A packet older than its device's newest stored row (a backlog after an outage arrives after
+//! the live packets) lands between two stored rows: the events of that stretch are derived again
+//! in SQL ([`REDERIVE_EVENTS`]) from the stored rows, from the row before the earliest late packet
+//! to the row after the latest, in the same transaction as the insert.
+//!
+//! With TimescaleDB, the times of packets stored below the per-minute aggregate's watermark go
+//! to an [`AggregateRefresher`], so bucketed history includes them within about a second.
+//!
+//! When the database is slow or down the writer retries the same batch with backoff; the queue
+//! ([`CloudConfig::ingest_queue`]) fills, [`submit`](Ingest::submit) waits, sockets stop being
+//! read: memory stays bounded, nothing is acknowledged that is not stored, nothing is dropped.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ems_protocol::Telemetry;
+use rocket::fairing::AdHoc;
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+use crate::config::CloudConfig;
+use crate::db::Db;
+use crate::db::timescale::AggregateRefresher;
+use crate::hub::{Hub, Outbound, OutboundTx};
+
+mod events;
+mod sql;
+mod writer;
+
+use crate::server::need;
+pub use sql::{copy_rows, copy_statement};
+use writer::Writer;
+
+/// One validated packet waiting to be stored.
+pub struct Packet {
+    pub telemetry: Telemetry,
+    /// Fields beyond the spec's, stored in the `extensions` column.
+    pub extensions: Option<Value>,
+    /// Where the acknowledgement goes once the packet is committed.
+    pub ack: OutboundTx,
+    /// The socket it came on ([`Hub::register`]): a device's cached last state is read again
+    /// from the database when its packets come on another socket, since while it was away it
+    /// may have sent to another instance.
+    pub conn_id: u64,
+}
+
+/// Handle to the writer, managed by Rocket.
+#[derive(Clone)]
+pub struct Ingest {
+    tx: mpsc::Sender<Packet>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("the ingest writer has stopped")]
+pub struct WriterStopped;
+
+impl Ingest {
+    /// Queues packets, in order and next to each other (so a device's backlog lands in one
+    /// batch and is acknowledged together); waits while the queue is full (back-pressure).
+    pub async fn submit(&self, packets: Vec<Packet>) -> Result<(), WriterStopped> {
+        let most = self.tx.max_capacity();
+        let mut packets = packets.into_iter();
+        while packets.len() > 0 {
+            let permits = self
+                .tx
+                .reserve_many(packets.len().min(most))
+                .await
+                .map_err(|_| WriterStopped)?;
+            for (permit, packet) in permits.zip(&mut packets) {
+                permit.send(packet);
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn run(
+    mut rx: mpsc::Receiver<Packet>,
+    mut writer: Writer,
+    config: CloudConfig,
+    committed_tx: mpsc::UnboundedSender<(Vec<Packet>, Vec<bool>)>,
+) {
+    let max_rows = config.batch_max_rows.max(1);
+    let mut batch: Vec<Packet> = Vec::with_capacity(max_rows);
+    loop {
+        let first = tokio::select! {
+            p = rx.recv() => p,
+            _ = writer.hub.stopped() => None,
+        };
+        let Some(first) = first else { break };
+        batch.push(first);
+        let deadline = tokio::time::Instant::now() + config.batch_max_delay();
+        while batch.len() < max_rows {
+            let room = max_rows - batch.len();
+            tokio::select! {
+                got = rx.recv_many(&mut batch, room) => if got == 0 { break },
+                _ = tokio::time::sleep_until(deadline) => break,
+            }
+        }
+        let fresh = write_with_retry(&mut writer, &batch).await;
+        let Some(fresh) = fresh else { break };
+        let committed = std::mem::replace(&mut batch, Vec::with_capacity(max_rows));
+        let _ = committed_tx.send((committed, fresh));
+    }
+    tracing::info!("ingest writer stopped");
+}
+
+/// Acknowledges committed batches and publishes their new packets, in commit order, while the
+/// writer already stores the next batch.
+async fn acknowledge(
+    mut committed: mpsc::UnboundedReceiver<(Vec<Packet>, Vec<bool>)>,
+    hub: Arc<Hub>,
+) {
+    while let Some((batch, fresh)) = committed.recv().await {
+        ack(&batch);
+        for (packet, is_new) in batch.into_iter().zip(fresh) {
+            if is_new {
+                hub.publish_telemetry(packet.telemetry).await;
+            }
+        }
+    }
+}
+
+/// Acknowledges a committed batch: one message per run of packets from the same socket (a
+/// device's backlog arrives together), so its socket wakes once and sends one `TELEMETRY_ACK`.
+fn ack(batch: &[Packet]) {
+    let mut rest = batch;
+    while let Some(first) = rest.first() {
+        let run = rest
+            .iter()
+            .take_while(|p| p.ack.same_channel(&first.ack))
+            .count();
+        let timestamps = rest[..run].iter().map(|p| p.telemetry.timestamp).collect();
+        let _ = first.ack.send(Outbound::Acks(timestamps));
+        rest = &rest[run..];
+    }
+}
+
+/// Writes `batch`, retrying with backoff until it is committed. `None` when the server stops
+/// first (nothing acknowledged; the devices resend).
+async fn write_with_retry(writer: &mut Writer, batch: &[Packet]) -> Option<Vec<bool>> {
+    let mut backoff = Duration::from_millis(50);
+    let mut attempt = 0u32;
+    loop {
+        match writer.write(batch).await {
+            Ok(fresh) => {
+                if attempt > 0 {
+                    tracing::info!(
+                        rows = batch.len(),
+                        attempt,
+                        "telemetry batch stored after retries"
+                    );
+                }
+                return Some(fresh);
+            }
+            Err(e) => {
+                attempt += 1;
+                tracing::warn!(
+                    rows = batch.len(),
+                    attempt,
+                    "storing telemetry failed, retrying: {e}"
+                );
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = writer.hub.stopped() => return None,
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(2));
+    }
+}
+
+/// Manages [`Ingest`] and starts the writer.
+pub fn stage() -> AdHoc {
+    AdHoc::try_on_ignite("ingest", |rocket| async move {
+        let config: CloudConfig = need!(rocket);
+        let db: Db = need!(rocket);
+        let hub: Arc<Hub> = need!(rocket);
+        let (tx, rx) = mpsc::channel(config.ingest_queue.max(1));
+        let (committed_tx, committed_rx) = mpsc::unbounded_channel();
+        tokio::spawn(acknowledge(committed_rx, hub.clone()));
+        let writer = Writer {
+            url: db.url.clone(),
+            conn: None,
+            hub,
+            last: HashMap::new(),
+            refresher: db
+                .timescale
+                .then(|| AggregateRefresher::spawn(db.pool.clone())),
+        };
+        // The writer is the one serial step of ingest. On the main runtime, under load, its
+        // task and its connection's task wait behind thousands of socket tasks every time
+        // PostgreSQL answers; on a thread of their own they run as soon as the answer is there.
+        let spawned = std::thread::Builder::new()
+            .name("ems-ingest".into())
+            .spawn(move || {
+                match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => runtime.block_on(run(rx, writer, config, committed_tx)),
+                    Err(e) => tracing::error!("starting the ingest writer failed: {e}"),
+                }
+            });
+        match spawned {
+            Ok(_) => Ok(rocket.manage(Ingest { tx })),
+            Err(e) => {
+                tracing::error!("starting the ingest writer thread failed: {e}");
+                Err(rocket)
+            }
+        }
+    })
+}
