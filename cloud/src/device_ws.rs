@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use ems_protocol::message::ErrorCode;
 use ems_protocol::{
-    ErrorMessage, ProtocolError, TelemetryAck, Timestamp, Upstream, parse_upstream,
+    ErrorMessage, ProtocolError, TelemetryAck, Timestamp, Upstream, check_storable, parse_upstream,
     telemetry_extensions, telemetry_timestamp_of,
 };
 use futures_util::{SinkExt, StreamExt};
@@ -312,8 +312,13 @@ impl Session {
                 }
                 let extensions = raw
                     .map(|raw| telemetry_extensions(&raw))
-                    .filter(|ext| !ext.is_empty())
-                    .map(Value::Object);
+                    .filter(|ext| !ext.is_empty());
+                if let Some(ext) = &extensions {
+                    check_storable(ext).map_err(|e| {
+                        Refusal::packet(ErrorMessage::bad_frame(&e), telemetry.timestamp)
+                    })?;
+                }
+                let extensions = extensions.map(Value::Object);
                 Ok(Some(Packet {
                     telemetry,
                     extensions,
@@ -426,6 +431,16 @@ where
             Outbound::Close(code, reason) => {
                 sink.flush().await.map_err(|_| ())?;
                 return Ok(Some(close(code, reason)));
+            }
+            Outbound::Rejected(timestamps, message) => {
+                let error = ErrorMessage {
+                    code: ErrorCode::Rejected,
+                    message,
+                    command_id: None,
+                    timestamps,
+                };
+                let text = serde_json::to_string(&error).expect("serialises");
+                sink.feed(Message::Text(text)).await.map_err(|_| ())?
             }
             Outbound::Acks(_) => unreachable!("acks were taken out above"),
         }

@@ -57,6 +57,8 @@ pub enum Outbound {
     Command(String),
     /// Close the socket with this code and reason.
     Close(u16, String),
+    /// Packets the database refused for good: an `ERROR` frame `REJECTED` naming them.
+    Rejected(Vec<Timestamp>, String),
 }
 
 pub type OutboundTx = mpsc::UnboundedSender<Outbound>;

@@ -33,6 +33,7 @@ pub mod history;
 pub mod hub;
 pub mod ingest;
 pub mod live;
+mod logsafe;
 pub mod server;
 mod telemetry_frame;
 

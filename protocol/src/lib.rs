@@ -31,7 +31,8 @@ pub use message::{
     parse_upstream,
 };
 pub use telemetry::{
-    Battery, Grid, SystemStatus, Telemetry, Timestamp, telemetry_extensions, telemetry_timestamp_of,
+    Battery, Grid, SystemStatus, Telemetry, Timestamp, check_storable, telemetry_extensions,
+    telemetry_timestamp_of,
 };
 
 /// Longest accepted `device_id` or `command_id`, in bytes.

@@ -69,6 +69,20 @@ pub struct Grid {
     pub frequency: Option<f64>,
 }
 
+/// Physical plausibility bounds per measurement (field, lowest, highest, unit), wide enough for
+/// any battery, inverter or site meter ems talks to (a high-voltage battery, a 100 MW plant) and
+/// narrow enough that sums over any history bucket stay far from overflowing `float8`. A value
+/// outside is a broken sensor or a bad conversion, refused at validation with the field named
+/// (the agent sends an unknown value as `null` instead). `battery.soc` is 0 to 100 %.
+pub const PLAUSIBLE: &[(&str, f64, f64, &str)] = &[
+    ("battery.voltage", 0.0, 2_000.0, "V"),
+    ("battery.current", -10_000.0, 10_000.0, "A"),
+    ("battery.power", -10_000_000.0, 10_000_000.0, "W"),
+    ("grid.voltage", 0.0, 100_000.0, "V"),
+    ("grid.power", -100_000_000.0, 100_000_000.0, "W"),
+    ("grid.frequency", 0.0, 1_000.0, "Hz"),
+];
+
 impl Telemetry {
     /// Parses and validates one packet. Unknown fields are ignored here (they are additive
     /// extensions; see [`telemetry_extensions`] to keep them).
@@ -106,29 +120,19 @@ impl Telemetry {
                 format!("{soc} is outside 0 to 100 %"),
             ));
         }
-        if let Some(v) = self.battery.voltage
-            && v < 0.0
-        {
-            return Err(ProtocolError::invalid(
-                "battery.voltage",
-                "must not be negative",
-            ));
-        }
-        if let Some(v) = self.grid.voltage
-            && v < 0.0
-        {
-            return Err(ProtocolError::invalid(
-                "grid.voltage",
-                "must not be negative",
-            ));
-        }
-        if let Some(f) = self.grid.frequency
-            && f < 0.0
-        {
-            return Err(ProtocolError::invalid(
-                "grid.frequency",
-                "must not be negative",
-            ));
+        for (field, value) in numbers {
+            let Some(v) = value else { continue };
+            let Some(&(_, lo, hi, unit)) = PLAUSIBLE.iter().find(|(f, ..)| *f == field) else {
+                continue;
+            };
+            if !(lo..=hi).contains(&v) {
+                let why = if v < 0.0 && lo == 0.0 {
+                    "must not be negative".to_string()
+                } else {
+                    format!("{v} is outside the plausible {lo} to {hi} {unit}")
+                };
+                return Err(ProtocolError::invalid(field, why));
+            }
         }
         if let Some(w) = self.system_status.wifi_strength
             && !(-150..=0).contains(&w)
@@ -168,6 +172,48 @@ impl Telemetry {
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).expect("telemetry always serialises")
     }
+}
+
+/// Checks that extension fields can be stored as PostgreSQL `jsonb`, which refuses the NUL
+/// character (`\u0000`) in strings and keys; the error names the path.
+pub fn check_storable(extensions: &Map<String, Value>) -> Result<(), ProtocolError> {
+    fn walk(path: &str, v: &Value) -> Result<(), ProtocolError> {
+        match v {
+            Value::String(s) if s.contains('\0') => Err(ProtocolError::invalid(
+                path,
+                "contains the NUL character (\\u0000), which cannot be stored",
+            )),
+            Value::Array(items) => items
+                .iter()
+                .enumerate()
+                .try_for_each(|(i, item)| walk(&format!("{path}[{i}]"), item)),
+            Value::Object(map) => map.iter().try_for_each(|(k, item)| {
+                let sub = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                if k.contains('\0') {
+                    return Err(ProtocolError::invalid(
+                        &sub,
+                        "key contains the NUL character (\\u0000), which cannot be stored",
+                    ));
+                }
+                walk(&sub, item)
+            }),
+            _ => Ok(()),
+        }
+    }
+    for (k, v) in extensions {
+        if k.contains('\0') {
+            return Err(ProtocolError::invalid(
+                k.as_str(),
+                "key contains the NUL character (\\u0000), which cannot be stored",
+            ));
+        }
+        walk(k, v)?;
+    }
+    Ok(())
 }
 
 /// The `timestamp` of a frame that looks like a telemetry packet (a JSON object without `type`

@@ -95,11 +95,19 @@ impl Ingest {
     }
 }
 
+/// What became of each packet of a stored batch.
+struct Outcome {
+    /// Stored by this batch (not a duplicate of a stored row).
+    fresh: Vec<bool>,
+    /// Refused by the database: why, per packet; `None` for the others.
+    refused: Vec<Option<String>>,
+}
+
 async fn run(
     mut rx: mpsc::Receiver<Packet>,
     mut writer: Writer,
     config: CloudConfig,
-    committed_tx: mpsc::UnboundedSender<(Vec<Packet>, Vec<bool>)>,
+    committed_tx: mpsc::UnboundedSender<(Vec<Packet>, Outcome)>,
 ) {
     let max_rows = config.batch_max_rows.max(1);
     let mut batch: Vec<Packet> = Vec::with_capacity(max_rows);
@@ -118,77 +126,121 @@ async fn run(
                 _ = tokio::time::sleep_until(deadline) => break,
             }
         }
-        let fresh = write_with_retry(&mut writer, &batch).await;
-        let Some(fresh) = fresh else { break };
+        let Some(outcome) = store(&mut writer, &batch).await else {
+            break;
+        };
         let committed = std::mem::replace(&mut batch, Vec::with_capacity(max_rows));
-        let _ = committed_tx.send((committed, fresh));
+        let _ = committed_tx.send((committed, outcome));
     }
     tracing::info!("ingest writer stopped");
 }
 
 /// Acknowledges committed batches and publishes their new packets, in commit order, while the
-/// writer already stores the next batch.
+/// writer already stores the next batch. Refused packets are named to their device instead.
 async fn acknowledge(
-    mut committed: mpsc::UnboundedReceiver<(Vec<Packet>, Vec<bool>)>,
+    mut committed: mpsc::UnboundedReceiver<(Vec<Packet>, Outcome)>,
     hub: Arc<Hub>,
 ) {
-    while let Some((batch, fresh)) = committed.recv().await {
-        ack(&batch);
-        for (packet, is_new) in batch.into_iter().zip(fresh) {
-            if is_new {
+    while let Some((batch, outcome)) = committed.recv().await {
+        ack(&batch, &outcome.refused);
+        for ((packet, is_new), refused) in batch.into_iter().zip(outcome.fresh).zip(outcome.refused)
+        {
+            if let Some(why) = refused {
+                let _ = packet.ack.send(Outbound::Rejected(
+                    vec![packet.telemetry.timestamp],
+                    format!(
+                        "the database refused this packet ({why}); it is kept in \
+                         rejected_telemetry, do not resend it"
+                    ),
+                ));
+            } else if is_new {
                 hub.publish_telemetry(packet.telemetry).await;
             }
         }
     }
 }
 
-/// Acknowledges a committed batch: one message per run of packets from the same socket (a
-/// device's backlog arrives together), so its socket wakes once and sends one `TELEMETRY_ACK`.
-fn ack(batch: &[Packet]) {
-    let mut rest = batch;
-    while let Some(first) = rest.first() {
-        let run = rest
+/// Acknowledges a committed batch but its refused packets: one message per run of packets from
+/// the same socket (a device's backlog arrives together), so its socket wakes once and sends one
+/// `TELEMETRY_ACK`.
+fn ack(batch: &[Packet], refused: &[Option<String>]) {
+    let mut start = 0;
+    while start < batch.len() {
+        let first = &batch[start];
+        let run = batch[start..]
             .iter()
             .take_while(|p| p.ack.same_channel(&first.ack))
             .count();
-        let timestamps = rest[..run].iter().map(|p| p.telemetry.timestamp).collect();
-        let _ = first.ack.send(Outbound::Acks(timestamps));
-        rest = &rest[run..];
+        let timestamps: Vec<_> = batch[start..start + run]
+            .iter()
+            .zip(&refused[start..start + run])
+            .filter(|(_, r)| r.is_none())
+            .map(|(p, _)| p.telemetry.timestamp)
+            .collect();
+        if !timestamps.is_empty() {
+            let _ = first.ack.send(Outbound::Acks(timestamps));
+        }
+        start += run;
     }
 }
 
-/// Writes `batch`, retrying with backoff until it is committed. `None` when the server stops
-/// first (nothing acknowledged; the devices resend).
-async fn write_with_retry(writer: &mut Writer, batch: &[Packet]) -> Option<Vec<bool>> {
+/// Stores `batch`. While the database cannot be reached (or is out of resources) the same
+/// packets are retried with backoff; `None` when the server stops first (nothing acknowledged;
+/// the devices resend).
+///
+/// When the database refuses the data itself ([`writer::WriteError::is_refusal`]), the part that
+/// failed is split in halves and each is written on its own, down to the single packets that
+/// fail alone: those are kept in `rejected_telemetry` and named to their device; every other
+/// packet is stored and acknowledged as usual. One bad packet in a batch of n costs about
+/// 2·log2(n) extra statements, and no other device waits on it.
+async fn store(writer: &mut Writer, batch: &[Packet]) -> Option<Outcome> {
+    let mut outcome = Outcome {
+        fresh: vec![false; batch.len()],
+        refused: vec![None; batch.len()],
+    };
+    let mut todo = vec![(0, batch.len())];
     let mut backoff = Duration::from_millis(50);
     let mut attempt = 0u32;
-    loop {
-        match writer.write(batch).await {
+    while let Some(&(from, to)) = todo.last() {
+        match writer.write(&batch[from..to]).await {
             Ok(fresh) => {
+                todo.pop();
+                outcome.fresh[from..to].copy_from_slice(&fresh);
                 if attempt > 0 {
-                    tracing::info!(
-                        rows = batch.len(),
-                        attempt,
-                        "telemetry batch stored after retries"
-                    );
+                    tracing::info!(rows = to - from, attempt, "telemetry stored after retries");
+                    attempt = 0;
+                    backoff = Duration::from_millis(50);
                 }
-                return Some(fresh);
+            }
+            Err(e) if e.is_refusal() => {
+                todo.pop();
+                if to - from == 1 {
+                    let why = e.to_string();
+                    writer.reject(&batch[from], &why).await;
+                    outcome.refused[from] = Some(why);
+                } else {
+                    let mid = from + (to - from) / 2;
+                    // The earlier half first, so a device's packets go in in time order.
+                    todo.push((mid, to));
+                    todo.push((from, mid));
+                }
             }
             Err(e) => {
                 attempt += 1;
                 tracing::warn!(
-                    rows = batch.len(),
+                    rows = to - from,
                     attempt,
                     "storing telemetry failed, retrying: {e}"
                 );
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = writer.hub.stopped() => return None,
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(2));
             }
         }
-        tokio::select! {
-            _ = tokio::time::sleep(backoff) => {}
-            _ = writer.hub.stopped() => return None,
-        }
-        backoff = (backoff * 2).min(Duration::from_secs(2));
     }
+    Some(outcome)
 }
 
 /// Manages [`Ingest`] and starts the writer.

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use ems_protocol::Telemetry;
+use serde_json::{Map, Value};
 use tokio_postgres::Statement;
 use tokio_postgres::error::SqlState;
 
@@ -42,6 +43,53 @@ pub(super) async fn copy_batch(
 }
 
 impl Writer {
+    /// Keeps a packet the database refused in `rejected_telemetry` (its JSON as text, and why).
+    /// A packet already there stays as it was. When even that fails, the packet is logged whole:
+    /// it is not lost either way.
+    pub(super) async fn reject(&mut self, packet: &Packet, why: &str) {
+        let mut json = serde_json::to_value(&packet.telemetry).unwrap_or_default();
+        if let (Some(obj), Some(Value::Object(ext))) = (json.as_object_mut(), &packet.extensions) {
+            merge(obj, ext);
+        }
+        let text = json.to_string();
+        let stored = async {
+            let conn = match self.conn.take() {
+                Some(conn) if !conn.client.is_closed() => conn,
+                _ => Connection::open(&self.url).await?,
+            };
+            let result = conn
+                .client
+                .execute(
+                    "INSERT INTO rejected_telemetry (device_id, time, packet, error) \
+                     VALUES ($1, $2, $3, $4) ON CONFLICT (device_id, time) DO NOTHING",
+                    &[
+                        &packet.telemetry.device_id,
+                        &packet.telemetry.timestamp.as_datetime(),
+                        &text,
+                        &why,
+                    ],
+                )
+                .await;
+            self.conn = Some(conn);
+            result.map_err(WriteError::from)
+        }
+        .await;
+        match stored {
+            Ok(_) => tracing::warn!(
+                device = %packet.telemetry.device_id,
+                timestamp = %packet.telemetry.timestamp,
+                "telemetry packet refused by the database, kept in rejected_telemetry: {why}"
+            ),
+            Err(e) => tracing::error!(
+                device = %packet.telemetry.device_id,
+                timestamp = %packet.telemetry.timestamp,
+                "telemetry packet refused by the database ({why}) and not recorded in \
+                 rejected_telemetry ({e}); the packet: {}",
+                crate::logsafe::truncate(&text, 4096)
+            ),
+        }
+    }
+
     /// Stores one batch. Returns which packets were new (not duplicates).
     ///
     /// A batch that cannot produce events (every packet carries its device's last state; the
@@ -53,8 +101,13 @@ impl Writer {
             Some(conn) if !conn.client.is_closed() => conn,
             _ => Connection::open(&self.url).await?,
         };
-        let fresh = self.write_on(&mut conn, batch).await?;
-        self.conn = Some(conn);
+        let written = self.write_on(&mut conn, batch).await;
+        // After a refused statement the connection is still good (its transaction is rolled
+        // back), and bisecting a batch writes many times: keep it.
+        if !conn.client.is_closed() {
+            self.conn = Some(conn);
+        }
+        let fresh = written?;
         if let Some(refresher) = &self.refresher {
             refresher.stored(
                 batch
@@ -217,11 +270,45 @@ impl Connection {
     }
 }
 
-/// Why a batch could not be stored this time; either way the writer retries.
+/// Why a batch could not be stored this time: the database refused something in it
+/// ([`WriteError::is_refusal`]; the batch is bisected to find the packet), or it could not be
+/// reached or is out of resources (the writer retries the same packets).
 #[derive(Debug, thiserror::Error)]
 pub(super) enum WriteError {
     #[error("{0}")]
     Connect(#[from] DbError),
-    #[error("{0}")]
+    #[error("{}", db::describe(.0))]
     Sql(#[from] tokio_postgres::Error),
+}
+
+impl WriteError {
+    /// Whether PostgreSQL refused the data itself, so that some packet of the batch would be
+    /// refused again however often it is retried: data exceptions (class 22: a value out of
+    /// range, a character it cannot store), integrity constraints (23, but for unique
+    /// violations, which ingest absorbs), program limits (54: a row too large) and errors
+    /// raised by triggers (P0). Everything else (a lost connection, no disk space, a lock, a
+    /// missing table or permission) is about the server, not the packet: retried, never
+    /// blamed on a device.
+    pub(super) fn is_refusal(&self) -> bool {
+        let WriteError::Sql(e) = self else {
+            return false;
+        };
+        let Some(db) = e.as_db_error() else {
+            return false;
+        };
+        let code = db.code().code();
+        code != "23505" && ["22", "23", "54", "P0"].iter().any(|c| code.starts_with(c))
+    }
+}
+
+/// Puts the extension fields back into the packet's JSON object (nested objects merge).
+fn merge(into: &mut Map<String, Value>, ext: &Map<String, Value>) {
+    for (k, v) in ext {
+        match (into.get_mut(k), v) {
+            (Some(Value::Object(a)), Value::Object(b)) => merge(a, b),
+            _ => {
+                into.insert(k.clone(), v.clone());
+            }
+        }
+    }
 }
