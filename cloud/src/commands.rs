@@ -368,21 +368,9 @@ async fn sweep(hub: &Hub, db: &Db) -> ApiResult<()> {
     Ok(())
 }
 
-/// Plain PostgreSQL retention (TimescaleDB has its own policy).
-async fn prune(db: &Db, days: u32) -> ApiResult<u64> {
-    let client = db.pool.get().await?;
-    Ok(client
-        .execute(
-            "DELETE FROM telemetry WHERE time < now() - make_interval(days => $1)",
-            &[&(days as i32)],
-        )
-        .await?)
-}
-
 async fn sweeper(hub: Arc<Hub>, db: Db, config: CloudConfig) {
     let mut tick = tokio::time::interval(config.command_sweep_interval());
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last_prune: Option<tokio::time::Instant> = None;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -391,18 +379,6 @@ async fn sweeper(hub: Arc<Hub>, db: Db, config: CloudConfig) {
         }
         if let Err(e) = sweep(&hub, &db).await {
             tracing::warn!("command sweep failed: {e}");
-        }
-        if let Some(days) = config.retention_days
-            && !db.timescale
-            && last_prune.is_none_or(|t| t.elapsed() > Duration::from_secs(3600))
-        {
-            match prune(&db, days).await {
-                Ok(n) => {
-                    last_prune = Some(tokio::time::Instant::now());
-                    tracing::info!(rows = n, "old telemetry deleted (retention_days = {days})");
-                }
-                Err(e) => tracing::warn!("retention delete failed: {e}"),
-            }
         }
     }
 }
@@ -413,6 +389,11 @@ pub fn stage() -> AdHoc {
         let config: CloudConfig = need!(rocket);
         let db: Db = need!(rocket);
         let hub: Arc<Hub> = need!(rocket);
+        if let Some(days) = config.retention_days {
+            let hub = hub.clone();
+            let stopped = async move { hub.stopped().await };
+            tokio::spawn(crate::db::retention::run(db.clone(), days, stopped));
+        }
         tokio::spawn(sweeper(hub, db, config));
         Ok(rocket)
     })

@@ -19,7 +19,8 @@ const DEVICE_SELECT: &str = "\
 SELECT d.id, d.name, d.created_at, \
   (d.connected_instance IS NOT NULL AND EXISTS (SELECT 1 FROM instances i \
      WHERE i.id = d.connected_instance AND i.heartbeat_at > now() - interval '30 seconds')) AS online, \
-  GREATEST(d.last_seen, (SELECT max(t.time) FROM telemetry t WHERE t.device_id = d.id)) AS last_seen \
+  GREATEST(d.last_seen, (SELECT t.time FROM telemetry t WHERE t.device_id = d.id \
+     ORDER BY t.time DESC LIMIT 1)) AS last_seen \
 FROM devices d";
 
 fn device_info(row: &Row) -> DeviceInfo {

@@ -49,7 +49,7 @@ mod sql;
 mod writer;
 
 use crate::server::need;
-pub use sql::{copy_rows, copy_statement};
+pub use sql::{LAST_STATES, copy_rows, copy_statement};
 use writer::Writer;
 
 /// One validated packet waiting to be stored.

@@ -57,6 +57,15 @@ pub(super) const COPY_TYPES: &[Type] = &[
     Type::JSONB,
 ];
 
+/// The newest stored row of each device of `$1`: one index probe per device (`LIMIT 1` on
+/// `(device_id, time DESC)`; on a hypertable the newest chunk first), whatever its history.
+/// `DISTINCT ON` would read every stored row of the devices.
+pub const LAST_STATES: &str = "\
+SELECT d.id, t.time, t.state, t.error_flags \
+FROM unnest($1::text[]) AS d(id) \
+CROSS JOIN LATERAL (SELECT time, state, error_flags FROM telemetry \
+    WHERE device_id = d.id ORDER BY time DESC LIMIT 1) AS t";
+
 pub(super) const INSERT_EVENTS: &str = "\
 INSERT INTO events (device_id, time, kind, from_state, to_state, flag) \
 SELECT * FROM UNNEST($1::text[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::text[])";

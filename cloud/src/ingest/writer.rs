@@ -217,13 +217,7 @@ impl Writer {
             return Ok(());
         }
         let devices: Vec<&str> = reload.keys().copied().collect();
-        let rows = client
-            .query(
-                "SELECT DISTINCT ON (device_id) device_id, time, state, error_flags \
-                 FROM telemetry WHERE device_id = ANY($1) ORDER BY device_id, time DESC",
-                &[&devices],
-            )
-            .await?;
+        let rows = client.query(super::sql::LAST_STATES, &[&devices]).await?;
         for device in &devices {
             self.last.remove(*device);
         }
