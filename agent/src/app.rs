@@ -89,12 +89,15 @@ pub fn start(config: AgentConfig) -> Result<RunningAgent, StartError> {
         .iter()
         .map(|(name, cfg)| (name.clone(), bus::spawn(name, cfg)))
         .collect();
-    let backoff = Duration::from_secs_f64(config.comm.backoff_max_s);
+    let timing = devices::PollerTiming {
+        backoff_max: Duration::from_secs_f64(config.comm.backoff_max_s),
+        call_budget: Duration::from_secs_f64(config.comm.call_budget_s),
+    };
     let devices: Vec<DeviceHandle> = loaded
         .into_iter()
         .map(|d| {
             let bus = buses[&d.config.bus].clone();
-            devices::spawn(d, bus, backoff)
+            devices::spawn(d, bus, timing)
         })
         .collect();
     let (cmd_tx, cmd_rx) = mpsc::channel(64);

@@ -102,8 +102,7 @@ impl Agent {
                 biased;
                 _ = ch.shutdown.changed() => {
                     if *ch.shutdown.borrow() {
-                        self.write_setpoint(0.0).await;
-                        tracing::info!("stopped; battery setpoint 0 W");
+                        self.write_final_zero().await;
                         return;
                     }
                 }
@@ -150,7 +149,7 @@ impl Agent {
                 self.config.control.manual_fallback_after_s
             );
         }
-        self.write_setpoint(decision.setpoint_w).await;
+        self.write_setpoint(decision.setpoint_w);
         let secs = at
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs() as i64)
@@ -170,11 +169,26 @@ impl Agent {
         }
     }
 
-    async fn write_setpoint(&self, power_w: f64) {
-        if let Some(inv) = self.inverter()
-            && let Err(e) = inv.set_power(power_w).await
-        {
-            tracing::warn!(device = %inv.name, "setpoint {power_w} W not written: {e}");
+    /// Hands the setpoint to the inverter's poller without waiting for the bus: a failing or
+    /// hung driver shows up in its slot (and so as a flag in the next cycle), never as a late
+    /// cycle.
+    fn write_setpoint(&self, power_w: f64) {
+        if let Some(inv) = self.inverter() {
+            inv.command_power(power_w);
+        }
+    }
+
+    /// On stopping: writes 0 W and waits for it, at most the call budget and a second.
+    async fn write_final_zero(&self) {
+        let Some(inv) = self.inverter() else { return };
+        let wait = Duration::from_secs_f64(self.config.comm.call_budget_s + 1.0);
+        match tokio::time::timeout(wait, inv.set_power(0.0)).await {
+            Ok(Ok(())) => tracing::info!("stopped; battery setpoint 0 W"),
+            Ok(Err(e)) => tracing::error!("stopping: 0 W not written: {e}"),
+            Err(_) => tracing::error!(
+                "stopping: 0 W not confirmed within {} s",
+                wait.as_secs_f64()
+            ),
         }
     }
 

@@ -9,7 +9,7 @@ use ems_driver_sdk::{Flag, Readings, Role};
 use ems_protocol::{Battery, ErrorFlag, Grid, SystemStatus, Telemetry, Timestamp};
 
 use crate::control::{Decision, Measurements};
-use crate::devices::DeviceSlot;
+use crate::devices::{DeviceSlot, Outage, WriteFailure};
 
 /// One device's slot with the roles it fills.
 pub struct Source<'a> {
@@ -50,6 +50,23 @@ fn map_flag(f: &Flag) -> ErrorFlag {
     }
 }
 
+/// The flag an inverter raises when it cannot be commanded: `INVERTER_FAULT` at once when its
+/// driver panicked or has no working instance; after `loss_after` of failing writes,
+/// `INVERTER_FAULT` when the driver or device refuses the setpoint and `COMM_LOSS` when the bus
+/// fails.
+fn command_fault(slot: &DeviceSlot, now: Instant, loss_after: Duration) -> Option<ErrorFlag> {
+    if slot.outage == Some(Outage::Panicked) {
+        return Some(ErrorFlag::InverterFault);
+    }
+    let since = slot.write_failing_since?;
+    match slot.write_failure? {
+        WriteFailure::NoInstance => Some(ErrorFlag::InverterFault),
+        _ if now.saturating_duration_since(since) < loss_after => None,
+        WriteFailure::Refused => Some(ErrorFlag::InverterFault),
+        WriteFailure::Transport => Some(ErrorFlag::CommLoss),
+    }
+}
+
 /// Composes the measurements from the devices' latest readings.
 pub fn compose(
     sources: &[Source<'_>],
@@ -63,7 +80,15 @@ pub fn compose(
     for s in sources {
         let reference = s.slot.last_ok.unwrap_or(started);
         let age = now.saturating_duration_since(reference);
+        if s.roles.contains(&Role::Inverter)
+            && let Some(flag) = command_fault(s.slot, now, loss_after)
+            && !flags.contains(&flag)
+        {
+            flags.push(flag);
+        }
         match (&s.slot.readings, s.slot.last_ok) {
+            // A hung or panicked driver: lost at once, whatever it last read.
+            _ if s.slot.outage.is_some() => view.lost.push(s.name.to_string()),
             (Some(r), Some(_)) if age <= loss_after => {
                 fresh.push((s.roles, r));
                 for f in &r.flags {

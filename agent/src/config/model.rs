@@ -62,8 +62,13 @@ pub struct CommSettings {
     /// A device that has not answered for this long raises COMM_LOSS and its values become
     /// unknown, s.
     pub loss_after_s: f64,
-    /// A failing device is polled less and less often, up to this interval, s.
+    /// A failing device is polled less and less often, up to this interval, s. A driver instance
+    /// that panicked or hung is recreated after 1 s, then 2 s, 4 s, … up to this interval.
     pub backoff_max_s: f64,
+    /// Time budget of one driver call (a poll, a setpoint write, an alarm reset), s. A call past
+    /// it marks the device lost (COMM_LOSS) at once; its instance is abandoned on its thread and
+    /// a fresh one is made, so a hung plugin never holds up the loop or the other devices.
+    pub call_budget_s: f64,
 }
 
 impl Default for CommSettings {
@@ -71,6 +76,7 @@ impl Default for CommSettings {
         CommSettings {
             loss_after_s: 5.0,
             backoff_max_s: 60.0,
+            call_budget_s: 5.0,
         }
     }
 }

@@ -31,6 +31,7 @@ pub fn check(c: &AgentConfig, file: &str) -> Result<(), ConfigError> {
         ),
         ("comm.loss_after_s", c.comm.loss_after_s),
         ("comm.backoff_max_s", c.comm.backoff_max_s),
+        ("comm.call_budget_s", c.comm.call_budget_s),
         ("uplink.reconnect_max_s", c.uplink.reconnect_max_s),
     ];
     for (key, v) in finite {
@@ -87,6 +88,9 @@ pub fn check(c: &AgentConfig, file: &str) -> Result<(), ConfigError> {
     }
     if c.comm.loss_after_s < 1.0 {
         return err("comm.loss_after_s", "must be at least 1 s".into());
+    }
+    if c.comm.call_budget_s < 0.1 {
+        return err("comm.call_budget_s", "must be at least 0.1 s".into());
     }
     let g = &c.grid;
     if g.frequency_min_hz >= g.frequency_max_hz {

@@ -64,6 +64,36 @@ pub async fn start_with(
     link: ModbusLink,
     extra_toml: &str,
 ) -> Bench {
+    start_with_inverter(dir, initial_soc, link, SUNSPEC, extra_toml).await
+}
+
+/// The inverter's driver lines in [`agent_toml`]: the real SunSpec plugin.
+pub const SUNSPEC: &str = r#"driver = "sunspec""#;
+
+/// The inverter's driver lines for `test-panicky` standing in front of the real SunSpec plugin,
+/// failing as `fault_options` say (e.g. `fault = "sleep", trigger_file = "…"`).
+pub fn panicky_sunspec(fault_options: &str) -> String {
+    let sunspec = driver_dir().join("libems_driver_sunspec.so");
+    let panicky = driver_dir().join("libems_driver_test_panicky.so");
+    assert!(
+        panicky.is_file(),
+        "{} is missing: build the workspace first",
+        panicky.display()
+    );
+    format!(
+        "driver = \"test-panicky\"\noptions = {{ delegate = \"{}\", {fault_options} }}",
+        sunspec.display()
+    )
+}
+
+/// [`start_with`] with the inverter's driver lines `inverter` (see [`SUNSPEC`]).
+pub async fn start_with_inverter(
+    dir: tempfile::TempDir,
+    initial_soc: f64,
+    link: ModbusLink,
+    inverter: &str,
+    extra_toml: &str,
+) -> Bench {
     let mut opts = SimOptions::new(dir.path().join("sim"));
     opts.initial_soc_pct = initial_soc;
     if link == ModbusLink::Tcp {
@@ -76,7 +106,7 @@ pub async fn start_with(
         s.site.pv_override_w = Some(0.0);
         s.site.load_override_w = Some(500.0);
     }
-    let text = agent_toml(&sim, dir.path(), link, extra_toml);
+    let text = agent_toml_with_inverter(&sim, dir.path(), link, inverter, extra_toml);
     let config = AgentConfig::from_toml_str(&text, "bench.toml").unwrap_or_else(|e| panic!("{e}"));
     let agent = ems_agent::app::start(config).unwrap_or_else(|e| panic!("{e}"));
     Bench { sim, agent, dir }
@@ -85,6 +115,17 @@ pub async fn start_with(
 /// The agent's configuration for `sim`, with its data in `dir/data`: the inverter and the meter
 /// over `link`, the INA226 on the simulated I2C bus, every device polled every 250 ms.
 pub fn agent_toml(sim: &SimSite, dir: &Path, link: ModbusLink, extra_toml: &str) -> String {
+    agent_toml_with_inverter(sim, dir, link, SUNSPEC, extra_toml)
+}
+
+/// [`agent_toml`] with the inverter's driver lines `inverter`.
+pub fn agent_toml_with_inverter(
+    sim: &SimSite,
+    dir: &Path,
+    link: ModbusLink,
+    inverter: &str,
+    extra_toml: &str,
+) -> String {
     let modbus_bus = match link {
         ModbusLink::Rtu => format!(
             r#"[buses.rs485]
@@ -116,12 +157,13 @@ driver_dir = "{drivers}"
 [comm]
 loss_after_s = 3.0
 backoff_max_s = 4.0
+call_budget_s = 2.0
 {modbus_bus}
 [buses.i2c]
 kind = "i2c-socket"
 path = "{i2c}"
 [devices.inverter]
-driver = "sunspec"
+{inverter}
 bus = "{bus}"
 unit = 1
 roles = ["inverter", "battery"]
@@ -207,4 +249,47 @@ impl Bench {
             }
         }
     }
+}
+
+/// Waits until `cond` holds, looking every 20 ms, failing after `secs`; returns how long it took.
+pub async fn wait_for(what: &str, secs: f64, mut cond: impl FnMut() -> bool) -> Duration {
+    let start = tokio::time::Instant::now();
+    let deadline = start + Duration::from_secs_f64(secs);
+    loop {
+        if cond() {
+            return start.elapsed();
+        }
+        if tokio::time::Instant::now() >= deadline {
+            panic!("timed out after {secs} s waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Records the timestamp (Unix seconds) of every cycle's packet until the agent stops.
+pub fn record_seconds(
+    mut status: tokio::sync::watch::Receiver<Option<Status>>,
+) -> std::sync::Arc<std::sync::Mutex<Vec<i64>>> {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let out = seen.clone();
+    tokio::spawn(async move {
+        while status.changed().await.is_ok() {
+            let t = status
+                .borrow_and_update()
+                .as_ref()
+                .map(|s| s.telemetry.timestamp.unix());
+            if let Some(t) = t {
+                out.lock().unwrap().push(t);
+            }
+        }
+    });
+    seen
+}
+
+/// The seconds missing between the first and the last recorded one.
+pub fn missing_seconds(seen: &[i64]) -> Vec<i64> {
+    let (Some(first), Some(last)) = (seen.first(), seen.last()) else {
+        return Vec::new();
+    };
+    (*first..=*last).filter(|t| !seen.contains(t)).collect()
 }

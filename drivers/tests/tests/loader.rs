@@ -18,7 +18,7 @@ fn loads_a_driver_by_name_and_reads_its_descriptor() {
     let info = plugin.info();
     assert_eq!(info.name, "test-panicky");
     assert_eq!(info.version, env!("CARGO_PKG_VERSION"));
-    assert_eq!(info.roles, &[Role::Battery]);
+    assert_eq!(info.roles, &[Role::Inverter, Role::Battery]);
     assert_eq!(
         PluginDir::file_name("modbus-map"),
         "libems_driver_modbus_map.so"
