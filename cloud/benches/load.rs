@@ -439,6 +439,9 @@ fn spawn_server(url: &str, port: u16) -> Child {
         .arg("serve")
         .env("EMS_CLOUD_DATABASE_URL", url)
         .env("EMS_CLOUD_DATABASE_POOL_SIZE", "16")
+        // Ingest at saturation is measured, not the per-device budget (10 packets/s by default).
+        .env("EMS_CLOUD_DEVICE_PACKET_RATE", "1000000")
+        .env("EMS_CLOUD_DEVICE_PACKET_BURST", "1000000")
         .env("ROCKET_ADDRESS", "127.0.0.1")
         .env("ROCKET_PORT", port.to_string())
         .env("ROCKET_LOG_LEVEL", "off")

@@ -41,6 +41,14 @@ pub struct CloudConfig {
     pub max_frame_bytes: usize,
     /// Bad frames per minute a device may send before its socket is closed with 1008.
     pub bad_frame_limit: usize,
+    /// Telemetry packets per second a device may send, sustained ...
+    pub device_packet_rate: f64,
+    /// ... and at once (a backlog); beyond, its socket is read more slowly.
+    pub device_packet_burst: f64,
+    /// Largest extension fields one packet may carry (their JSON), bytes.
+    pub max_extension_bytes: usize,
+    /// `ERROR` frames per minute a device may send before `RATE_LIMITED` and a close.
+    pub device_error_limit: usize,
     /// Keepalive ping period, s; a socket that answers no ping for two periods is closed.
     pub ping_interval_s: u64,
     /// Telemetry timestamps further than this in the future are refused, s.
@@ -80,6 +88,10 @@ impl Default for CloudConfig {
             ingest_queue: 20_000,
             max_frame_bytes: 64 * 1024,
             bad_frame_limit: 20,
+            device_packet_rate: 10.0,
+            device_packet_burst: 3600.0,
+            max_extension_bytes: 4096,
+            device_error_limit: 30,
             ping_interval_s: 20,
             max_future_skew_s: 300,
             max_packet_age_days: 30,

@@ -26,11 +26,13 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 
 use crate::auth::DeviceAuth;
+use crate::budget::Budgets;
 use crate::commands::{deliver_pending, record_answer};
 use crate::config::CloudConfig;
 use crate::db::Db;
 use crate::hub::{Hub, Outbound, OutboundTx};
 use crate::ingest::{Ingest, Packet};
+use crate::logsafe;
 use crate::telemetry_frame::parse_plain;
 
 /// Most frames taken from a socket in one go when several arrived together (a backlog).
@@ -40,11 +42,13 @@ const READY_FRAMES: usize = 32;
 const BAD_FRAME_WINDOW: Duration = Duration::from_secs(60);
 
 #[get("/ws/device/<device_id>")]
+#[allow(clippy::too_many_arguments)] // Rocket's request guards and managed state
 fn device_socket(
     device_id: &str,
     auth: DeviceAuth,
     ws: WebSocket,
     hub: &State<Arc<Hub>>,
+    budgets: &State<Arc<Budgets>>,
     db: &State<Db>,
     ingest: &State<Ingest>,
     config: &State<CloudConfig>,
@@ -60,6 +64,7 @@ fn device_socket(
     let session = Session {
         device_id: auth.device_id,
         hub: hub.inner().clone(),
+        budgets: budgets.inner().clone(),
         db: db.inner().clone(),
         ingest: ingest.inner().clone(),
         config: config.inner().clone(),
@@ -83,9 +88,22 @@ pub fn routes() -> Vec<Route> {
 struct Session {
     device_id: String,
     hub: Arc<Hub>,
+    budgets: Arc<Budgets>,
     db: Db,
     ingest: Ingest,
     config: CloudConfig,
+}
+
+/// What a text frame was. Moved straight into the batch, never stored: the size difference
+/// between the variants costs nothing.
+#[allow(clippy::large_enum_variant)]
+enum Handled {
+    /// Valid telemetry, for the ingest queue.
+    Packet(Packet),
+    /// An `ERROR` frame from the device (counted against `device_error_limit`).
+    DeviceError,
+    /// Anything else that was taken (a command answer).
+    Done,
 }
 
 /// A frame the session did not take.
@@ -142,21 +160,52 @@ impl Session {
         let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         let mut last_heard = Instant::now();
         let mut bad: VecDeque<Instant> = VecDeque::new();
+        let mut device_errors: VecDeque<Instant> = VecDeque::new();
+        // Valid packets read but not yet in the ingest queue (it is full: the database is slow).
+        // While any wait, or while the device is over its telemetry budget, the socket is not
+        // read (TCP back-pressure); pings, acks and commands keep flowing the other way.
+        let mut waiting: VecDeque<Packet> = VecDeque::new();
+        let mut resume_at: Option<tokio::time::Instant> = None;
+        let mut throttled = false;
 
         let closing: Option<CloseFrame<'static>> = loop {
+            let intake_paused = !waiting.is_empty() || resume_at.is_some();
             tokio::select! {
-                frames = source.next() => {
+                permit = self.ingest.room(), if !waiting.is_empty() => {
+                    let sent = permit.map(|permit| {
+                        if let Some(p) = waiting.pop_front() {
+                            permit.send(p);
+                        }
+                    });
+                    if sent.and_then(|()| self.ingest.try_submit(&mut waiting)).is_err() {
+                        let _ = self.send_error(&mut sink, ErrorCode::Internal,
+                            "the ingest writer has stopped; resend later".into()).await;
+                        break Some(close(1011, "server stopping"));
+                    }
+                    last_heard = Instant::now();
+                }
+                _ = tokio::time::sleep_until(resume_at.unwrap_or_else(tokio::time::Instant::now)),
+                    if resume_at.is_some() => {
+                    resume_at = None;
+                    last_heard = Instant::now();
+                }
+                frames = source.next(), if !intake_paused => {
                     let Some(frames) = frames else { break None };
                     let mut packets = Vec::new();
                     let mut end = None;
+                    let mut device_reported = false;
                     for msg in frames {
                         let refusal = match msg {
                             Ok(Message::Text(text)) => match self.handle_text(&text, &tx, conn_id).await {
-                                Ok(Some(packet)) => {
+                                Ok(Handled::Packet(packet)) => {
                                     packets.push(packet);
                                     None
                                 }
-                                Ok(None) => None,
+                                Ok(Handled::DeviceError) => {
+                                    device_reported = true;
+                                    None
+                                }
+                                Ok(Handled::Done) => None,
                                 Err(refusal) => Some(refusal),
                             },
                             Ok(Message::Binary(_)) => Some(Refusal::bad(ErrorMessage::bad_frame(
@@ -203,22 +252,40 @@ impl Session {
                     }
                     // The telemetry of all frames that were ready at once goes to the writer
                     // together (fewer wake-ups; one batch, one ack).
-                    if !packets.is_empty()
-                        && let Err(e) = self.ingest.submit(packets).await
-                    {
-                        let error = ErrorMessage {
-                            code: ErrorCode::Internal,
-                            message: format!("{e}; resend later"),
-                            command_id: None,
-                            timestamps: Vec::new(),
-                        };
-                        let text = serde_json::to_string(&error).expect("serialises");
-                        if end.is_none() && sink.send(Message::Text(text)).await.is_err() {
-                            end = Some(None);
+                    if !packets.is_empty() {
+                        let now = tokio::time::Instant::now();
+                        match self.budgets.take(&self.device_id, packets.len(), now.into_std()) {
+                            Ok(()) => throttled = false,
+                            Err(wait) => {
+                                if !throttled {
+                                    tracing::info!(device = %self.device_id,
+                                        "over its telemetry budget ({} packets/s, burst {}); reading it more slowly",
+                                        self.config.device_packet_rate, self.config.device_packet_burst);
+                                    throttled = true;
+                                }
+                                resume_at = Some(now + wait);
+                            }
+                        }
+                        waiting.extend(packets);
+                        if self.ingest.try_submit(&mut waiting).is_err() && end.is_none() {
+                            let _ = self.send_error(&mut sink, ErrorCode::Internal,
+                                "the ingest writer has stopped; resend later".into()).await;
+                            end = Some(Some(close(1011, "server stopping")));
                         }
                     }
-                    // After handling: time spent waiting for ingest (back-pressure) is ours, not a
-                    // silent peer.
+                    if device_reported {
+                        let now = Instant::now();
+                        device_errors.push_back(now);
+                        while device_errors.front().is_some_and(|t| now.duration_since(*t) > BAD_FRAME_WINDOW) {
+                            device_errors.pop_front();
+                        }
+                        if device_errors.len() > self.config.device_error_limit && end.is_none() {
+                            tracing::warn!(device = %self.device_id, "too many ERROR frames from the device, closing");
+                            let _ = self.send_error(&mut sink, ErrorCode::RateLimited, format!(
+                                "more than {} ERROR frames within a minute", self.config.device_error_limit)).await;
+                            end = Some(Some(close(1008, "too many ERROR frames")));
+                        }
+                    }
                     last_heard = Instant::now();
                     if let Some(end) = end {
                         break end;
@@ -237,6 +304,10 @@ impl Session {
                     }
                 }
                 _ = ping.tick() => {
+                    if intake_paused {
+                        // Not reading is our doing, not a silent peer.
+                        last_heard = Instant::now();
+                    }
                     if last_heard.elapsed() > 2 * period {
                         tracing::info!(device = %self.device_id, "no answer to pings, closing");
                         break Some(close(1011, "no answer to pings"));
@@ -257,13 +328,30 @@ impl Session {
         tracing::info!(device = %self.device_id, "device disconnected");
     }
 
+    /// An `ERROR` frame with `code` and `message` to the device.
+    async fn send_error(
+        &self,
+        sink: &mut futures_util::stream::SplitSink<rocket_ws::stream::DuplexStream, Message>,
+        code: ErrorCode,
+        message: String,
+    ) -> Result<(), ()> {
+        let error = ErrorMessage {
+            code,
+            message,
+            command_id: None,
+            timestamps: Vec::new(),
+        };
+        let text = serde_json::to_string(&error).expect("serialises");
+        sink.send(Message::Text(text)).await.map_err(|_| ())
+    }
+
     /// Handles one text frame; valid telemetry is returned, to be queued for the writer.
     async fn handle_text(
         &self,
         text: &str,
         tx: &OutboundTx,
         conn_id: u64,
-    ) -> Result<Option<Packet>, Refusal> {
+    ) -> Result<Handled, Refusal> {
         let (upstream, raw) = parse(text).map_err(|e| {
             let error = ErrorMessage::bad_frame(&e);
             match telemetry_timestamp_of(text) {
@@ -318,8 +406,23 @@ impl Session {
                         Refusal::packet(ErrorMessage::bad_frame(&e), telemetry.timestamp)
                     })?;
                 }
+                if let Some(ext) = &extensions {
+                    let bytes = Value::Object(ext.clone()).to_string().len();
+                    if bytes > self.config.max_extension_bytes {
+                        return Err(Refusal::packet(
+                            ErrorMessage::bad_frame(&ProtocolError::invalid(
+                                ".",
+                                format!(
+                                    "extension fields take {bytes} bytes, at most {} are stored per packet",
+                                    self.config.max_extension_bytes
+                                ),
+                            )),
+                            telemetry.timestamp,
+                        ));
+                    }
+                }
                 let extensions = extensions.map(Value::Object);
-                Ok(Some(Packet {
+                Ok(Handled::Packet(Packet {
                     telemetry,
                     extensions,
                     ack: tx.clone(),
@@ -332,12 +435,13 @@ impl Session {
                     Ok(Some(rec)) => {
                         tracing::info!(device = %self.device_id, command = %rec.command_id,
                             status = %rec.status, "command answered");
-                        Ok(None)
+                        Ok(Handled::Done)
                     }
                     Ok(None) => {
-                        tracing::info!(device = %self.device_id, command = %answer.command_id,
+                        tracing::info!(device = %self.device_id,
+                            command = %logsafe::truncate(&answer.command_id, 80),
                             "answer for an unknown, foreign or already final command ignored");
-                        Ok(None)
+                        Ok(Handled::Done)
                     }
                     Err(e) => Err(Refusal {
                         error: ErrorMessage {
@@ -351,8 +455,9 @@ impl Session {
                 }
             }
             Upstream::Error(e) => {
-                tracing::warn!(device = %self.device_id, code = ?e.code, "device reports: {}", e.message);
-                Ok(None)
+                tracing::warn!(device = %self.device_id, code = ?e.code,
+                    "device reports: {}", logsafe::truncate(&e.message, 300));
+                Ok(Handled::DeviceError)
             }
         }
     }

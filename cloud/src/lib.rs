@@ -21,6 +21,7 @@
 //! - [`error`]: [`ApiError`](error::ApiError) (JSON error responses) and catchers.
 
 pub mod auth;
+pub mod budget;
 pub mod commands;
 pub mod config;
 pub mod dashboard;

@@ -20,6 +20,12 @@ use crate::{
 pub fn build(figment: Figment) -> Rocket<Build> {
     rocket::custom(figment)
         .attach(AdHoc::config::<CloudConfig>())
+        .attach(AdHoc::try_on_ignite("budgets", |rocket| async move {
+            let config: CloudConfig = need!(rocket);
+            let budgets =
+                crate::budget::Budgets::new(config.device_packet_rate, config.device_packet_burst);
+            Ok(rocket.manage(Arc::new(budgets)))
+        }))
         .attach(db::stage())
         .attach(hub::stage())
         .attach(ingest::stage())

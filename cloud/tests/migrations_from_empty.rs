@@ -21,6 +21,7 @@ async fn migrations_apply_to_an_empty_database_and_are_idempotent(backend: Backe
         "commands",
         "events",
         "instances",
+        "rejected_telemetry",
     ] {
         let n = count_rows(
             &url,
@@ -75,10 +76,12 @@ async fn migrations_apply_to_an_empty_database_and_are_idempotent(backend: Backe
     assert_eq!(health.status, "ok");
 
     // A second instance on the same database starts fine and applies nothing new.
+    let applied = count_rows(&url, "SELECT count(*) FROM refinery_schema_history").await;
+    assert_eq!(applied, 2, "V1 and V2");
     let second = TestServer::on(&url).await;
     assert_eq!(
         count_rows(&url, "SELECT count(*) FROM refinery_schema_history").await,
-        1
+        applied
     );
     second.running.stop().await;
     first.running.stop().await;

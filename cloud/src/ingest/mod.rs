@@ -30,7 +30,7 @@
 //! ([`CloudConfig::ingest_queue`]) fills, [`submit`](Ingest::submit) waits, sockets stop being
 //! read: memory stays bounded, nothing is acknowledged that is not stored, nothing is dropped.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -76,22 +76,29 @@ pub struct Ingest {
 pub struct WriterStopped;
 
 impl Ingest {
-    /// Queues packets, in order and next to each other (so a device's backlog lands in one
-    /// batch and is acknowledged together); waits while the queue is full (back-pressure).
-    pub async fn submit(&self, packets: Vec<Packet>) -> Result<(), WriterStopped> {
-        let most = self.tx.max_capacity();
-        let mut packets = packets.into_iter();
-        while packets.len() > 0 {
-            let permits = self
-                .tx
-                .reserve_many(packets.len().min(most))
-                .await
-                .map_err(|_| WriterStopped)?;
-            for (permit, packet) in permits.zip(&mut packets) {
-                permit.send(packet);
+    /// Queues as many of `waiting` as the queue has room for, in order and next to each other
+    /// (so a device's backlog lands in one batch and is acknowledged together), without
+    /// waiting; the rest stays in `waiting`.
+    pub fn try_submit(&self, waiting: &mut VecDeque<Packet>) -> Result<(), WriterStopped> {
+        while !waiting.is_empty() {
+            match self.tx.try_reserve() {
+                Ok(permit) => {
+                    if let Some(p) = waiting.pop_front() {
+                        permit.send(p);
+                    }
+                }
+                Err(mpsc::error::TrySendError::Full(())) => return Ok(()),
+                Err(mpsc::error::TrySendError::Closed(())) => return Err(WriterStopped),
             }
         }
         Ok(())
+    }
+
+    /// Waits until the queue has room for one packet (back-pressure). Cancel-safe: nothing is
+    /// taken until there is room; send the waiting front with the permit, then
+    /// [`try_submit`](Self::try_submit) the rest.
+    pub async fn room(&self) -> Result<mpsc::Permit<'_, Packet>, WriterStopped> {
+        self.tx.reserve().await.map_err(|_| WriterStopped)
     }
 }
 
