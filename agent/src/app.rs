@@ -8,6 +8,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::bus::{self, BusHandle};
+use crate::clock::Clock;
 use crate::config::AgentConfig;
 use crate::devices::{self, DeviceHandle, LoadError};
 use crate::run::{Agent, Channels, CommandRequest, Status};
@@ -36,6 +37,8 @@ pub struct RunningAgent {
     pub commands: mpsc::Sender<CommandRequest>,
     pub status: watch::Receiver<Option<Status>>,
     pub uplink: watch::Receiver<UplinkStats>,
+    /// The wall clock of the telemetry timestamps (tests shift it).
+    pub clock: Clock,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -107,7 +110,8 @@ pub fn start(config: AgentConfig) -> Result<RunningAgent, StartError> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let (uplink, uplink_rx) = Uplink::new(uplink_opts, queue, tel_rx, cmd_tx.clone(), link_tx);
     let uplink_task = tokio::spawn(uplink.run(stop_rx.clone()));
-    let agent = Agent::new(config, devices.clone());
+    let clock = Clock::default();
+    let agent = Agent::new(config, devices.clone(), clock.clone());
     let task = tokio::spawn(agent.run(Channels {
         telemetry: tel_tx,
         commands: cmd_rx,
@@ -121,6 +125,7 @@ pub fn start(config: AgentConfig) -> Result<RunningAgent, StartError> {
         commands: cmd_tx,
         status: status_rx,
         uplink: uplink_rx,
+        clock,
         shutdown: stop_tx,
         tasks: vec![task, uplink_task],
     })

@@ -5,6 +5,7 @@
 //! - [`app`]: wiring: buses, devices and the loop from a config (used by the binary and tests).
 //! - [`bus`]: one task per physical bus (Modbus RTU/TCP, I2C), counters, and the blocking
 //!   adapter that drivers see.
+//! - [`clock`]: the wall clock of telemetry timestamps (with an offset tests can set).
 //! - [`config`]: the TOML/env configuration, typed and validated (figment).
 //! - [`control`]: the battery state machine and control strategy; pure, no I/O.
 //! - [`devices`]: driver plugins per device, and one poller task per device with backoff.
@@ -17,6 +18,7 @@
 
 pub mod app;
 pub mod bus;
+pub mod clock;
 pub mod config;
 pub mod control;
 pub mod devices;

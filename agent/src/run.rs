@@ -12,6 +12,7 @@ use ems_protocol::{
 };
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::clock::Clock;
 use crate::config::AgentConfig;
 use crate::control::{Controller, Decision};
 use crate::devices::DeviceHandle;
@@ -53,17 +54,24 @@ pub struct Agent {
     started: Instant,
     answered: HashMap<String, CommandAnswer>,
     answered_order: VecDeque<String>,
+    /// Where telemetry timestamps come from.
+    clock: Clock,
+    /// Telemetry fields currently sent as `null` because their values are implausible (logged
+    /// when the set changes, not every second).
+    implausible: Vec<&'static str>,
 }
 
 impl Agent {
-    pub fn new(config: AgentConfig, devices: Vec<DeviceHandle>) -> Self {
+    pub fn new(config: AgentConfig, devices: Vec<DeviceHandle>, clock: Clock) -> Self {
         Agent {
+            clock,
             controller: Controller::new(config.limits()),
             config,
             devices,
             started: Instant::now(),
             answered: HashMap::new(),
             answered_order: VecDeque::new(),
+            implausible: Vec::new(),
         }
     }
 
@@ -96,7 +104,7 @@ impl Agent {
     }
 
     pub async fn run(mut self, mut ch: Channels) {
-        let mut next = next_whole_second();
+        let mut next = next_whole_second(&self.clock);
         loop {
             tokio::select! {
                 biased;
@@ -111,14 +119,14 @@ impl Agent {
                     let answer = self.handle_command(req.command, link).await;
                     let _ = req.reply.send(answer);
                 }
-                _ = tokio::time::sleep(until(next)) => {
+                _ = tokio::time::sleep(until(&self.clock, next)) => {
                     let link = *ch.link_up.borrow();
                     let status = self.cycle(next, link).await;
                     if ch.telemetry.try_send(status.telemetry.clone()).is_err() {
                         tracing::warn!("telemetry channel full or closed; packet {} not queued", status.telemetry.timestamp);
                     }
                     let _ = ch.status.send(Some(status));
-                    next = next_whole_second();
+                    next = next_whole_second(&self.clock);
                 }
             }
         }
@@ -150,6 +158,16 @@ impl Agent {
             );
         }
         self.write_setpoint(decision.setpoint_w);
+        let implausible = site::implausible(&view.measurements);
+        if implausible != self.implausible {
+            if !implausible.is_empty() {
+                tracing::warn!(
+                    fields = ?implausible,
+                    "implausible measurements are sent as null (unknown)"
+                );
+            }
+            self.implausible = implausible;
+        }
         let secs = at
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs() as i64)
@@ -254,12 +272,12 @@ async fn run_in_turn<F: std::future::Future<Output = ()>>(futures: impl Iterator
 }
 
 /// The next whole second of wall-clock time.
-fn next_whole_second() -> SystemTime {
-    let now = SystemTime::now();
+fn next_whole_second(clock: &Clock) -> SystemTime {
+    let now = clock.now();
     let since = now.duration_since(UNIX_EPOCH).unwrap_or_default();
     UNIX_EPOCH + Duration::from_secs(since.as_secs() + 1)
 }
 
-fn until(t: SystemTime) -> Duration {
-    t.duration_since(SystemTime::now()).unwrap_or_default()
+fn until(clock: &Clock, t: SystemTime) -> Duration {
+    t.duration_since(clock.now()).unwrap_or_default()
 }

@@ -132,7 +132,32 @@ pub fn compose(
     view
 }
 
-/// The spec's telemetry packet for `timestamp`.
+/// The measurements the cloud would refuse as physically implausible (outside
+/// [`ems_protocol::telemetry::PLAUSIBLE`], or not finite), by telemetry field. [`telemetry`] sends
+/// them as `null` (unknown), so one broken sensor never costs the whole packet.
+pub fn implausible(m: &Measurements) -> Vec<&'static str> {
+    let fields = [
+        ("battery.voltage", m.battery_voltage_v),
+        ("battery.current", m.battery_current_a),
+        ("battery.power", m.battery_power_w),
+        ("grid.voltage", m.grid_voltage_v),
+        ("grid.power", m.grid_power_w),
+        ("grid.frequency", m.grid_frequency_hz),
+    ];
+    fields
+        .into_iter()
+        .filter_map(|(field, value)| {
+            let v = value?;
+            let plausible = ems_protocol::telemetry::PLAUSIBLE
+                .iter()
+                .find(|(f, ..)| *f == field)
+                .is_none_or(|&(_, lo, hi, _)| (lo..=hi).contains(&v));
+            (!v.is_finite() || !plausible).then_some(field)
+        })
+        .collect()
+}
+
+/// The spec's telemetry packet for `timestamp`; [`implausible`] values are `null`.
 pub fn telemetry(
     device_id: &str,
     timestamp: Timestamp,
@@ -140,6 +165,8 @@ pub fn telemetry(
     decision: &Decision,
     wifi_strength: Option<i32>,
 ) -> Telemetry {
+    let nulled = implausible(m);
+    let value = |field: &str, v: Option<f64>| v.filter(|_| !nulled.contains(&field));
     let round = |v: Option<f64>, digits: i32| {
         v.map(|x| {
             let k = 10f64.powi(digits);
@@ -156,15 +183,20 @@ pub fn telemetry(
             wifi_strength,
         },
         battery: Battery {
-            voltage: round(m.battery_voltage_v, 2),
-            current: round(m.battery_current_a, 2),
-            power: round(m.battery_power_w, 1),
-            soc: round(m.battery_soc_pct.map(|s| s.clamp(0.0, 100.0)), 1),
+            voltage: round(value("battery.voltage", m.battery_voltage_v), 2),
+            current: round(value("battery.current", m.battery_current_a), 2),
+            power: round(value("battery.power", m.battery_power_w), 1),
+            soc: round(
+                m.battery_soc_pct
+                    .filter(|s| s.is_finite())
+                    .map(|s| s.clamp(0.0, 100.0)),
+                1,
+            ),
         },
         grid: Grid {
-            voltage: round(m.grid_voltage_v, 1),
-            power: round(m.grid_power_w, 1),
-            frequency: round(m.grid_frequency_hz, 2),
+            voltage: round(value("grid.voltage", m.grid_voltage_v), 1),
+            power: round(value("grid.power", m.grid_power_w), 1),
+            frequency: round(value("grid.frequency", m.grid_frequency_hz), 2),
         },
     }
 }
@@ -187,6 +219,38 @@ fn parse_wireless(text: &str) -> Option<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn implausible_values_are_sent_as_null_and_the_packet_validates() {
+        let m = Measurements {
+            battery_voltage_v: Some(f64::NAN),
+            battery_soc_pct: Some(55.0),
+            grid_voltage_v: Some(-0.3),
+            grid_power_w: Some(-200.0),
+            grid_frequency_hz: Some(50.0),
+            ..Measurements::default()
+        };
+        assert_eq!(implausible(&m), vec!["battery.voltage", "grid.voltage"]);
+        let decision = Decision {
+            state: ems_protocol::State::Error,
+            setpoint_w: 0.0,
+            error_flags: vec![ErrorFlag::GridFault],
+            mode: ems_protocol::TargetMode::Auto,
+            fell_back_to_auto: false,
+        };
+        let t = telemetry(
+            "d1",
+            Timestamp::from_unix(1000).unwrap(),
+            &m,
+            &decision,
+            None,
+        );
+        assert_eq!(t.battery.voltage, None);
+        assert_eq!(t.grid.voltage, None);
+        assert_eq!(t.grid.power, Some(-200.0));
+        assert_eq!(t.battery.soc, Some(55.0));
+        t.validate().unwrap();
+    }
 
     #[test]
     fn wireless_level_is_read_in_dbm() {

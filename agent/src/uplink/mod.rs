@@ -82,6 +82,8 @@ pub struct UplinkStats {
     pub sent: u64,
     pub acked: u64,
     pub evicted_total: u64,
+    /// Packets the cloud refused for good, set aside in the queue's quarantine table.
+    pub quarantined_total: u64,
 }
 
 pub struct Uplink {
@@ -133,9 +135,11 @@ impl Uplink {
         }
         let queued = self.queue.len();
         let evicted = self.queue.evicted_total().unwrap_or(0);
+        let quarantined = self.queue.quarantined_total().unwrap_or(0);
         self.stats.send_modify(|s| {
             s.queued = queued;
             s.evicted_total = evicted;
+            s.quarantined_total = quarantined;
         });
     }
 
@@ -330,6 +334,36 @@ impl Uplink {
                         None
                     }
                 }
+            }
+            Ok(Downstream::Error(e)) if e.code.is_final_refusal() && !e.timestamps.is_empty() => {
+                state.refused(e.timestamps.iter().map(|t| t.unix()));
+                let code = serde_json::to_value(e.code)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default();
+                match self
+                    .queue
+                    .quarantine(&e.timestamps, &code, &e.message, now_unix())
+                {
+                    Ok(moved) => {
+                        let total = self.queue.quarantined_total().unwrap_or(0);
+                        let queued = self.queue.len();
+                        tracing::warn!(
+                            code = %code,
+                            packets = moved,
+                            quarantined_total = total,
+                            first = %e.timestamps[0],
+                            "cloud refused telemetry for good; set aside in the quarantine, not resent: {}",
+                            e.message
+                        );
+                        self.stats.send_modify(|s| {
+                            s.quarantined_total = total;
+                            s.queued = queued;
+                        });
+                    }
+                    Err(err) => tracing::error!("cannot quarantine refused packets: {err}"),
+                }
+                None
             }
             Ok(Downstream::Error(e)) => {
                 tracing::warn!(code = ?e.code, "cloud refused a frame: {}", e.message);

@@ -70,7 +70,8 @@ impl Queue {
              PRAGMA cache_size = -512;
              CREATE TABLE IF NOT EXISTS telemetry (ts INTEGER PRIMARY KEY, body TEXT NOT NULL);
              CREATE TABLE IF NOT EXISTS answers (command_id TEXT PRIMARY KEY, body TEXT NOT NULL, at INTEGER NOT NULL);
-             CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);",
+             CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+             CREATE TABLE IF NOT EXISTS quarantine (ts INTEGER PRIMARY KEY, body TEXT NOT NULL, code TEXT NOT NULL, reason TEXT NOT NULL, at INTEGER NOT NULL);",
         )
         .map_err(wrap)?;
         let len: i64 = conn
@@ -158,6 +159,87 @@ impl Queue {
         Ok(deleted)
     }
 
+    /// Moves packets the cloud refused for good out of the queue into the `quarantine` table
+    /// (kept for inspection, never sent again) with the cloud's `code` and `reason`; returns how
+    /// many were still queued. The quarantine keeps at most the queue's packet budget, oldest
+    /// dropped first.
+    pub fn quarantine(
+        &mut self,
+        stamps: &[Timestamp],
+        code: &str,
+        reason: &str,
+        now_unix: i64,
+    ) -> Result<u64, QueueError> {
+        let path = self.path.clone();
+        let e = |source| QueueError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(&e)?;
+        let mut moved = 0;
+        {
+            let mut copy = tx
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO quarantine (ts, body, code, reason, at)
+                     SELECT ts, body, ?2, ?3, ?4 FROM telemetry WHERE ts = ?1",
+                )
+                .map_err(&e)?;
+            let mut delete = tx
+                .prepare_cached("DELETE FROM telemetry WHERE ts = ?1")
+                .map_err(&e)?;
+            for t in stamps {
+                copy.execute(params![t.unix(), code, reason, now_unix])
+                    .map_err(&e)?;
+                moved += delete.execute(params![t.unix()]).map_err(&e)? as u64;
+            }
+        }
+        tx.execute(
+            "DELETE FROM quarantine WHERE ts NOT IN
+             (SELECT ts FROM quarantine ORDER BY ts DESC LIMIT ?1)",
+            params![self.budget.max_packets as i64],
+        )
+        .map_err(&e)?;
+        if moved > 0 {
+            tx.execute(
+                "INSERT INTO counters (name, value) VALUES ('quarantined', ?1)
+                 ON CONFLICT (name) DO UPDATE SET value = value + excluded.value",
+                params![moved as i64],
+            )
+            .map_err(&e)?;
+        }
+        tx.commit().map_err(&e)?;
+        self.len -= moved;
+        Ok(moved)
+    }
+
+    /// Packets quarantined since the queue was created.
+    pub fn quarantined_total(&self) -> Result<u64, QueueError> {
+        self.counter("quarantined")
+    }
+
+    /// The quarantined packets' timestamps (unix s), oldest first.
+    pub fn quarantined(&self) -> Result<Vec<i64>, QueueError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT ts FROM quarantine ORDER BY ts")
+            .map_err(self.err())?;
+        let rows = stmt.query_map([], |r| r.get(0)).map_err(self.err())?;
+        rows.collect::<Result<_, _>>().map_err(self.err())
+    }
+
+    fn counter(&self, name: &str) -> Result<u64, QueueError> {
+        let v: Option<i64> = self
+            .conn
+            .query_row(
+                "SELECT value FROM counters WHERE name = ?1",
+                params![name],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(self.err())?;
+        Ok(v.unwrap_or(0) as u64)
+    }
+
     /// Up to `limit` packets after `after` (unix seconds), oldest first.
     pub fn oldest_after(&self, after: i64, limit: usize) -> Result<Vec<(i64, String)>, QueueError> {
         let mut stmt = self
@@ -180,16 +262,7 @@ impl Queue {
 
     /// Packets evicted by the budget since the queue was created.
     pub fn evicted_total(&self) -> Result<u64, QueueError> {
-        let v: Option<i64> = self
-            .conn
-            .query_row(
-                "SELECT value FROM counters WHERE name = 'evicted'",
-                [],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(self.err())?;
-        Ok(v.unwrap_or(0) as u64)
+        self.counter("evicted")
     }
 
     pub fn answer(&self, command_id: &str) -> Result<Option<CommandAnswer>, QueueError> {
@@ -329,6 +402,41 @@ mod tests {
         q.push(&packet(1300)).unwrap();
         assert_eq!(q.len(), 1);
         assert_eq!(q.evicted_total().unwrap(), 8);
+    }
+
+    #[test]
+    fn refused_packets_move_to_the_quarantine_and_are_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("q.sqlite");
+        let stamp = |ts| Timestamp::from_unix(ts).unwrap();
+        {
+            let mut q = Queue::open(&path, Budget::default()).unwrap();
+            for ts in 1000..1005 {
+                q.push(&packet(ts)).unwrap();
+            }
+            // 1009 was never queued (or already gone): not counted.
+            let moved = q
+                .quarantine(
+                    &[stamp(1001), stamp(1003), stamp(1009)],
+                    "BAD_FRAME",
+                    "future",
+                    5,
+                )
+                .unwrap();
+            assert_eq!(moved, 2);
+            assert_eq!(q.len(), 3);
+        }
+        let q = Queue::open(&path, Budget::default()).unwrap();
+        assert_eq!(q.len(), 3);
+        let rest: Vec<i64> = q
+            .oldest_after(i64::MIN, 10)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.0)
+            .collect();
+        assert_eq!(rest, vec![1000, 1002, 1004]);
+        assert_eq!(q.quarantined().unwrap(), vec![1001, 1003]);
+        assert_eq!(q.quarantined_total().unwrap(), 2);
     }
 
     #[test]

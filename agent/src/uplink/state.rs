@@ -105,6 +105,12 @@ impl Session {
         }
     }
 
+    /// The cloud refused these packets for good: they leave the window and are not resent
+    /// (the caller moves them to the quarantine).
+    pub fn refused(&mut self, timestamps: impl IntoIterator<Item = i64>) {
+        self.acked(timestamps);
+    }
+
     /// A command arrived; `stored` is the answer the queue's database holds for its id, if any.
     /// Each `command_id` is carried out at most once.
     pub fn command(&mut self, command_id: &str, stored: Option<CommandAnswer>) -> Dispatch {
