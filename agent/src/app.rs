@@ -13,18 +13,16 @@ use crate::config::AgentConfig;
 use crate::devices::{self, DeviceHandle, LoadError};
 use crate::run::{Agent, Channels, CommandRequest, Status};
 use crate::uplink::connect::ConnectError;
-use crate::uplink::queue::{Budget, Queue, QueueError};
+use crate::uplink::queue::{Budget, Queue};
 use crate::uplink::{Uplink, UplinkOptions, UplinkStats, connect};
 
-/// Why the agent could not start; each names the file, the device or the key at fault.
+/// Why the agent could not start; each names the file, the device or the key at fault. (The
+/// telemetry queue is not among them: see [`Queue::open_or_recover`].)
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     /// The uplink's token file or CA file.
     #[error(transparent)]
     Uplink(#[from] ConnectError),
-    /// The store-and-forward queue's database.
-    #[error(transparent)]
-    Queue(#[from] QueueError),
     /// A device's driver plugin or options.
     #[error(transparent)]
     Device(#[from] LoadError),
@@ -77,13 +75,14 @@ pub fn start(config: AgentConfig) -> Result<RunningAgent, StartError> {
         _ => connect::empty_tls_config(),
     };
     let queue_path = crate::uplink::queue_path(&config.data_dir);
-    let queue = Queue::open(
+    // Never fatal: a broken queue file is moved aside, no usable file means RAM (logged loudly).
+    let (queue, _) = Queue::open_or_recover(
         &queue_path,
         Budget {
             max_packets: up.queue_max_packets,
             max_age_s: up.queue_max_age_s as i64,
         },
-    )?;
+    );
     let mut uplink_opts = UplinkOptions::new(up.url.clone(), config.device_id.clone(), token, tls);
     uplink_opts.backoff_max = Duration::from_secs_f64(up.reconnect_max_s);
     let loaded = devices::load(&config)?;

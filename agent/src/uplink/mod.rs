@@ -84,6 +84,8 @@ pub struct UplinkStats {
     pub evicted_total: u64,
     /// Packets the cloud refused for good, set aside in the queue's quarantine table.
     pub quarantined_total: u64,
+    /// The queue lives in RAM only (no usable file; see [`Queue::open_or_recover`]).
+    pub queue_in_memory: bool,
 }
 
 pub struct Uplink {
@@ -131,12 +133,20 @@ impl Uplink {
                 evicted = n,
                 "telemetry queue over budget: oldest packets evicted"
             ),
-            Err(e) => tracing::error!("cannot queue telemetry {}: {e}", t.timestamp),
+            Err(e) => {
+                // The file failed (full disk, I/O error): keep going in RAM rather than drop.
+                self.queue.degrade_to_memory(&e);
+                if let Err(e) = self.queue.push(t) {
+                    tracing::error!("cannot queue telemetry {}: {e}", t.timestamp);
+                }
+            }
         }
         let queued = self.queue.len();
         let evicted = self.queue.evicted_total().unwrap_or(0);
         let quarantined = self.queue.quarantined_total().unwrap_or(0);
+        let in_memory = self.queue.is_in_memory();
         self.stats.send_modify(|s| {
+            s.queue_in_memory = in_memory;
             s.queued = queued;
             s.evicted_total = evicted;
             s.quarantined_total = quarantined;

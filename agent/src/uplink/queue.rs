@@ -13,7 +13,7 @@
 //! - `NORMAL` would save the fsync but can lose the last commits on power loss, which the "no
 //!   lost packets" promise does not allow.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use ems_protocol::{CommandAnswer, Telemetry, Timestamp};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -52,7 +52,124 @@ pub struct Queue {
     len: u64,
 }
 
+/// How [`Queue::open_or_recover`] came by its queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Opened {
+    /// The file, as it was.
+    File,
+    /// The file could not be used; it was moved to `kept` (with its WAL) and a new one started.
+    MovedAside { kept: PathBuf, reason: String },
+    /// No file could be used (unwritable directory, full disk): packets are kept in memory only,
+    /// until the agent restarts.
+    InMemory { reason: String },
+}
+
+const SCHEMA_SQL: &str = "CREATE TABLE IF NOT EXISTS telemetry (ts INTEGER PRIMARY KEY, body TEXT NOT NULL);
+             CREATE TABLE IF NOT EXISTS answers (command_id TEXT PRIMARY KEY, body TEXT NOT NULL, at INTEGER NOT NULL);
+             CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+             CREATE TABLE IF NOT EXISTS quarantine (ts INTEGER PRIMARY KEY, body TEXT NOT NULL, code TEXT NOT NULL, reason TEXT NOT NULL, at INTEGER NOT NULL);";
+
 impl Queue {
+    /// Opens the queue at `path` and never fails, because the control loop must start whatever
+    /// the card does: a file that cannot be used (corrupt, not a database, unreadable) is moved
+    /// aside as `<path>.broken-<unix time>` together with its `-wal` and `-shm` files, kept for
+    /// inspection, and a new queue is started; when no file can be used at all the queue lives
+    /// in memory. Every outcome but [`Opened::File`] is logged as an error.
+    pub fn open_or_recover(path: &Path, budget: Budget) -> (Queue, Opened) {
+        let first = match Queue::open(path, budget) {
+            Ok(q) => return (q, Opened::File),
+            Err(e) => e,
+        };
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let kept = PathBuf::from(format!("{}.broken-{stamp}", path.display()));
+        let moved = path.exists() && std::fs::rename(path, &kept).is_ok();
+        if moved {
+            for suffix in ["-wal", "-shm"] {
+                let side = PathBuf::from(format!("{}{suffix}", path.display()));
+                if side.exists() {
+                    let _ = std::fs::rename(&side, format!("{}{suffix}", kept.display()));
+                }
+            }
+            if let Ok(q) = Queue::open(path, budget) {
+                tracing::error!(
+                    kept = %kept.display(),
+                    "telemetry queue unusable ({first}); moved aside and a new queue started \
+                     (its unsent packets and remembered command answers are in the kept file)"
+                );
+                return (
+                    q,
+                    Opened::MovedAside {
+                        kept,
+                        reason: first.to_string(),
+                    },
+                );
+            }
+        }
+        tracing::error!(
+            "TELEMETRY QUEUE IN MEMORY ONLY: {first}; packets are buffered in RAM and lost on \
+             restart until the data directory is fixed"
+        );
+        (
+            Queue::in_memory(budget),
+            Opened::InMemory {
+                reason: first.to_string(),
+            },
+        )
+    }
+
+    /// A queue in RAM (the fallback when no file can be used).
+    pub fn in_memory(budget: Budget) -> Queue {
+        let conn = Connection::open_in_memory().expect("SQLite opens an in-memory database");
+        conn.execute_batch(&format!("PRAGMA cache_size = -2048; {SCHEMA_SQL}"))
+            .expect("the schema applies to an empty in-memory database");
+        Queue {
+            conn,
+            path: ":memory:".into(),
+            budget,
+            len: 0,
+        }
+    }
+
+    /// Whether this queue lives in RAM only.
+    pub fn is_in_memory(&self) -> bool {
+        self.path == ":memory:"
+    }
+
+    /// Moves to an in-memory queue after the file failed (a full disk), taking along the queued
+    /// packets that can still be read. Loud: this loses the packets on a restart.
+    pub fn degrade_to_memory(&mut self, why: &QueueError) {
+        let mut memory = Queue::in_memory(self.budget);
+        let mut after = i64::MIN;
+        while let Ok(rows) = self.oldest_after(after, 1000) {
+            let Some(last) = rows.last().map(|r| r.0) else {
+                break;
+            };
+            for (ts, body) in rows {
+                if memory
+                    .conn
+                    .execute(
+                        "INSERT OR IGNORE INTO telemetry (ts, body) VALUES (?1, ?2)",
+                        params![ts, body],
+                    )
+                    .is_ok()
+                {
+                    memory.len += 1;
+                }
+            }
+            after = last;
+        }
+        tracing::error!(
+            "TELEMETRY QUEUE IN MEMORY ONLY: writing {} failed ({why}); {} queued packets moved \
+             to RAM, where they are lost on restart until the disk is fixed",
+            self.path,
+            memory.len
+        );
+        *self = memory;
+    }
+
     pub fn open(path: &Path, budget: Budget) -> Result<Queue, QueueError> {
         let name = path.display().to_string();
         let wrap = |source| QueueError::Sqlite {
@@ -67,13 +184,10 @@ impl Queue {
             "PRAGMA journal_mode = WAL;
              PRAGMA synchronous = FULL;
              PRAGMA busy_timeout = 5000;
-             PRAGMA cache_size = -512;
-             CREATE TABLE IF NOT EXISTS telemetry (ts INTEGER PRIMARY KEY, body TEXT NOT NULL);
-             CREATE TABLE IF NOT EXISTS answers (command_id TEXT PRIMARY KEY, body TEXT NOT NULL, at INTEGER NOT NULL);
-             CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
-             CREATE TABLE IF NOT EXISTS quarantine (ts INTEGER PRIMARY KEY, body TEXT NOT NULL, code TEXT NOT NULL, reason TEXT NOT NULL, at INTEGER NOT NULL);",
+             PRAGMA cache_size = -512;",
         )
         .map_err(wrap)?;
+        conn.execute_batch(SCHEMA_SQL).map_err(wrap)?;
         let len: i64 = conn
             .query_row("SELECT count(*) FROM telemetry", [], |r| r.get(0))
             .map_err(wrap)?;
@@ -437,6 +551,54 @@ mod tests {
         assert_eq!(rest, vec![1000, 1002, 1004]);
         assert_eq!(q.quarantined().unwrap(), vec![1001, 1003]);
         assert_eq!(q.quarantined_total().unwrap(), 2);
+    }
+
+    #[test]
+    fn a_garbage_file_is_moved_aside_and_a_new_queue_started() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("q.sqlite");
+        std::fs::write(&path, b"this is not a database, it is garbage".repeat(200)).unwrap();
+        let (mut q, opened) = Queue::open_or_recover(&path, Budget::default());
+        let Opened::MovedAside { kept, .. } = opened else {
+            panic!("{opened:?}")
+        };
+        assert!(
+            std::fs::read(&kept)
+                .unwrap()
+                .starts_with(b"this is not a database")
+        );
+        assert!(!q.is_in_memory());
+        q.push(&packet(1000)).unwrap();
+        drop(q);
+        assert_eq!(Queue::open(&path, Budget::default()).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn no_usable_directory_means_a_queue_in_memory() {
+        let (mut q, opened) =
+            Queue::open_or_recover(Path::new("/dev/null/ems/q.sqlite"), Budget::default());
+        assert!(matches!(opened, Opened::InMemory { .. }), "{opened:?}");
+        assert!(q.is_in_memory());
+        q.push(&packet(1000)).unwrap();
+        q.push(&packet(1001)).unwrap();
+        assert_eq!(q.len(), 2);
+        assert_eq!(q.ack(&[Timestamp::from_unix(1000).unwrap()]).unwrap(), 1);
+    }
+
+    #[test]
+    fn degrading_to_memory_keeps_the_queued_packets() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut q = Queue::open(&dir.path().join("q.sqlite"), Budget::default()).unwrap();
+        for ts in 1000..1010 {
+            q.push(&packet(ts)).unwrap();
+        }
+        q.degrade_to_memory(&QueueError::Sqlite {
+            path: "q".into(),
+            source: rusqlite::Error::InvalidQuery,
+        });
+        assert!(q.is_in_memory());
+        assert_eq!(q.len(), 10);
+        assert_eq!(q.oldest_after(i64::MIN, 1).unwrap()[0].0, 1000);
     }
 
     #[test]
