@@ -19,6 +19,7 @@ use rocket::{Request, Route, State, post, routes};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use crate::budget::TokenBucket;
 use crate::db::Db;
 use crate::error::{ApiError, ApiResult, remember};
 
@@ -34,6 +35,101 @@ pub fn generate_token(prefix: &str) -> String {
 
 pub fn hash_token(token: &str) -> Vec<u8> {
     Sha256::digest(token.as_bytes()).to_vec()
+}
+
+/// Whether `token` has the shape [`generate_token`] gives with `prefix` (prefix, then 43
+/// base64url characters). Anything else is refused without a database query.
+pub fn well_formed(token: &str, prefix: &str) -> bool {
+    token.strip_prefix(prefix).is_some_and(|rest| {
+        rest.len() == 43
+            && rest
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    })
+}
+
+/// Failed authentications per source address: each failure takes a token from the address's
+/// bucket (`auth_failure_burst` at once, refilled at `auth_failure_rate` per second); while it is
+/// empty, requests from that address that carry a token are refused with 429 before any
+/// database query. Addresses come from Rocket's `client_ip` (behind a proxy, set Rocket's
+/// `ip_header` to the header the proxy sets, and to `false` when exposed directly).
+pub struct AuthThrottle {
+    rate: f64,
+    burst: f64,
+    failures: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, TokenBucket>>,
+}
+
+/// Addresses remembered at most; beyond, the oldest-refilled are forgotten.
+const THROTTLE_ADDRESSES: usize = 100_000;
+
+impl AuthThrottle {
+    pub fn new(rate: f64, burst: f64) -> Self {
+        AuthThrottle {
+            rate,
+            burst,
+            failures: Default::default(),
+        }
+    }
+
+    /// Counts an attempt from `ip` as a failure before it is checked (so that concurrent
+    /// attempts cannot all pass before the first failure is counted); `Err(wait)` when `ip` has
+    /// no failures left, and then the attempt is not counted.
+    fn begin(&self, ip: Option<std::net::IpAddr>) -> Result<(), std::time::Duration> {
+        let Some(ip) = ip else { return Ok(()) };
+        let now = std::time::Instant::now();
+        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        if failures.len() >= THROTTLE_ADDRESSES && !failures.contains_key(&ip) {
+            // Forget the addresses whose buckets are full again.
+            failures.retain(|_, b| {
+                let mut probe = b.clone();
+                probe.take(self.burst, now).is_err()
+            });
+            if failures.len() >= THROTTLE_ADDRESSES {
+                failures.clear();
+            }
+        }
+        let bucket = failures
+            .entry(ip)
+            .or_insert_with(|| TokenBucket::new(self.rate, self.burst, now));
+        bucket.take(1.0, now).inspect_err(|_| bucket.give(1.0))
+    }
+
+    /// The attempt begun from `ip` succeeded: it was no failure.
+    fn succeeded(&self, ip: Option<std::net::IpAddr>) {
+        let Some(ip) = ip else { return };
+        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(bucket) = failures.get_mut(&ip) {
+            bucket.give(1.0);
+        }
+    }
+}
+
+/// Runs `check` for a request carrying a token, throttled per source address: refused at once
+/// while the address is over its failures, and a failure (401/403) counts against it.
+async fn throttled<T>(
+    req: &Request<'_>,
+    check: impl std::future::Future<Output = Result<T, ApiError>>,
+) -> Result<T, ApiError> {
+    let throttle = req.rocket().state::<std::sync::Arc<AuthThrottle>>();
+    let ip = req.client_ip();
+    if let Some(throttle) = throttle
+        && let Err(wait) = throttle.begin(ip)
+    {
+        return Err(ApiError::TooManyRequests(format!(
+            "too many failed authentications from this address; retry in {} s",
+            wait.as_secs() + 1
+        )));
+    }
+    let result = check.await;
+    // Only refusals of the token count; a database outage is nobody's failed attempt.
+    if !matches!(
+        result,
+        Err(ApiError::Unauthorized(_) | ApiError::Forbidden(_))
+    ) && let Some(throttle) = throttle
+    {
+        throttle.succeeded(ip);
+    }
+    result
 }
 
 fn bearer<'a>(req: &'a Request<'_>) -> Option<&'a str> {
@@ -84,11 +180,19 @@ async fn authenticate(req: &Request<'_>, allow_query: bool) -> Result<ApiUser, A
             "missing API token: send `Authorization: Bearer <token>`".into()
         }));
     };
-    let db = req
-        .rocket()
-        .state::<Db>()
-        .ok_or_else(|| ApiError::Internal("database not managed".into()))?;
-    lookup_api_token(db, token).await
+    throttled(req, async {
+        if !well_formed(token, API_TOKEN_PREFIX) {
+            return Err(ApiError::Unauthorized(format!(
+                "malformed API token: expected {API_TOKEN_PREFIX} and 43 base64url characters"
+            )));
+        }
+        let db = req
+            .rocket()
+            .state::<Db>()
+            .ok_or_else(|| ApiError::Internal("database not managed".into()))?;
+        lookup_api_token(db, token).await
+    })
+    .await
 }
 
 fn outcome<T>(req: &Request<'_>, result: Result<T, ApiError>) -> Outcome<T, ApiError> {
@@ -161,6 +265,19 @@ async fn authenticate_device(req: &Request<'_>) -> Result<DeviceAuth, ApiError> 
             "missing device token: send `Authorization: Bearer <token>`".into(),
         ));
     };
+    throttled(req, check_device_token(req, device_id, token)).await
+}
+
+async fn check_device_token(
+    req: &Request<'_>,
+    device_id: String,
+    token: &str,
+) -> Result<DeviceAuth, ApiError> {
+    if !well_formed(token, DEVICE_TOKEN_PREFIX) {
+        return Err(ApiError::Unauthorized(format!(
+            "malformed device token: expected {DEVICE_TOKEN_PREFIX} and 43 base64url characters"
+        )));
+    }
     let db = req
         .rocket()
         .state::<Db>()
@@ -263,6 +380,30 @@ mod tests {
         assert_ne!(a, b);
         assert_eq!(hash_token(&a).len(), 32);
         assert_ne!(hash_token(&a), hash_token(&b));
+        assert!(well_formed(&a, API_TOKEN_PREFIX));
+        assert!(!well_formed(&a, DEVICE_TOKEN_PREFIX));
+        assert!(!well_formed(&a[..a.len() - 1], API_TOKEN_PREFIX));
+        assert!(!well_formed(
+            &format!("{}!", &a[..a.len() - 1]),
+            API_TOKEN_PREFIX
+        ));
+    }
+
+    #[test]
+    fn an_address_is_throttled_after_its_failures_and_others_are_not() {
+        let throttle = AuthThrottle::new(1.0, 3.0);
+        let a = Some("10.0.0.1".parse().unwrap());
+        let b = Some("10.0.0.2".parse().unwrap());
+        for _ in 0..3 {
+            assert!(throttle.begin(a).is_ok(), "three failures are the burst");
+        }
+        assert!(throttle.begin(a).is_err());
+        assert!(throttle.begin(a).is_err(), "a refused attempt adds no debt");
+        assert!(throttle.begin(b).is_ok());
+        throttle.succeeded(b);
+        for _ in 0..3 {
+            assert!(throttle.begin(b).is_ok(), "a success is no failure");
+        }
     }
 
     #[test]

@@ -46,6 +46,13 @@ impl TokenBucket {
     }
 }
 
+impl TokenBucket {
+    /// Gives back `n` tokens taken before (a refund), up to the burst.
+    pub fn give(&mut self, n: f64) {
+        self.tokens = (self.tokens + n).min(self.burst);
+    }
+}
+
 /// The telemetry buckets of all devices on this instance.
 pub struct Budgets {
     rate: f64,

@@ -49,6 +49,10 @@ pub struct CloudConfig {
     pub max_extension_bytes: usize,
     /// `ERROR` frames per minute a device may send before `RATE_LIMITED` and a close.
     pub device_error_limit: usize,
+    /// Failed authentications one source address may make at once ...
+    pub auth_failure_burst: f64,
+    /// ... and per second after that; beyond, 429 without a database query.
+    pub auth_failure_rate: f64,
     /// Keepalive ping period, s; a socket that answers no ping for two periods is closed.
     pub ping_interval_s: u64,
     /// Telemetry timestamps further than this in the future are refused, s.
@@ -92,6 +96,8 @@ impl Default for CloudConfig {
             device_packet_burst: 3600.0,
             max_extension_bytes: 4096,
             device_error_limit: 30,
+            auth_failure_burst: 20.0,
+            auth_failure_rate: 1.0,
             ping_interval_s: 20,
             max_future_skew_s: 300,
             max_packet_age_days: 30,

@@ -28,6 +28,9 @@ pub enum ApiError {
     /// The database cannot be reached; the request may be retried.
     #[error("{0}")]
     Unavailable(String),
+    /// Too many failed authentications from this address; retry later.
+    #[error("{0}")]
+    TooManyRequests(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -55,6 +58,7 @@ impl ApiError {
             ApiError::NotFound(_) => Status::NotFound,
             ApiError::Conflict(_) => Status::Conflict,
             ApiError::Unavailable(_) => Status::ServiceUnavailable,
+            ApiError::TooManyRequests(_) => Status::TooManyRequests,
             ApiError::Internal(_) => Status::InternalServerError,
         }
     }
@@ -76,14 +80,17 @@ impl From<ProtocolError> for ApiError {
     }
 }
 
+/// The log gets all of what PostgreSQL said (message, detail, hint, SQLSTATE); the response
+/// only that the database failed, never its text (it may name tables, constraints, values).
 impl From<tokio_postgres::Error> for ApiError {
     fn from(e: tokio_postgres::Error) -> Self {
+        let described = crate::db::describe(&e);
         if e.is_closed() || e.as_db_error().is_none() {
-            tracing::warn!("database unavailable: {e}");
-            ApiError::Unavailable(format!("database unavailable: {e}"))
+            tracing::warn!("database unavailable: {described}");
+            ApiError::Unavailable("database unavailable; retry later".into())
         } else {
-            tracing::error!("database error: {e}");
-            ApiError::Internal(format!("database error: {e}"))
+            tracing::error!("database error: {described}");
+            ApiError::Internal("database error (see the server log)".into())
         }
     }
 }
@@ -91,7 +98,7 @@ impl From<tokio_postgres::Error> for ApiError {
 impl From<deadpool_postgres::PoolError> for ApiError {
     fn from(e: deadpool_postgres::PoolError) -> Self {
         tracing::warn!("database pool: {e}");
-        ApiError::Unavailable(format!("database unavailable: {e}"))
+        ApiError::Unavailable("database unavailable; retry later".into())
     }
 }
 

@@ -24,7 +24,9 @@ pub fn build(figment: Figment) -> Rocket<Build> {
             let config: CloudConfig = need!(rocket);
             let budgets =
                 crate::budget::Budgets::new(config.device_packet_rate, config.device_packet_burst);
-            Ok(rocket.manage(Arc::new(budgets)))
+            let throttle =
+                crate::auth::AuthThrottle::new(config.auth_failure_rate, config.auth_failure_burst);
+            Ok(rocket.manage(Arc::new(budgets)).manage(Arc::new(throttle)))
         }))
         .attach(db::stage())
         .attach(hub::stage())
