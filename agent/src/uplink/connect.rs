@@ -107,6 +107,40 @@ pub fn empty_tls_config() -> Arc<ClientConfig> {
     Arc::new(config)
 }
 
+/// Kernel-level dead-link detection, beside the session's own liveness check (pings): data the
+/// peer has not acknowledged for [`USER_TIMEOUT_MS`] ends the connection (`TCP_USER_TIMEOUT`),
+/// and an idle connection is probed after 10 s, every 5 s, dead after 3 unanswered probes.
+fn detect_dead_links(tcp: &TcpStream) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let fd = tcp.as_raw_fd();
+    let set = |level: libc::c_int, name: libc::c_int, value: libc::c_int| {
+        // SAFETY: `fd` is the open socket borrowed from `tcp` for this call; the option value is
+        // a c_int that lives across the call, its size passed with it.
+        let rc = unsafe {
+            libc::setsockopt(
+                fd,
+                level,
+                name,
+                (&value as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error())
+        }
+    };
+    set(libc::SOL_SOCKET, libc::SO_KEEPALIVE, 1)?;
+    set(libc::IPPROTO_TCP, libc::TCP_KEEPIDLE, 10)?;
+    set(libc::IPPROTO_TCP, libc::TCP_KEEPINTVL, 5)?;
+    set(libc::IPPROTO_TCP, libc::TCP_KEEPCNT, 3)?;
+    set(libc::IPPROTO_TCP, libc::TCP_USER_TIMEOUT, USER_TIMEOUT_MS)
+}
+
+/// Unacknowledged data older than this ends the connection, ms.
+const USER_TIMEOUT_MS: libc::c_int = 20_000;
+
 /// Opens `{base}/ws/device/{device_id}` with the bearer token.
 pub async fn connect(
     base: &str,
@@ -148,6 +182,9 @@ pub async fn connect(
             .await
             .map_err(|e| io_err(e.to_string()))?;
         let _ = tcp.set_nodelay(true);
+        if let Err(e) = detect_dead_links(&tcp) {
+            tracing::warn!("uplink: TCP keepalive / TCP_USER_TIMEOUT not set: {e}");
+        }
         let stream: Box<dyn Io> = if secure {
             let name = ServerName::try_from(host.trim_matches(['[', ']']).to_string())
                 .map_err(|e| io_err(e.to_string()))?;

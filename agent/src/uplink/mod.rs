@@ -16,7 +16,7 @@ pub mod queue;
 pub mod state;
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use ems_protocol::{CommandAnswer, Downstream, Telemetry, Upstream, parse_downstream};
@@ -46,7 +46,8 @@ pub struct UplinkOptions {
     pub window: usize,
     /// A packet not acknowledged within this is sent again (the cloud de-duplicates).
     pub resend_after: Duration,
-    /// Ping period; a socket silent for three periods is dead.
+    /// Ping period; a socket silent for four periods is dead (20 s by default, so a black-holed
+    /// link is rebuilt within 25 s).
     pub ping_every: Duration,
     pub backoff_max: Duration,
 }
@@ -67,7 +68,7 @@ impl UplinkOptions {
             batches_per_s: 10,
             window: 1000,
             resend_after: Duration::from_secs(30),
-            ping_every: Duration::from_secs(10),
+            ping_every: Duration::from_secs(5),
             backoff_max: Duration::from_secs(60),
         }
     }
@@ -90,8 +91,14 @@ pub struct UplinkStats {
 
 pub struct Uplink {
     opts: UplinkOptions,
-    queue: Queue,
-    telemetry: mpsc::Receiver<Telemetry>,
+    /// Shared with the queue writer task, which makes each packet durable before the socket
+    /// sees it; the session only acknowledges, quarantines and reads the backlog.
+    queue: Arc<Mutex<Queue>>,
+    /// Packets from the loop, until [`Uplink::run`] hands them to the queue writer.
+    telemetry: Option<mpsc::Receiver<Telemetry>>,
+    /// Packets already queued, for sending live.
+    live: mpsc::Receiver<Telemetry>,
+    live_tx: Option<mpsc::Sender<Telemetry>>,
     commands: mpsc::Sender<CommandRequest>,
     link_up: watch::Sender<bool>,
     stats: watch::Sender<UplinkStats>,
@@ -112,11 +119,14 @@ impl Uplink {
         link_up: watch::Sender<bool>,
     ) -> (Uplink, watch::Receiver<UplinkStats>) {
         let (stats, stats_rx) = watch::channel(UplinkStats::default());
+        let (live_tx, live) = mpsc::channel(LIVE_SLOTS);
         (
             Uplink {
                 opts,
-                queue,
-                telemetry,
+                queue: Arc::new(Mutex::new(queue)),
+                telemetry: Some(telemetry),
+                live,
+                live_tx: Some(live_tx),
                 commands,
                 link_up,
                 stats,
@@ -125,42 +135,26 @@ impl Uplink {
         )
     }
 
-    /// Queues a packet; a queue failure is logged and the packet is still sent live.
-    fn enqueue(&mut self, t: &Telemetry) {
-        match self.queue.push(t) {
-            Ok(0) => {}
-            Ok(n) => tracing::warn!(
-                evicted = n,
-                "telemetry queue over budget: oldest packets evicted"
-            ),
-            Err(e) => {
-                // The file failed (full disk, I/O error): keep going in RAM rather than drop.
-                self.queue.degrade_to_memory(&e);
-                if let Err(e) = self.queue.push(t) {
-                    tracing::error!("cannot queue telemetry {}: {e}", t.timestamp);
-                }
-            }
-        }
-        let queued = self.queue.len();
-        let evicted = self.queue.evicted_total().unwrap_or(0);
-        let quarantined = self.queue.quarantined_total().unwrap_or(0);
-        let in_memory = self.queue.is_in_memory();
-        self.stats.send_modify(|s| {
-            s.queue_in_memory = in_memory;
-            s.queued = queued;
-            s.evicted_total = evicted;
-            s.quarantined_total = quarantined;
-        });
+    fn queue(&self) -> MutexGuard<'_, Queue> {
+        lock(&self.queue)
     }
 
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+        if let (Some(telemetry), Some(live)) = (self.telemetry.take(), self.live_tx.take()) {
+            tokio::spawn(write_queue(
+                self.queue.clone(),
+                telemetry,
+                live,
+                self.stats.clone(),
+            ));
+        }
         let mut backoff = Backoff::new(self.opts.backoff_max);
         loop {
             let Some(url) = self.opts.url.clone() else {
                 // No cloud configured: keep queueing (a later config with a URL sends it all).
                 tokio::select! {
                     _ = shutdown.changed() => return,
-                    t = self.telemetry.recv() => match t { Some(t) => self.enqueue(&t), None => return },
+                    t = self.live.recv() => if t.is_none() { return },
                 }
                 continue;
             };
@@ -177,7 +171,7 @@ impl Uplink {
             let socket = loop {
                 tokio::select! {
                     _ = shutdown.changed() => return,
-                    t = self.telemetry.recv() => match t { Some(t) => self.enqueue(&t), None => return },
+                    t = self.live.recv() => if t.is_none() { return },
                     r = &mut connecting => break r,
                 }
             };
@@ -208,7 +202,7 @@ impl Uplink {
             loop {
                 tokio::select! {
                     _ = shutdown.changed() => return,
-                    t = self.telemetry.recv() => match t { Some(t) => self.enqueue(&t), None => return },
+                    t = self.live.recv() => if t.is_none() { return },
                     _ = &mut sleep => break,
                 }
             }
@@ -228,25 +222,24 @@ impl Uplink {
             tokio::select! {
                 biased;
                 _ = shutdown.changed() => {
-                    let _ = sink.send(Message::Close(None)).await;
+                    let _ = within(sink.send(Message::Close(None))).await;
                     return End::Shutdown;
                 }
-                t = self.telemetry.recv() => {
+                t = self.live.recv() => {
                     let Some(t) = t else { return End::Shutdown };
-                    self.enqueue(&t);
-                    if let Err(e) = sink.send(Message::Text(t.to_json())).await {
-                        return End::Lost(e.to_string());
+                    if let Err(e) = within(sink.send(Message::Text(t.to_json()))).await {
+                        return End::Lost(e);
                     }
                     state.live_sent(t.timestamp.unix(), Instant::now());
                     self.stats.send_modify(|s| s.sent += 1);
                 }
                 Some(answer) = answer_rx.recv() => {
                     state.answered(&answer.command_id);
-                    if let Err(e) = self.queue.store_answer(&answer, now_unix()) {
+                    if let Err(e) = self.queue().store_answer(&answer, now_unix()) {
                         tracing::error!("cannot store answer to {}: {e}", answer.command_id);
                     }
-                    if let Err(e) = sink.send(Message::Text(Upstream::CommandAnswer(answer).to_json())).await {
-                        return End::Lost(e.to_string());
+                    if let Err(e) = within(sink.send(Message::Text(Upstream::CommandAnswer(answer).to_json()))).await {
+                        return End::Lost(e);
                     }
                 }
                 msg = stream.next() => {
@@ -262,8 +255,8 @@ impl Uplink {
                         Some(reply) => reply,
                         None => continue,
                     };
-                    if let Err(e) = sink.send(Message::Text(reply.to_json())).await {
-                        return End::Lost(e.to_string());
+                    if let Err(e) = within(sink.send(Message::Text(reply.to_json()))).await {
+                        return End::Lost(e);
                     }
                 }
                 _ = tick.tick() => {
@@ -271,7 +264,8 @@ impl Uplink {
                         BatchAction::Wait => continue,
                         BatchAction::Read { after, limit } => (after, limit),
                     };
-                    let rows = match self.queue.oldest_after(after, limit) {
+                    let rows = self.queue().oldest_after(after, limit);
+                    let rows = match rows {
                         Ok(rows) => rows,
                         Err(e) => { tracing::error!("reading the queue: {e}"); continue; }
                     };
@@ -279,21 +273,21 @@ impl Uplink {
                         if !state.backlog_packet(ts, Instant::now()) {
                             continue;
                         }
-                        if let Err(e) = sink.feed(Message::Text(body)).await {
-                            return End::Lost(e.to_string());
+                        if let Err(e) = within(sink.feed(Message::Text(body))).await {
+                            return End::Lost(e);
                         }
                         self.stats.send_modify(|s| s.sent += 1);
                     }
-                    if let Err(e) = sink.flush().await {
-                        return End::Lost(e.to_string());
+                    if let Err(e) = within(sink.flush()).await {
+                        return End::Lost(e);
                     }
                 }
                 _ = ping.tick() => {
                     if let PingAction::Close(why) = state.ping_due(Instant::now()) {
                         return End::Lost(why);
                     }
-                    if let Err(e) = sink.send(Message::Ping(Vec::new())).await {
-                        return End::Lost(e.to_string());
+                    if let Err(e) = within(sink.send(Message::Ping(Vec::new()))).await {
+                        return End::Lost(e);
                     }
                 }
             }
@@ -310,9 +304,10 @@ impl Uplink {
         match parse_downstream(text) {
             Ok(Downstream::TelemetryAck(ack)) => {
                 state.acked(ack.timestamps.iter().map(|t| t.unix()));
-                match self.queue.ack(&ack.timestamps) {
+                let mut queue = self.queue();
+                match queue.ack(&ack.timestamps) {
                     Ok(n) => {
-                        let queued = self.queue.len();
+                        let queued = queue.len();
                         self.stats.send_modify(|s| {
                             s.acked += n;
                             s.queued = queued;
@@ -323,7 +318,7 @@ impl Uplink {
                 None
             }
             Ok(Downstream::Command(command)) => {
-                let stored = self.queue.answer(&command.command_id).ok().flatten();
+                let stored = self.queue().answer(&command.command_id).ok().flatten();
                 match state.command(&command.command_id, stored) {
                     Dispatch::Repeat(previous) => Some(Upstream::CommandAnswer(previous)),
                     Dispatch::Ignore => None,
@@ -351,13 +346,11 @@ impl Uplink {
                     .ok()
                     .and_then(|v| v.as_str().map(str::to_string))
                     .unwrap_or_default();
-                match self
-                    .queue
-                    .quarantine(&e.timestamps, &code, &e.message, now_unix())
-                {
+                let mut queue = self.queue();
+                match queue.quarantine(&e.timestamps, &code, &e.message, now_unix()) {
                     Ok(moved) => {
-                        let total = self.queue.quarantined_total().unwrap_or(0);
-                        let queued = self.queue.len();
+                        let total = queue.quarantined_total().unwrap_or(0);
+                        let queued = queue.len();
                         tracing::warn!(
                             code = %code,
                             packets = moved,
@@ -384,6 +377,81 @@ impl Uplink {
                 Some(Upstream::Error(state::refusal(text, &e)))
             }
         }
+    }
+}
+
+/// Packets queued but not yet taken by the session; beyond this the live send of a packet is
+/// skipped (it is in the queue, and the backlog sends it).
+const LIVE_SLOTS: usize = 64;
+
+/// Longest a socket write may take; a write that stalls longer (a peer that stopped reading)
+/// ends the session, so the connection is rebuilt instead of hanging.
+const WRITE_DEADLINE: Duration = Duration::from_secs(10);
+
+/// A socket write within [`WRITE_DEADLINE`].
+async fn within<E: std::fmt::Display>(
+    write: impl std::future::Future<Output = Result<(), E>>,
+) -> Result<(), String> {
+    match tokio::time::timeout(WRITE_DEADLINE, write).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!(
+            "a socket write stalled for {} s",
+            WRITE_DEADLINE.as_secs()
+        )),
+    }
+}
+
+fn lock(queue: &Mutex<Queue>) -> MutexGuard<'_, Queue> {
+    // A panic while holding the lock leaves SQLite consistent (its own transactions); go on.
+    queue
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The queue writer: makes every packet from the loop durable, then offers it to the session
+/// for sending live. It runs apart from the socket, so a stalled connection never holds up
+/// queueing; a failed write moves the queue to RAM rather than drop a packet.
+async fn write_queue(
+    queue: Arc<Mutex<Queue>>,
+    mut telemetry: mpsc::Receiver<Telemetry>,
+    live: mpsc::Sender<Telemetry>,
+    stats: watch::Sender<UplinkStats>,
+) {
+    while let Some(t) = telemetry.recv().await {
+        let counts = {
+            let mut q = lock(&queue);
+            match q.push(&t) {
+                Ok(0) => {}
+                Ok(n) => tracing::warn!(
+                    evicted = n,
+                    "telemetry queue over budget: oldest packets evicted"
+                ),
+                Err(e) => {
+                    // The file failed (full disk, I/O error): keep going in RAM.
+                    q.degrade_to_memory(&e);
+                    if let Err(e) = q.push(&t) {
+                        tracing::error!("cannot queue telemetry {}: {e}", t.timestamp);
+                    }
+                }
+            }
+            (
+                q.len(),
+                q.evicted_total().unwrap_or(0),
+                q.quarantined_total().unwrap_or(0),
+                q.is_in_memory(),
+            )
+        };
+        stats.send_modify(|s| {
+            (
+                s.queued,
+                s.evicted_total,
+                s.quarantined_total,
+                s.queue_in_memory,
+            ) = counts;
+        });
+        // Full: the session is behind (or down); the packet goes out with the backlog.
+        let _ = live.try_send(t);
     }
 }
 

@@ -17,7 +17,7 @@ use tokio::time::Instant;
 const BACKOFF_START: Duration = Duration::from_secs(1);
 
 /// A socket silent for this many ping periods is dead.
-const SILENT_PINGS: u32 = 3;
+const SILENT_PINGS: u32 = 4;
 
 /// What to do with a command from the cloud.
 #[derive(Debug, Clone, PartialEq)]

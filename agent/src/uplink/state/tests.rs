@@ -206,19 +206,19 @@ fn an_answered_command_is_no_longer_pending() {
 }
 
 #[test]
-fn the_link_is_pinged_while_the_cloud_was_heard_within_three_ping_periods() {
+fn the_link_is_pinged_while_the_cloud_was_heard_within_four_ping_periods() {
     let t0 = Instant::now();
     let s = Session::new(&opts(10, 10), t0);
     assert_eq!(s.ping_due(t0 + Duration::from_secs(10)), PingAction::Ping);
-    assert_eq!(s.ping_due(t0 + Duration::from_secs(30)), PingAction::Ping);
+    assert_eq!(s.ping_due(t0 + Duration::from_secs(40)), PingAction::Ping);
 }
 
 #[test]
-fn a_link_silent_for_more_than_three_ping_periods_is_closed() {
+fn a_link_silent_for_more_than_four_ping_periods_is_closed() {
     let t0 = Instant::now();
     let s = Session::new(&opts(10, 10), t0);
-    match s.ping_due(t0 + Duration::from_secs(30) + MS) {
-        PingAction::Close(why) => assert!(why.starts_with("no sign of life for 30.001s"), "{why}"),
+    match s.ping_due(t0 + Duration::from_secs(40) + MS) {
+        PingAction::Close(why) => assert!(why.starts_with("no sign of life for 40.001s"), "{why}"),
         other => panic!("expected Close, got {other:?}"),
     }
 }
@@ -228,9 +228,9 @@ fn any_frame_from_the_cloud_counts_as_a_sign_of_life() {
     let t0 = Instant::now();
     let mut s = Session::new(&opts(10, 10), t0);
     s.heard(t0 + Duration::from_secs(25));
-    assert_eq!(s.ping_due(t0 + Duration::from_secs(50)), PingAction::Ping);
+    assert_eq!(s.ping_due(t0 + Duration::from_secs(65)), PingAction::Ping);
     assert!(matches!(
-        s.ping_due(t0 + Duration::from_secs(56)),
+        s.ping_due(t0 + Duration::from_secs(66)),
         PingAction::Close(_)
     ));
 }
