@@ -13,6 +13,9 @@
 //!   aggregate), and 24 h at 5 min from the raw rows for comparison;
 //! - the same after compressing every chunk, with the compressed size and the ratio.
 //!
+//! Last, ems-cloud is started on the data and one device's first packet is timed from its
+//! connection to the acknowledgement (its last state is loaded from all that history).
+//!
 //! Each query runs 7 times; the first (cold) time and the median of the rest are printed. The
 //! background jobs (policies) are paused so they do not run during a measurement.
 //! `EMS_BENCH_PLAIN=1` loads the same rows into a plain PostgreSQL server too and prints its
@@ -272,6 +275,7 @@ async fn run() {
         raw_bytes as f64 / compressed_bytes as f64
     );
     queries(&db, &device, end, "TS compressed  ").await;
+    first_ack(&url, &device).await;
     drop(pg);
 
     if std::env::var("EMS_BENCH_PLAIN").is_ok_and(|v| v == "1") {
@@ -290,5 +294,78 @@ async fn run() {
             bytes as f64 / rows as f64
         );
         queries(&db, &device, end, "plain          ").await;
+        first_ack(&url, &device).await;
     }
+}
+
+/// A cloud started on all this history: the time from start to listening, and from a device's
+/// connection to the acknowledgement of its first packet (loading its last state is one index
+/// probe, whatever its history).
+async fn first_ack(url: &str, device: &str) {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+    let token = ems_cloud::auth::generate_token(ems_cloud::auth::DEVICE_TOKEN_PREFIX);
+    let client = ems_cloud::db::connect(url).await.unwrap();
+    client
+        .execute(
+            "UPDATE devices SET token_hash = $2 WHERE id = $1",
+            &[&device, &ems_cloud::auth::hash_token(&token)],
+        )
+        .await
+        .unwrap();
+    let figment = rocket::Config::figment()
+        .merge(("address", "127.0.0.1"))
+        .merge(("port", 0))
+        .merge(("log_level", "off"))
+        .merge(("database_url", url))
+        .merge(("compress_after_days", 100_000))
+        .merge(("max_packet_age_days", 400));
+    let start = Instant::now();
+    let running = ems_cloud::start(figment).await.expect("server starts");
+    let listening = start.elapsed();
+    let mut req = format!("{}/ws/device/{device}", running.ws_url())
+        .into_client_request()
+        .unwrap();
+    req.headers_mut()
+        .insert("Authorization", format!("Bearer {token}").parse().unwrap());
+    let connect = Instant::now();
+    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    let t = ems_protocol::Timestamp::now();
+    let packet = ems_protocol::Telemetry {
+        device_id: device.to_string(),
+        timestamp: t,
+        system_status: ems_protocol::SystemStatus {
+            state: ems_protocol::State::Idle,
+            mode: ems_protocol::Mode::Auto,
+            error_flags: vec![],
+            wifi_strength: Some(-50),
+        },
+        battery: ems_protocol::Battery {
+            voltage: Some(51.2),
+            current: Some(0.0),
+            power: Some(0.0),
+            soc: Some(50.0),
+        },
+        grid: ems_protocol::Grid {
+            voltage: Some(230.0),
+            power: Some(0.0),
+            frequency: Some(50.0),
+        },
+    };
+    ws.send(Message::Text(packet.to_json())).await.unwrap();
+    loop {
+        match ws.next().await {
+            Some(Ok(Message::Text(text))) if text.contains("TELEMETRY_ACK") => break,
+            Some(Ok(_)) => continue,
+            other => panic!("no ack: {other:?}"),
+        }
+    }
+    println!(
+        "  cloud start on this data: listening after {:.0} ms; connect to first ack {:.0} ms",
+        listening.as_secs_f64() * 1000.0,
+        connect.elapsed().as_secs_f64() * 1000.0
+    );
+    running.stop().await;
 }
