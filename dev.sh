@@ -63,10 +63,10 @@ timescaledb() {
     echo "TimescaleDB $version: building from $src into PostgreSQL $pgver (5-8 minutes on 2 cores)"
     local sudo=""
     [[ $(id -u) -eq 0 ]] || sudo="sudo"
-    # server-dev must match the installed server's major version.
+    # server-dev must match the installed server's version: both from the same update.
     $sudo apt-get update -q
     TMPDIR=/var/tmp DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q \
-        "postgresql-server-dev-$pgver" cmake gcc make libkrb5-dev
+        "postgresql-$pgver" "postgresql-server-dev-$pgver" cmake gcc make libkrb5-dev
     local build
     build=$(mktemp -d /var/tmp/ems-timescaledb.XXXXXX)
     tar xzf "$src" -C "$build"
