@@ -1,7 +1,7 @@
 //! `ems-agent`: the edge agent binary.
 //!
 //! # Layout
-//! - `main.rs`: command line (`run`, `check-config`, `generate-config`, `probe`), logging,
+//! - `main.rs`: command line (`run`, `check-config`, `generate-config`, `probe`, `status`), logging,
 //!   signals and systemd notifications; the work is in the `ems_agent` library.
 
 use std::path::PathBuf;
@@ -32,6 +32,9 @@ enum Cmd {
     GenerateConfig,
     /// Poll every configured device once and print its readings and the telemetry packet.
     Probe,
+    /// Print the telemetry queue's state: packets waiting, evicted, quarantined (refused by the
+    /// cloud for good) with the latest refusals. Reads the queue file only; the agent may run.
+    Status,
 }
 
 fn main() -> std::process::ExitCode {
@@ -102,12 +105,13 @@ fn real_main() -> anyhow::Result<()> {
             Ok(())
         }
         Cmd::Probe => runtime()?.block_on(probe(AgentConfig::load(&cli.config)?)),
+        Cmd::Status => status(&AgentConfig::load(&cli.config)?),
         Cmd::Run => runtime()?.block_on(run(AgentConfig::load(&cli.config)?)),
     }
 }
 
 /// glibc gives every thread that allocates its own malloc arena; with the runtime's workers and
-/// the blocking threads that run driver calls, those arenas are most of the agent's resident
+/// the threads that run driver calls (one per device), those arenas are most of the agent's resident
 /// memory. Two arenas are plenty for a process that does a few small things a second.
 fn limit_malloc_arenas() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
@@ -121,11 +125,45 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     // Two workers are plenty: the work is a few small tasks and blocking driver calls.
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
-        // Driver calls block one thread each; a handful of devices never needs more.
+        // Driver calls run on a thread per device (see ems_agent::devices), not on these.
         .max_blocking_threads(16)
         .enable_all()
         .build()
         .context("starting the async runtime")
+}
+
+fn status(config: &AgentConfig) -> anyhow::Result<()> {
+    let path = ems_agent::uplink::queue_path(&config.data_dir);
+    if !path.exists() {
+        println!(
+            "queue {}: none yet (the agent has not run with this data_dir)",
+            path.display()
+        );
+        return Ok(());
+    }
+    let r = ems_agent::uplink::queue::report(&path, 10)?;
+    let when = |ts: i64| {
+        ems_protocol::Timestamp::from_unix(ts).map_or_else(|| ts.to_string(), |t| t.to_string())
+    };
+    println!("queue {}", path.display());
+    match r.queued_span {
+        Some((first, last)) => println!(
+            "queued: {} packets, {} to {}",
+            r.queued,
+            when(first),
+            when(last)
+        ),
+        None => println!("queued: 0 packets"),
+    }
+    println!("evicted (over budget): {}", r.evicted_total);
+    println!(
+        "quarantined (refused by the cloud for good, never resent): {} ({} kept)",
+        r.quarantined_total, r.quarantined_kept
+    );
+    for (ts, code, reason) in &r.latest_quarantined {
+        println!("  {} {code}: {reason}", when(*ts));
+    }
+    Ok(())
 }
 
 async fn probe(config: AgentConfig) -> anyhow::Result<()> {

@@ -56,6 +56,8 @@ pub struct Agent {
     answered_order: VecDeque<String>,
     /// Where telemetry timestamps come from.
     clock: Clock,
+    /// Which seconds have been published (the clock may step back).
+    seconds: SecondGuard,
     /// Telemetry fields currently sent as `null` because their values are implausible (logged
     /// when the set changes, not every second).
     implausible: Vec<&'static str>,
@@ -65,6 +67,7 @@ impl Agent {
     pub fn new(config: AgentConfig, devices: Vec<DeviceHandle>, clock: Clock) -> Self {
         Agent {
             clock,
+            seconds: SecondGuard::default(),
             controller: Controller::new(config.limits()),
             config,
             devices,
@@ -106,6 +109,11 @@ impl Agent {
     pub async fn run(mut self, mut ch: Channels) {
         let mut next = next_whole_second(&self.clock);
         loop {
+            // The clock stepped back since `next` was taken: aim at the next second of the new
+            // time, or the loop would sleep for the size of the step.
+            if until(&self.clock, next) > Duration::from_secs(1) {
+                next = next_whole_second(&self.clock);
+            }
             tokio::select! {
                 biased;
                 _ = ch.shutdown.changed() => {
@@ -122,7 +130,8 @@ impl Agent {
                 _ = tokio::time::sleep(until(&self.clock, next)) => {
                     let link = *ch.link_up.borrow();
                     let status = self.cycle(next, link).await;
-                    if ch.telemetry.try_send(status.telemetry.clone()).is_err() {
+                    let publish = self.seconds.check(status.telemetry.timestamp.unix());
+                    if publish && ch.telemetry.try_send(status.telemetry.clone()).is_err() {
                         tracing::warn!("telemetry channel full or closed; packet {} not queued", status.telemetry.timestamp);
                     }
                     let _ = ch.status.send(Some(status));
@@ -271,6 +280,61 @@ async fn run_in_turn<F: std::future::Future<Output = ()>>(futures: impl Iterator
     }
 }
 
+/// A clock step back shorter than this holds telemetry until the clock is past the last
+/// published second again; a longer one is reported and telemetry goes on at the new time.
+const HOLD_STEP_BACK_MAX_S: i64 = 60;
+
+/// Keeps the published telemetry seconds in order within a run. The control cycle runs every
+/// second whatever the clock does; only publishing is decided here:
+/// - a small step back (under [`HOLD_STEP_BACK_MAX_S`]; also a second seen twice): the packets
+///   for seconds already published are not published again, until the clock passes the last one;
+/// - a larger step back (a clock that was far ahead being corrected): logged as an event with its
+///   size, and telemetry goes on at the corrected time (holding it for that long would leave the
+///   cloud blind); a second still queued from before the step is superseded in the queue, the
+///   older packet kept in its quarantine;
+/// - a step forward: a gap, nothing to do.
+#[derive(Debug, Default)]
+struct SecondGuard {
+    last: Option<i64>,
+    /// Holding since a small step back (for one log line per episode).
+    holding: bool,
+}
+
+impl SecondGuard {
+    /// Whether the packet for `second` is published.
+    fn check(&mut self, second: i64) -> bool {
+        match self.last {
+            Some(last) if second <= last && last - second < HOLD_STEP_BACK_MAX_S => {
+                if !self.holding {
+                    tracing::warn!(
+                        behind_s = last - second + 1,
+                        "clock stepped back: telemetry holds until the clock passes the last published second again; control goes on"
+                    );
+                    self.holding = true;
+                }
+                false
+            }
+            Some(last) if second <= last => {
+                tracing::warn!(
+                    stepped_back_s = last - second,
+                    "clock stepped back: telemetry goes on at the new time (an event, not an error); control went on"
+                );
+                self.last = Some(second);
+                self.holding = false;
+                true
+            }
+            _ => {
+                if self.holding {
+                    tracing::info!("clock past the last published second again: telemetry resumes");
+                }
+                self.last = Some(second);
+                self.holding = false;
+                true
+            }
+        }
+    }
+}
+
 /// The next whole second of wall-clock time.
 fn next_whole_second(clock: &Clock) -> SystemTime {
     let now = clock.now();
@@ -280,4 +344,26 @@ fn next_whole_second(clock: &Clock) -> SystemTime {
 
 fn until(clock: &Clock, t: SystemTime) -> Duration {
     t.duration_since(clock.now()).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SecondGuard;
+
+    #[test]
+    fn seconds_are_published_once_and_in_order_unless_the_clock_steps_far_back() {
+        let mut g = SecondGuard::default();
+        assert!(g.check(1000));
+        assert!(g.check(1001));
+        // A second seen twice, then a small step back: held until past 1001.
+        assert!(!g.check(1001));
+        assert!(!g.check(990));
+        assert!(!g.check(1001));
+        assert!(g.check(1002));
+        // Forward: a gap.
+        assert!(g.check(5000));
+        // 10 minutes back (a fast clock corrected): goes on at the new time.
+        assert!(g.check(4400));
+        assert!(g.check(4401));
+    }
 }

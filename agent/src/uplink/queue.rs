@@ -50,6 +50,19 @@ pub struct Queue {
     path: String,
     budget: Budget,
     len: u64,
+    /// The insertion order of the next packet: eviction goes by insertion, not by timestamp, so
+    /// a packet stamped by a wrong clock cannot push the backlog out.
+    next_seq: i64,
+    /// The queue clock's origin (see [`Queue::queue_now`]) and when it was taken.
+    clock_base: i64,
+    opened: std::time::Instant,
+}
+
+fn wall_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }
 
 /// How [`Queue::open_or_recover`] came by its queue.
@@ -64,10 +77,19 @@ pub enum Opened {
     InMemory { reason: String },
 }
 
-const SCHEMA_SQL: &str = "CREATE TABLE IF NOT EXISTS telemetry (ts INTEGER PRIMARY KEY, body TEXT NOT NULL);
+const SCHEMA_SQL: &str = "CREATE TABLE IF NOT EXISTS telemetry (ts INTEGER PRIMARY KEY, body TEXT NOT NULL, seq INTEGER, queued_at INTEGER);
              CREATE TABLE IF NOT EXISTS answers (command_id TEXT PRIMARY KEY, body TEXT NOT NULL, at INTEGER NOT NULL);
              CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
              CREATE TABLE IF NOT EXISTS quarantine (ts INTEGER PRIMARY KEY, body TEXT NOT NULL, code TEXT NOT NULL, reason TEXT NOT NULL, at INTEGER NOT NULL);";
+
+/// Adds the insertion order (`seq`) and insertion time (`queued_at`) to a queue made before
+/// they existed; its rows were inserted in timestamp order, at about their timestamp.
+const MIGRATE_SQL: &str = "ALTER TABLE telemetry ADD COLUMN seq INTEGER;
+     ALTER TABLE telemetry ADD COLUMN queued_at INTEGER;
+     UPDATE telemetry SET seq = ts, queued_at = ts;";
+
+/// Indexes that need the migrated columns.
+const INDEX_SQL: &str = "CREATE INDEX IF NOT EXISTS telemetry_seq ON telemetry (seq);";
 
 impl Queue {
     /// Opens the queue at `path` and never fails, because the control loop must start whatever
@@ -123,13 +145,18 @@ impl Queue {
     /// A queue in RAM (the fallback when no file can be used).
     pub fn in_memory(budget: Budget) -> Queue {
         let conn = Connection::open_in_memory().expect("SQLite opens an in-memory database");
-        conn.execute_batch(&format!("PRAGMA cache_size = -2048; {SCHEMA_SQL}"))
-            .expect("the schema applies to an empty in-memory database");
+        conn.execute_batch(&format!(
+            "PRAGMA cache_size = -2048; {SCHEMA_SQL} {INDEX_SQL}"
+        ))
+        .expect("the schema applies to an empty in-memory database");
         Queue {
             conn,
             path: ":memory:".into(),
             budget,
             len: 0,
+            next_seq: 1,
+            clock_base: wall_unix(),
+            opened: std::time::Instant::now(),
         }
     }
 
@@ -151,12 +178,13 @@ impl Queue {
                 if memory
                     .conn
                     .execute(
-                        "INSERT OR IGNORE INTO telemetry (ts, body) VALUES (?1, ?2)",
-                        params![ts, body],
+                        "INSERT OR IGNORE INTO telemetry (ts, body, seq, queued_at) VALUES (?1, ?2, ?3, ?4)",
+                        params![ts, body, memory.next_seq, memory.queue_now()],
                     )
                     .is_ok()
                 {
                     memory.len += 1;
+                    memory.next_seq += 1;
                 }
             }
             after = last;
@@ -188,14 +216,34 @@ impl Queue {
         )
         .map_err(wrap)?;
         conn.execute_batch(SCHEMA_SQL).map_err(wrap)?;
-        let len: i64 = conn
-            .query_row("SELECT count(*) FROM telemetry", [], |r| r.get(0))
+        let has_seq: bool = conn
+            .query_row(
+                "SELECT count(*) FROM pragma_table_info('telemetry') WHERE name = 'seq'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .map_err(wrap)?
+            > 0;
+        if !has_seq {
+            conn.execute_batch(&format!("BEGIN; {MIGRATE_SQL} COMMIT;"))
+                .map_err(wrap)?;
+        }
+        conn.execute_batch(INDEX_SQL).map_err(wrap)?;
+        let (len, max_seq, last_queued): (i64, Option<i64>, Option<i64>) = conn
+            .query_row(
+                "SELECT count(*), max(seq), max(queued_at) FROM telemetry",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
             .map_err(wrap)?;
         Ok(Queue {
             conn,
             path: name,
             budget,
             len: len as u64,
+            next_seq: max_seq.unwrap_or(0) + 1,
+            clock_base: last_queued.unwrap_or_else(wall_unix),
+            opened: std::time::Instant::now(),
         })
     }
 
@@ -206,48 +254,93 @@ impl Queue {
         }
     }
 
-    /// Queues a packet durably (fsync'd when this returns). Returns how many of the oldest
-    /// packets were evicted to stay within the budget.
+    /// Queues a packet durably (fsync'd when this returns). Returns how many packets were
+    /// evicted to stay within the budget: by age, those queued more than `max_age_s` ago, and
+    /// beyond `max_packets`, the first queued; both in insertion order, whatever the packets'
+    /// timestamps say. Age is measured on the queue's own clock (see [`Queue::queue_now`]), so
+    /// a wall clock that jumps evicts nothing. A packet already queued for the same second (made
+    /// before the clock stepped back) is not dropped: it moves to the quarantine.
     pub fn push(&mut self, t: &Telemetry) -> Result<u64, QueueError> {
+        self.push_at(t, self.queue_now())
+    }
+
+    /// The queue's clock, s: the latest insertion time stored when the queue was opened, plus the
+    /// monotonic time since. It never jumps with the wall clock; time the agent was not running
+    /// does not count as age (the packet cap still bounds the queue).
+    pub fn queue_now(&self) -> i64 {
+        self.clock_base + self.opened.elapsed().as_secs() as i64
+    }
+
+    /// [`Queue::push`] at queue time `now` (tests).
+    fn push_at(&mut self, t: &Telemetry, now: i64) -> Result<u64, QueueError> {
+        let now_unix = wall_unix();
         let path = self.path.clone();
         let e = |source| QueueError::Sqlite {
             path: path.clone(),
             source,
         };
         let ts = t.timestamp.unix();
+        let seq = self.next_seq;
         let tx = self.conn.transaction().map_err(&e)?;
-        let inserted = tx
+        let superseded = tx
             .execute(
-                "INSERT OR IGNORE INTO telemetry (ts, body) VALUES (?1, ?2)",
-                params![ts, t.to_json()],
-            )
-            .map_err(&e)?;
-        let mut evicted = tx
-            .execute(
-                "DELETE FROM telemetry WHERE ts < ?1",
-                params![ts - self.budget.max_age_s],
+                "INSERT OR REPLACE INTO quarantine (ts, body, code, reason, at)
+                 SELECT ts, body, 'SUPERSEDED', 'a newer packet for this second was made after the clock stepped back', ?2
+                 FROM telemetry WHERE ts = ?1",
+                params![ts, now_unix],
             )
             .map_err(&e)? as u64;
-        let len = self.len + inserted as u64 - evicted;
-        if len > self.budget.max_packets {
-            let excess = len - self.budget.max_packets;
-            evicted += tx
-                .execute(
-                    "DELETE FROM telemetry WHERE ts IN (SELECT ts FROM telemetry ORDER BY ts LIMIT ?1)",
-                    params![excess as i64],
+        let replaced = tx
+            .execute("DELETE FROM telemetry WHERE ts = ?1", params![ts])
+            .map_err(&e)? as u64;
+        tx.execute(
+            "INSERT INTO telemetry (ts, body, seq, queued_at) VALUES (?1, ?2, ?3, ?4)",
+            params![ts, t.to_json(), seq, now],
+        )
+        .map_err(&e)?;
+        let mut len = self.len + 1 - replaced;
+        let mut evicted = 0u64;
+        let cutoff = now - self.budget.max_age_s;
+        loop {
+            let oldest: Option<(i64, Option<i64>)> = tx
+                .query_row(
+                    "SELECT seq, queued_at FROM telemetry ORDER BY seq LIMIT 1",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
                 )
+                .optional()
+                .map_err(&e)?;
+            let Some((oldest_seq, queued_at)) = oldest else {
+                break;
+            };
+            let too_old = queued_at.is_some_and(|q| q < cutoff);
+            if !too_old && len <= self.budget.max_packets {
+                break;
+            }
+            evicted += tx
+                .execute("DELETE FROM telemetry WHERE seq = ?1", params![oldest_seq])
                 .map_err(&e)? as u64;
+            len -= 1;
         }
-        if evicted > 0 {
-            tx.execute(
-                "INSERT INTO counters (name, value) VALUES ('evicted', ?1)
-                 ON CONFLICT (name) DO UPDATE SET value = value + excluded.value",
-                params![evicted as i64],
-            )
-            .map_err(&e)?;
+        for (name, n) in [("evicted", evicted), ("quarantined", superseded)] {
+            if n > 0 {
+                tx.execute(
+                    "INSERT INTO counters (name, value) VALUES (?1, ?2)
+                     ON CONFLICT (name) DO UPDATE SET value = value + excluded.value",
+                    params![name, n as i64],
+                )
+                .map_err(&e)?;
+            }
         }
         tx.commit().map_err(&e)?;
-        self.len = self.len + inserted as u64 - evicted;
+        if superseded > 0 {
+            tracing::warn!(
+                timestamp = %t.timestamp,
+                "a packet for this second was already queued (the clock stepped back); the older one moved to the quarantine"
+            );
+        }
+        self.next_seq += 1;
+        self.len = len;
         Ok(evicted)
     }
 
@@ -435,6 +528,82 @@ impl Queue {
     }
 }
 
+/// What `ems-agent status` shows of a queue file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueueReport {
+    pub queued: u64,
+    /// Oldest and newest queued timestamps (unix s).
+    pub queued_span: Option<(i64, i64)>,
+    pub evicted_total: u64,
+    pub quarantined_total: u64,
+    /// Quarantined packets kept now.
+    pub quarantined_kept: u64,
+    /// The latest quarantined packets: timestamp (unix s), code, reason.
+    pub latest_quarantined: Vec<(i64, String, String)>,
+}
+
+/// Reads a queue file without changing it (the agent may be running).
+pub fn report(path: &Path, latest: usize) -> Result<QueueReport, QueueError> {
+    let wrap = |source| QueueError::Sqlite {
+        path: path.display().to_string(),
+        source,
+    };
+    let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(wrap)?;
+    let (queued, first, last): (i64, Option<i64>, Option<i64>) = conn
+        .query_row(
+            "SELECT count(*), min(ts), max(ts) FROM telemetry",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .map_err(wrap)?;
+    let counter = |name: &str| -> Result<u64, QueueError> {
+        let v: Option<i64> = conn
+            .query_row(
+                "SELECT value FROM counters WHERE name = ?1",
+                params![name],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(wrap)?;
+        Ok(v.unwrap_or(0) as u64)
+    };
+    let has_quarantine: bool = conn
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'quarantine'",
+            [],
+            |r| r.get::<_, i64>(0),
+        )
+        .map_err(wrap)?
+        > 0;
+    let (kept, latest_quarantined) = if has_quarantine {
+        let kept: i64 = conn
+            .query_row("SELECT count(*) FROM quarantine", [], |r| r.get(0))
+            .map_err(wrap)?;
+        let mut stmt = conn
+            .prepare("SELECT ts, code, reason FROM quarantine ORDER BY at DESC, ts DESC LIMIT ?1")
+            .map_err(wrap)?;
+        let rows = stmt
+            .query_map(params![latest as i64], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .map_err(wrap)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(wrap)?;
+        (kept as u64, rows)
+    } else {
+        (0, Vec::new())
+    };
+    Ok(QueueReport {
+        queued: queued as u64,
+        queued_span: first.zip(last),
+        evicted_total: counter("evicted")?,
+        quarantined_total: counter("quarantined")?,
+        quarantined_kept: kept,
+        latest_quarantined,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -473,8 +642,11 @@ mod tests {
             for ts in 1000..1010 {
                 q.push(&packet(ts)).unwrap();
             }
-            q.push(&packet(1005)).unwrap(); // same second again: stored once
+            // The same second again (the clock stepped back): the newer packet is queued, the
+            // older one kept in the quarantine.
+            q.push(&packet(1005)).unwrap();
             assert_eq!(q.len(), 10);
+            assert_eq!(q.quarantined().unwrap(), vec![1005]);
         }
         let mut q = Queue::open(&path, Budget::default()).unwrap();
         assert_eq!(q.len(), 10);
@@ -496,7 +668,7 @@ mod tests {
     }
 
     #[test]
-    fn budget_evicts_oldest_first_and_counts() {
+    fn budget_evicts_first_queued_first_and_counts() {
         let dir = tempfile::tempdir().unwrap();
         let mut q = Queue::open(
             &dir.path().join("q.sqlite"),
@@ -507,15 +679,67 @@ mod tests {
         )
         .unwrap();
         for ts in 0..8 {
-            q.push(&packet(1000 + ts)).unwrap();
+            q.push_at(&packet(1000 + ts), 1000 + ts).unwrap();
         }
         assert_eq!(q.len(), 5);
         assert_eq!(q.evicted_total().unwrap(), 3);
         assert_eq!(q.oldest_after(i64::MIN, 1).unwrap()[0].0, 1003);
-        // Age: a packet 200 s newer pushes everything older than 100 s out.
-        q.push(&packet(1300)).unwrap();
+        // Age: 200 s of queue time later, everything queued more than 100 s before goes.
+        q.push_at(&packet(1300), 1300).unwrap();
         assert_eq!(q.len(), 1);
         assert_eq!(q.evicted_total().unwrap(), 8);
+    }
+
+    #[test]
+    fn a_packet_stamped_far_ahead_evicts_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut q = Queue::open(&dir.path().join("q.sqlite"), Budget::default()).unwrap();
+        for ts in 1000..1010 {
+            q.push(&packet(ts)).unwrap();
+        }
+        // The wall clock jumps 30 days ahead for one packet, then back.
+        q.push(&packet(1010 + 30 * 86_400)).unwrap();
+        q.push(&packet(1011)).unwrap();
+        assert_eq!(q.len(), 12);
+        assert_eq!(q.evicted_total().unwrap(), 0);
+        // Over the packet cap, the first queued go first, not the lowest timestamps.
+        let mut q2 = Queue::open(
+            &dir.path().join("q2.sqlite"),
+            Budget {
+                max_packets: 2,
+                max_age_s: 100,
+            },
+        )
+        .unwrap();
+        for ts in [5000, 100, 200] {
+            q2.push(&packet(ts)).unwrap();
+        }
+        let left: Vec<i64> = q2
+            .oldest_after(i64::MIN, 10)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.0)
+            .collect();
+        assert_eq!(left, vec![100, 200]);
+    }
+
+    #[test]
+    fn a_queue_from_before_insertion_order_is_migrated() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("q.sqlite");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE telemetry (ts INTEGER PRIMARY KEY, body TEXT NOT NULL);
+                 INSERT INTO telemetry VALUES (1000, '{}'), (1001, '{}');",
+            )
+            .unwrap();
+        }
+        let mut q = Queue::open(&path, Budget::default()).unwrap();
+        assert_eq!(q.len(), 2);
+        q.push(&packet(1002)).unwrap();
+        assert_eq!(q.len(), 3);
+        assert_eq!(q.evicted_total().unwrap(), 0);
     }
 
     #[test]
@@ -599,6 +823,35 @@ mod tests {
         assert!(q.is_in_memory());
         assert_eq!(q.len(), 10);
         assert_eq!(q.oldest_after(i64::MIN, 1).unwrap()[0].0, 1000);
+    }
+
+    #[test]
+    fn the_report_counts_queued_and_quarantined_packets() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("q.sqlite");
+        let mut q = Queue::open(&path, Budget::default()).unwrap();
+        for ts in 1000..1004 {
+            q.push(&packet(ts)).unwrap();
+        }
+        q.quarantine(
+            &[Timestamp::from_unix(1001).unwrap()],
+            "BAD_FRAME",
+            "600 s in the future",
+            7,
+        )
+        .unwrap();
+        let r = report(&path, 5).unwrap();
+        assert_eq!(r.queued, 3);
+        assert_eq!(r.queued_span, Some((1000, 1003)));
+        assert_eq!((r.quarantined_total, r.quarantined_kept), (1, 1));
+        assert_eq!(
+            r.latest_quarantined,
+            vec![(
+                1001,
+                "BAD_FRAME".to_string(),
+                "600 s in the future".to_string()
+            )]
+        );
     }
 
     #[test]
