@@ -70,12 +70,15 @@ timescaledb() {
     local build
     build=$(mktemp -d /var/tmp/ems-timescaledb.XXXXXX)
     tar xzf "$src" -C "$build"
-    (
-        cd "$build/timescaledb-$version"
-        ./bootstrap -DREGRESS_CHECKS=OFF -DTAP_CHECKS=OFF -DWARNINGS_AS_ERRORS=OFF -DAPACHE_ONLY=OFF >/dev/null
-        make -C build -j"$(nproc)" >/dev/null
-        $sudo make -C build install >/dev/null
-    )
+    # The compiler's warnings go to a log, shown only when the build fails.
+    if ! (cd "$build/timescaledb-$version" &&
+        ./bootstrap -DREGRESS_CHECKS=OFF -DTAP_CHECKS=OFF -DWARNINGS_AS_ERRORS=OFF -DAPACHE_ONLY=OFF &&
+        make -C build -j"$(nproc)" &&
+        $sudo make -C build install) >"$build/build.log" 2>&1; then
+        tail -n 40 "$build/build.log" >&2
+        echo "building TimescaleDB failed; the whole log is $build/build.log" >&2
+        exit 1
+    fi
     rm -rf "$build"
     echo "TimescaleDB $version: installed (a server uses it with shared_preload_libraries = 'timescaledb')"
 }
