@@ -1,7 +1,9 @@
 //! A link that goes silent instead of closing (a NAT timeout, a cellular black hole): a TCP proxy
 //! between agent and cloud stops forwarding on the open connection, in both directions, and
 //! sends nothing back, while new connections still work. The agent notices within 30 s,
-//! connects again, and every second ends up stored exactly once.
+//! connects again, and every second ends up stored exactly once. And a black hole that swallows
+//! every connection, new ones included, for about a minute: once it forwards again nothing is
+//! missing.
 
 mod common;
 
@@ -47,6 +49,11 @@ impl Proxy {
         }
     }
 
+    /// Every connection, open or still to come, goes silent.
+    fn black_hole_everything(&self) {
+        self.black_hole_below.store(u64::MAX, Ordering::SeqCst);
+    }
+
     /// Every connection open now goes silent; later ones forward normally.
     fn black_hole_open_connections(&self) {
         self.black_hole_below
@@ -78,14 +85,14 @@ async fn pump(
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_silent_link_is_rebuilt_within_30_s_and_nothing_is_lost() {
+/// Cloud, proxy and agent (reconnecting at most every 5 s) through it, uplink acknowledged.
+async fn set_up() -> (Cloud, String, Proxy, common::Bench, RecordedSeconds) {
     let db_url = ems_testkit::pg::fresh_database().await;
     let cloud = Cloud::start(&db_url).await;
     let proxy = Proxy::start(SocketAddr::from(([127, 0, 0, 1], cloud.port))).await;
     let dir = tempfile::tempdir().unwrap();
     let section = cloud
-        .uplink_section("bench_1", dir.path(), "")
+        .uplink_section("bench_1", dir.path(), "reconnect_max_s = 5.0")
         .await
         .replace(
             &format!("127.0.0.1:{}", cloud.port),
@@ -98,25 +105,18 @@ async fn a_silent_link_is_rebuilt_within_30_s_and_nothing_is_lost() {
     let uplink = bench.agent.uplink.clone();
     common::wait_for("the uplink connected", 20.0, || uplink.borrow().connected).await;
     common::wait_for("acknowledgements", 20.0, || uplink.borrow().acked >= 3).await;
+    (cloud, db_url, proxy, bench, produced)
+}
 
-    proxy.black_hole_open_connections();
-    let silent_at = Instant::now();
-    common::wait_for("a new connection", 30.0, || {
-        let s = uplink.borrow();
-        s.connects >= 2 && s.connected
-    })
-    .await;
-    let noticed = silent_at.elapsed();
-    println!("silent link rebuilt after {:.1} s", noticed.as_secs_f64());
+type RecordedSeconds = Arc<std::sync::Mutex<Vec<i64>>>;
 
-    // Everything the loop produced, up to a few seconds after the new connection, is stored.
-    let until = {
-        let seen = produced.lock().unwrap();
-        *seen.last().unwrap() + 3
-    };
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+/// Waits until every second the loop produced, up to 3 s after now, is stored, then checks that
+/// the stored seconds have no gap and no duplicate.
+async fn every_second_stored_once(db_url: &str, produced: &RecordedSeconds, bench: &common::Bench) {
+    let until = *produced.lock().unwrap().last().unwrap() + 3;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
     let stored = loop {
-        let stored = stored_seconds(&db_url, "bench_1").await;
+        let stored = stored_seconds(db_url, "bench_1").await;
         let seen = produced.lock().unwrap().clone();
         let missing: Vec<i64> = seen
             .iter()
@@ -137,9 +137,9 @@ async fn a_silent_link_is_rebuilt_within_30_s_and_nothing_is_lost() {
         Vec::<i64>::new(),
         "gaps in the stored seconds"
     );
-    let (rows, distinct) = rows_and_distinct(&db_url, "bench_1").await;
+    let (rows, distinct) = rows_and_distinct(db_url, "bench_1").await;
     assert_eq!(rows, distinct);
-    let stats = uplink.borrow().clone();
+    let stats = bench.agent.uplink.borrow().clone();
     println!(
         "{} seconds stored once each; {} connections; {} packets sent, {} acknowledged",
         stored.len(),
@@ -147,5 +147,51 @@ async fn a_silent_link_is_rebuilt_within_30_s_and_nothing_is_lost() {
         stats.sent,
         stats.acked
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_link_is_rebuilt_within_30_s_and_nothing_is_lost() {
+    let (_cloud, db_url, proxy, bench, produced) = set_up().await;
+    let uplink = bench.agent.uplink.clone();
+    proxy.black_hole_open_connections();
+    let silent_at = Instant::now();
+    common::wait_for("a new connection", 30.0, || {
+        let s = uplink.borrow();
+        s.connects >= 2 && s.connected
+    })
+    .await;
+    println!(
+        "silent link rebuilt after {:.1} s",
+        silent_at.elapsed().as_secs_f64()
+    );
+    every_second_stored_once(&db_url, &produced, &bench).await;
+    bench.agent.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_black_hole_for_every_connection_loses_nothing() {
+    let (_cloud, db_url, proxy, bench, produced) = set_up().await;
+    let uplink = bench.agent.uplink.clone();
+    proxy.black_hole_everything();
+    common::wait_for("the silent link closed", 30.0, || {
+        !uplink.borrow().connected
+    })
+    .await;
+    // 60 s of black hole in all: attempts to connect go nowhere.
+    let swallowed = Instant::now();
+    common::wait_for("60 s of black hole", 70.0, || {
+        swallowed.elapsed().as_secs() >= 40
+    })
+    .await;
+    let during = uplink.borrow().clone();
+    assert!(!during.connected, "{during:?}");
+    println!(
+        "{} packets queued during the black hole ({} connection attempts swallowed so far)",
+        during.queued,
+        proxy.accepted.load(Ordering::SeqCst) - 1
+    );
+    proxy.black_hole_open_connections();
+    common::wait_for("a working connection", 30.0, || uplink.borrow().connected).await;
+    every_second_stored_once(&db_url, &produced, &bench).await;
     bench.agent.stop().await;
 }
