@@ -65,6 +65,10 @@ fn wall_unix() -> i64 {
         .unwrap_or(0)
 }
 
+/// Most packets a queue in RAM keeps: 3 hours at 1 Hz, a few MB (a 7-day budget in RAM would
+/// not fit a Pi's memory).
+pub const IN_MEMORY_MAX_PACKETS: u64 = 3 * 3600;
+
 /// How [`Queue::open_or_recover`] came by its queue.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Opened {
@@ -142,8 +146,13 @@ impl Queue {
         )
     }
 
-    /// A queue in RAM (the fallback when no file can be used).
+    /// A queue in RAM (the fallback when no file can be used), at most
+    /// [`IN_MEMORY_MAX_PACKETS`] whatever the budget says.
     pub fn in_memory(budget: Budget) -> Queue {
+        let budget = Budget {
+            max_packets: budget.max_packets.min(IN_MEMORY_MAX_PACKETS),
+            ..budget
+        };
         let conn = Connection::open_in_memory().expect("SQLite opens an in-memory database");
         conn.execute_batch(&format!(
             "PRAGMA cache_size = -2048; {SCHEMA_SQL} {INDEX_SQL}"
@@ -165,35 +174,19 @@ impl Queue {
         self.path == ":memory:"
     }
 
-    /// Moves to an in-memory queue after the file failed (a full disk), taking along the queued
-    /// packets that can still be read. Loud: this loses the packets on a restart.
+    /// Moves to an in-memory queue after the file failed (a full disk). The packets queued in the
+    /// file stay there (a full card still holds them) and go out after a restart once it can be
+    /// written again; new packets are kept in RAM, at most [`IN_MEMORY_MAX_PACKETS`]. Loud: what
+    /// is in RAM is lost on a restart.
     pub fn degrade_to_memory(&mut self, why: &QueueError) {
-        let mut memory = Queue::in_memory(self.budget);
-        let mut after = i64::MIN;
-        while let Ok(rows) = self.oldest_after(after, 1000) {
-            let Some(last) = rows.last().map(|r| r.0) else {
-                break;
-            };
-            for (ts, body) in rows {
-                if memory
-                    .conn
-                    .execute(
-                        "INSERT OR IGNORE INTO telemetry (ts, body, seq, queued_at) VALUES (?1, ?2, ?3, ?4)",
-                        params![ts, body, memory.next_seq, memory.queue_now()],
-                    )
-                    .is_ok()
-                {
-                    memory.len += 1;
-                    memory.next_seq += 1;
-                }
-            }
-            after = last;
-        }
+        let memory = Queue::in_memory(self.budget);
         tracing::error!(
-            "TELEMETRY QUEUE IN MEMORY ONLY: writing {} failed ({why}); {} queued packets moved \
-             to RAM, where they are lost on restart until the disk is fixed",
+            "TELEMETRY QUEUE IN MEMORY ONLY: writing {} failed ({why}); its {} queued packets stay \
+             in the file and go out after a restart once it can be written; new packets are kept \
+             in RAM (at most {} h, lost on restart)",
             self.path,
-            memory.len
+            self.len,
+            IN_MEMORY_MAX_PACKETS / 3600
         );
         *self = memory;
     }
@@ -810,9 +803,10 @@ mod tests {
     }
 
     #[test]
-    fn degrading_to_memory_keeps_the_queued_packets() {
+    fn degrading_to_memory_leaves_the_queued_packets_in_the_file() {
         let dir = tempfile::tempdir().unwrap();
-        let mut q = Queue::open(&dir.path().join("q.sqlite"), Budget::default()).unwrap();
+        let path = dir.path().join("q.sqlite");
+        let mut q = Queue::open(&path, Budget::default()).unwrap();
         for ts in 1000..1010 {
             q.push(&packet(ts)).unwrap();
         }
@@ -821,8 +815,11 @@ mod tests {
             source: rusqlite::Error::InvalidQuery,
         });
         assert!(q.is_in_memory());
-        assert_eq!(q.len(), 10);
-        assert_eq!(q.oldest_after(i64::MIN, 1).unwrap()[0].0, 1000);
+        assert_eq!(q.budget.max_packets, IN_MEMORY_MAX_PACKETS);
+        q.push(&packet(1010)).unwrap();
+        assert_eq!(q.len(), 1);
+        drop(q);
+        assert_eq!(Queue::open(&path, Budget::default()).unwrap().len(), 10);
     }
 
     #[test]
