@@ -4,6 +4,8 @@
 //! `command_id`.
 
 use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ems_driver_sdk::Role;
@@ -108,6 +110,7 @@ impl Agent {
 
     pub async fn run(mut self, mut ch: Channels) {
         let mut next = next_whole_second(&self.clock);
+        let mut resetting: Option<(ResetInProgress, CommandRequest)> = None;
         loop {
             // The clock stepped back since `next` was taken: aim at the next second of the new
             // time, or the loop would sleep for the size of the step.
@@ -122,9 +125,22 @@ impl Agent {
                         return;
                     }
                 }
-                Some(req) = ch.commands.recv() => {
+                // While a reset is under way, further commands wait their turn.
+                Some(req) = ch.commands.recv(), if resetting.is_none() => {
+                    if self.needs_device_reset(&req.command) {
+                        // Resetting and re-reading the devices takes bus time (up to 5 s with a
+                        // hung driver); the cycles go on meanwhile and the answer comes after.
+                        resetting = Some((Box::pin(reset_devices(self.devices.clone())), req));
+                    } else {
+                        let link = *ch.link_up.borrow();
+                        let answer = self.decide(req.command, link);
+                        let _ = req.reply.send(answer);
+                    }
+                }
+                _ = async { (&mut resetting.as_mut().expect("guarded").0).await }, if resetting.is_some() => {
+                    let (_, req) = resetting.take().expect("guarded");
                     let link = *ch.link_up.borrow();
-                    let answer = self.handle_command(req.command, link).await;
+                    let answer = self.decide(req.command, link);
                     let _ = req.reply.send(answer);
                 }
                 _ = tokio::time::sleep(until(&self.clock, next)) => {
@@ -224,6 +240,26 @@ impl Agent {
         if let Some(previous) = self.answered.get(&command.command_id) {
             return previous.clone();
         }
+        if self.needs_device_reset(&command) {
+            reset_devices(self.devices.clone()).await;
+        }
+        self.decide(command, link_up)
+    }
+
+    /// Whether answering `command` first needs the devices' alarms reset and read again: a
+    /// RESET_ERROR in ERROR, not answered before.
+    fn needs_device_reset(&self, command: &Command) -> bool {
+        matches!(command.action, CommandAction::ResetError)
+            && self.controller.state() == State::Error
+            && !self.answered.contains_key(&command.command_id)
+    }
+
+    /// Applies a command once (after [`reset_devices`] for a RESET_ERROR in ERROR); a repeated
+    /// `command_id` gets the first answer again.
+    fn decide(&mut self, command: Command, link_up: bool) -> CommandAnswer {
+        if let Some(previous) = self.answered.get(&command.command_id) {
+            return previous.clone();
+        }
         let result = match &command.action {
             CommandAction::SetMode {
                 target_mode,
@@ -231,9 +267,7 @@ impl Agent {
             } => self.controller.set_mode(*target_mode, *target_power),
             CommandAction::ResetError => {
                 if self.controller.state() == State::Error {
-                    // Clear the devices' own latched alarms and look again before deciding.
-                    let resets = self.devices.iter().map(|d| d.reset_and_poll());
-                    let _ = tokio::time::timeout(Duration::from_secs(5), run_in_turn(resets)).await;
+                    // The devices' alarms were reset and read again: look before deciding.
                     let view = self.view();
                     self.controller
                         .step(self.mono_s(), &view.measurements, link_up);
@@ -273,11 +307,18 @@ impl Agent {
     }
 }
 
-async fn run_in_turn<F: std::future::Future<Output = ()>>(futures: impl Iterator<Item = F>) {
-    let set: Vec<_> = futures.map(Box::pin).collect();
-    for f in set {
-        f.await;
-    }
+/// A [`reset_devices`] under way while the loop goes on.
+type ResetInProgress = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Resets every device's latched alarms and reads it again, one after the other, for at most
+/// 5 s in all.
+async fn reset_devices(devices: Vec<DeviceHandle>) {
+    let all = async {
+        for d in &devices {
+            d.reset_and_poll().await;
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(5), all).await;
 }
 
 /// A clock step back shorter than this holds telemetry until the clock is past the last
