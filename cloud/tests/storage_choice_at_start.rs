@@ -8,12 +8,14 @@
 
 mod common;
 
+on_both_backends!(a_role_that_is_not_superuser_starts_and_stores);
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::{Backend, TestServer};
+use common::{Backend, TestServer, fresh_database_on, packet, recent_seconds};
 use ems_protocol::api::Health;
 use ems_testkit::pg::PgServer;
 
@@ -215,4 +217,52 @@ async fn an_unreachable_database_is_waited_for_then_named_in_the_exit_error() {
         )) && last.contains("refused"),
         "{stderr}"
     );
+}
+
+/// A production database user is rarely a superuser: it may not read
+/// `shared_preload_libraries` (nor create TimescaleDB). The cloud still decides, starts and
+/// stores, and says which storage it took.
+async fn a_role_that_is_not_superuser_starts_and_stores(backend: Backend) {
+    let Some(url) = fresh_database_on(backend).await else {
+        return;
+    };
+    let role = match backend {
+        Backend::TimescaleDb => "ems_app_ts",
+        Backend::Plain => "ems_app_plain",
+    };
+    let admin = ems_cloud::db::connect(&url).await.unwrap();
+    let database = url.rsplit('/').next().unwrap().split('?').next().unwrap();
+    admin
+        .batch_execute(&format!(
+            "CREATE ROLE {role} LOGIN; ALTER DATABASE {database} OWNER TO {role};"
+        ))
+        .await
+        .unwrap();
+    let app_url = url.replacen("postgres@", &format!("{role}@"), 1);
+    let server = TestServer::on(&app_url).await;
+    let health: Health = server.get_json("/health").await;
+    assert!(health.database, "{health:?}");
+    if !health.timescale {
+        assert!(
+            health.storage.starts_with("plain PostgreSQL tables: "),
+            "{}",
+            health.storage
+        );
+    }
+    if backend == Backend::Plain {
+        assert!(!health.timescale);
+        assert!(
+            health.storage.contains("installed but not preloaded"),
+            "{}",
+            health.storage
+        );
+    }
+    let token = server.add_device("not_super").await;
+    let mut device = server.device("not_super", &token).await;
+    let stamps = recent_seconds(3);
+    for t in &stamps {
+        device.send(&packet("not_super", *t, 50.0)).await;
+    }
+    device.await_acks(&stamps).await;
+    server.running.stop().await;
 }

@@ -59,24 +59,52 @@ pub fn preloads_timescaledb(setting: &str) -> bool {
     })
 }
 
+/// Whether the server preloads TimescaleDB, and `shared_preload_libraries` when this role may
+/// read it. Only superusers and `pg_read_all_settings` may; for other roles the loader's own
+/// setting `timescaledb.max_background_workers`, which exists only when the library is
+/// preloaded, tells instead. Reads settings only: safe whatever the server.
+async fn preload_state(client: &Client) -> Result<(bool, Option<String>), DbError> {
+    match client
+        .query_one("SELECT current_setting('shared_preload_libraries')", &[])
+        .await
+    {
+        Ok(row) => {
+            let setting: String = row.get(0);
+            Ok((preloads_timescaledb(&setting), Some(setting)))
+        }
+        Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE) => {
+            let loaded: bool = client
+                .query_one(
+                    "SELECT current_setting('timescaledb.max_background_workers', true) \
+                     IS NOT NULL",
+                    &[],
+                )
+                .await
+                .map_err(sql("probing for the timescaledb loader"))?
+                .get(0);
+            Ok((loaded, None))
+        }
+        Err(e) => Err(DbError::Sql {
+            step: "reading shared_preload_libraries",
+            error: e,
+        }),
+    }
+}
+
 /// Refuses a database that already holds TimescaleDB objects on a server that does not preload
 /// it: every statement touching them (migrations included) would end the session with a FATAL
-/// error. Run before anything else; it reads the catalogs only.
+/// error. Run before anything else; it reads the catalogs and settings only.
 pub async fn check_loadable(client: &Client) -> Result<(), DbError> {
-    let row = client
+    let in_database: Option<String> = client
         .query_one(
-            "SELECT (SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'), \
-                    current_setting('shared_preload_libraries')",
+            "SELECT (SELECT extversion FROM pg_extension WHERE extname = 'timescaledb')",
             &[],
         )
         .await
-        .map_err(sql(
-            "reading the timescaledb extension and shared_preload_libraries",
-        ))?;
-    let in_database: Option<String> = row.get(0);
-    let preload: String = row.get(1);
+        .map_err(sql("reading the timescaledb extension"))?
+        .get(0);
     match in_database {
-        Some(version) if !preloads_timescaledb(&preload) => {
+        Some(version) if !preload_state(client).await?.0 => {
             Err(DbError::TimescaleNotPreloaded { version })
         }
         _ => Ok(()),
@@ -110,18 +138,17 @@ pub async fn setup(client: &Client, config: &CloudConfig) -> Result<Storage, DbE
     };
     let available: String = row.get(0);
     let in_database: Option<String> = row.get(1);
-    let preload: String = client
-        .query_one("SELECT current_setting('shared_preload_libraries')", &[])
-        .await
-        .map_err(sql("reading shared_preload_libraries"))?
-        .get(0);
-    if !preloads_timescaledb(&preload) {
+    let (preloaded, setting) = preload_state(client).await?;
+    if !preloaded {
         if let Some(version) = in_database {
             return Err(DbError::TimescaleNotPreloaded { version });
         }
+        let setting = setting
+            .map(|s| format!(" (shared_preload_libraries = '{s}')"))
+            .unwrap_or_default();
         return Ok(Storage::plain(format!(
-            "TimescaleDB {available} is installed but not preloaded \
-             (shared_preload_libraries = '{preload}'): {PRELOAD_HINT} to use it"
+            "TimescaleDB {available} is installed but not preloaded{setting}: {PRELOAD_HINT} \
+             to use it"
         )));
     }
     if let Err(e) = client
