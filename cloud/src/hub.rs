@@ -364,27 +364,13 @@ async fn listen(hub: std::sync::Arc<Hub>, url: String) {
 /// Keeps this instance's row in `instances` fresh; devices of an instance without a fresh
 /// heartbeat count as offline.
 async fn heartbeat(hub: std::sync::Arc<Hub>) {
-    let mut tick = tokio::time::interval(HEARTBEAT);
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + HEARTBEAT, HEARTBEAT);
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             _ = hub.stopped() => break,
         }
-        let result = async {
-            let client = hub.db.pool.get().await.map_err(|e| e.to_string())?;
-            client
-                .execute(
-                    "INSERT INTO instances (id) VALUES ($1) \
-                     ON CONFLICT (id) DO UPDATE SET heartbeat_at = now()",
-                    &[&hub.instance_id],
-                )
-                .await
-                .map_err(|e| e.to_string())
-        }
-        .await;
-        if let Err(e) = result {
-            tracing::warn!("heartbeat failed: {e}");
-        }
+        beat(&hub).await;
     }
     // Leaving: our devices are offline now.
     if let Ok(client) = hub.db.pool.get().await {
@@ -398,6 +384,25 @@ async fn heartbeat(hub: std::sync::Arc<Hub>) {
         let _ = client
             .execute("DELETE FROM instances WHERE id = $1", &[&hub.instance_id])
             .await;
+    }
+}
+
+/// Records that this instance is alive now.
+async fn beat(hub: &Hub) {
+    let result = async {
+        let client = hub.db.pool.get().await.map_err(|e| e.to_string())?;
+        client
+            .execute(
+                "INSERT INTO instances (id) VALUES ($1) \
+                 ON CONFLICT (id) DO UPDATE SET heartbeat_at = now()",
+                &[&hub.instance_id],
+            )
+            .await
+            .map_err(|e| e.to_string())
+    }
+    .await;
+    if let Err(e) = result {
+        tracing::warn!("heartbeat failed: {e}");
     }
 }
 
@@ -428,6 +433,9 @@ pub fn stage() -> AdHoc {
             .unwrap_or_else(default_instance_id);
         tracing::info!(instance = %instance_id, "instance id");
         let hub = std::sync::Arc::new(Hub::new(instance_id, db.clone()));
+        // The first beat before any device can connect: a device is online from its first
+        // moment, not from this instance's first timer tick.
+        beat(&hub).await;
         tokio::spawn(listen(hub.clone(), db.url.clone()));
         tokio::spawn(heartbeat(hub.clone()));
         let on_shutdown = hub.clone();

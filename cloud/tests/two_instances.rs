@@ -22,8 +22,17 @@ async fn command_and_live_feed_cross_instances() {
     let op = b.token("ops", Role::Operator).await;
 
     let mut device = a.device("ems_multi", &token).await;
-    let listed: Vec<DeviceInfo> = b.get_json("/devices").await;
-    assert!(listed[0].online, "B sees the device on A as online");
+    // A records the connection just after the handshake; B must then list the device online.
+    ems_testkit::wait::until(
+        "B to list the device on A as online",
+        DEADLINE,
+        Duration::from_millis(20),
+        || async {
+            let listed: Vec<DeviceInfo> = b.get_json("/devices").await;
+            listed[0].online.then_some(())
+        },
+    )
+    .await;
 
     // Live feed on B, device on A: keep sending until B's feed shows a packet (B's interest
     // notice has to reach A first).
