@@ -24,9 +24,9 @@
 use std::time::{Duration, Instant};
 
 use chrono::{TimeZone, Utc};
+use ems_cloud::api::history::{HistoryQuery, query};
 use ems_cloud::config::CloudConfig;
 use ems_cloud::db::Db;
-use ems_cloud::history::{HistoryQuery, query};
 use ems_testkit::pg::{Backend, PgServer};
 
 fn env_or(name: &str, default: u64) -> u64 {

@@ -10,12 +10,10 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use ems_protocol::api::{NewToken, Role, TokenCreated};
+use ems_protocol::api::Role;
 use rand::RngCore;
-use rocket::http::Status;
+use rocket::Request;
 use rocket::request::{FromRequest, Outcome};
-use rocket::serde::json::Json;
-use rocket::{Request, Route, State, post, routes};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
@@ -342,30 +340,6 @@ pub async fn create_api_token(
         )));
     }
     Ok(token)
-}
-
-/// `POST /api/v1/tokens` (admin): create an API token with a role.
-#[post("/tokens", data = "<body>")]
-async fn post_token(
-    admin: Admin,
-    db: &State<Db>,
-    body: Json<NewToken>,
-) -> ApiResult<(Status, Json<TokenCreated>)> {
-    let token = create_api_token(db, &body.name, body.role, Some(&admin.0.name)).await?;
-    tracing::info!(by = %admin.0.name, name = %body.name, role = %body.role, "API token created");
-    Ok((
-        Status::Created,
-        Json(TokenCreated {
-            name: body.name.clone(),
-            role: body.role,
-            token,
-        }),
-    ))
-}
-
-/// Mounted under `/api/v1`.
-pub fn routes() -> Vec<Route> {
-    routes![post_token]
 }
 
 #[cfg(test)]

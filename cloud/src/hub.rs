@@ -6,7 +6,8 @@
 //! channel, [`CHANNEL`], with a small JSON [`Notice`]:
 //!
 //! - `COMMAND`: a command was created or changed status. The instance holding the device's
-//!   socket delivers a new one; every instance forwards it to its live feeds and waiters.
+//!   socket asks its command sweeper to deliver a new one ([`Hub::delivery_requests`]); every
+//!   instance forwards it to its live feeds and waiters.
 //! - `TELEMETRY`: a stored packet of a device that a live feed on another instance watches.
 //! - `INTEREST`: "I have a live feed on this device", repeated while the feed is open, so the
 //!   instance holding the device forwards its telemetry for a minute.
@@ -31,7 +32,7 @@ use tokio_postgres::AsyncMessage;
 
 use crate::config::CloudConfig;
 use crate::db::Db;
-use crate::server::need;
+use crate::stage::need;
 
 /// The `LISTEN`/`NOTIFY` channel shared by all instances.
 pub const CHANNEL: &str = "ems_cloud";
@@ -95,6 +96,9 @@ pub struct Hub {
     stop: watch::Sender<bool>,
     /// Wakes the command sweeper early (e.g. after the listener reconnected).
     pub(crate) resync: tokio::sync::Notify,
+    /// Devices connected here that another instance issued a command for: the command sweeper
+    /// delivers it (the hub only tells; it knows nothing of the commands table).
+    deliveries: broadcast::Sender<String>,
 }
 
 impl Hub {
@@ -108,6 +112,7 @@ impl Hub {
             interest: Mutex::new(HashMap::new()),
             stop: watch::channel(false).0,
             resync: tokio::sync::Notify::new(),
+            deliveries: broadcast::channel(1024).0,
         }
     }
 
@@ -164,6 +169,11 @@ impl Hub {
 
     pub fn subscribe(&self) -> broadcast::Receiver<LiveEvent> {
         self.events.subscribe()
+    }
+
+    /// Device ids with a new `PENDING` command from another instance and a socket here.
+    pub fn delivery_requests(&self) -> broadcast::Receiver<String> {
+        self.deliveries.subscribe()
     }
 
     /// Resolves once the server shuts down.
@@ -276,8 +286,7 @@ impl Hub {
                 if command.status == ems_protocol::CommandStatus::Pending
                     && self.sender(&command.device_id).is_some()
                 {
-                    crate::commands::deliver_pending(self, &self.db, &command.device_id, false)
-                        .await;
+                    let _ = self.deliveries.send(command.device_id.clone());
                 }
                 let _ = self.events.send(LiveEvent::CommandStatus { command });
             }

@@ -11,9 +11,8 @@ use tokio::task::JoinHandle;
 
 use crate::config::CloudConfig;
 use crate::hub::Hub;
-use crate::{
-    auth, commands, dashboard, db, device_ws, devices, error, health, history, hub, ingest, live,
-};
+use crate::stage::need;
+use crate::{api, commands, db, error, hub, ingest, ws};
 
 /// The whole server on `figment` (see [`crate::config::figment`]): stages in dependency order,
 /// sockets at `/ws/…`, the REST API under `/api/v1`, the dashboard at `/`, JSON catchers.
@@ -32,36 +31,11 @@ pub fn build(figment: Figment) -> Rocket<Build> {
         .attach(hub::stage())
         .attach(ingest::stage())
         .attach(commands::stage())
-        .mount("/", device_ws::routes())
-        .mount("/", live::routes())
-        .mount("/api/v1", health::routes())
-        .mount("/api/v1", auth::routes())
-        .mount("/api/v1", devices::routes())
-        .mount("/api/v1", history::routes())
-        .mount("/api/v1", commands::routes())
-        .mount("/api/v1", dashboard::routes())
-        .attach(dashboard::stage())
+        .mount("/", ws::routes())
+        .mount("/api/v1", api::routes())
+        .attach(api::dashboard::stage())
         .register("/", error::catchers())
 }
-
-/// A copy of what an earlier stage of [`build`] put in Rocket's state, for a stage that starts
-/// background work at ignition. `None` when that stage failed: Rocket still runs the later
-/// stages, which then fail too, quietly (the failed stage logged why), so the start-up error a
-/// user sees is the first stage's, never a panic of a later one.
-pub(crate) fn managed<T: Clone + Send + Sync + 'static>(rocket: &Rocket<Build>) -> Option<T> {
-    rocket.state::<T>().cloned()
-}
-
-/// `let x: T = need!(rocket);` in a `try_on_ignite` stage: the managed `T`, or fail the stage.
-macro_rules! need {
-    ($rocket:ident) => {
-        match $crate::server::managed(&$rocket) {
-            Some(value) => value,
-            None => return Err($rocket),
-        }
-    };
-}
-pub(crate) use need;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {

@@ -5,7 +5,7 @@
 mod common;
 
 use common::TestServer;
-use ems_cloud::dashboard::WhoAmI;
+use ems_cloud::api::dashboard::WhoAmI;
 use ems_protocol::api::Role;
 
 async fn server_with_dashboard_dir(dir: &std::path::Path) -> TestServer {

@@ -229,7 +229,13 @@ pub fn stage() -> AdHoc {
             }
         };
         match Db::open(&config).await {
-            Ok(db) => Ok(rocket.manage(db)),
+            Ok(db) => {
+                let rocket = match config.retention_days {
+                    Some(days) => rocket.attach(retention::stage(db.clone(), days)),
+                    None => rocket,
+                };
+                Ok(rocket.manage(db))
+            }
             Err(e) => {
                 tracing::error!("{e}");
                 Err(rocket)

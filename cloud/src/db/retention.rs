@@ -14,6 +14,16 @@ pub enum RetentionError {
     Pool(#[from] deadpool_postgres::PoolError),
 }
 
+/// Runs [`run`] from lift-off until Rocket shuts down.
+pub(super) fn stage(db: Db, days: u32) -> rocket::fairing::AdHoc {
+    rocket::fairing::AdHoc::on_liftoff("retention", move |rocket| {
+        let shutdown = rocket.shutdown();
+        Box::pin(async move {
+            tokio::spawn(run(db, days, shutdown));
+        })
+    })
+}
+
 /// Deletes old rows at start and then every hour until `stopped` completes.
 pub async fn run(db: Db, days: u32, stopped: impl Future<Output = ()>) {
     let mut stopped = std::pin::pin!(stopped);

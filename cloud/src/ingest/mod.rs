@@ -48,7 +48,7 @@ mod events;
 mod sql;
 mod writer;
 
-use crate::server::need;
+use crate::stage::need;
 pub use sql::{LAST_STATES, copy_rows, copy_statement};
 use writer::Writer;
 

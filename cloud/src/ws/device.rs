@@ -8,12 +8,11 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use ems_protocol::message::ErrorCode;
 use ems_protocol::{
-    ErrorMessage, ProtocolError, TelemetryAck, Timestamp, Upstream, check_storable, parse_upstream,
+    ErrorMessage, ProtocolError, TelemetryAck, Timestamp, Upstream, check_storable,
     telemetry_extensions, telemetry_timestamp_of,
 };
 use futures_util::{SinkExt, StreamExt};
@@ -21,10 +20,12 @@ use rocket::{Route, State, get, routes};
 use rocket_ws::frame::{CloseCode, CloseFrame};
 use rocket_ws::result::Error as WsError;
 use rocket_ws::{Channel, Message, WebSocket};
-use serde::Deserialize;
 use serde_json::Value;
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 
+use super::frame::parse;
+use super::session::{self, Limits, PingAction, SessionState, Throttle};
 use crate::auth::DeviceAuth;
 use crate::budget::Budgets;
 use crate::commands::{deliver_pending, record_answer};
@@ -33,13 +34,9 @@ use crate::db::Db;
 use crate::hub::{Hub, Outbound, OutboundTx};
 use crate::ingest::{Ingest, Packet};
 use crate::logsafe;
-use crate::telemetry_frame::parse_plain;
 
 /// Most frames taken from a socket in one go when several arrived together (a backlog).
 const READY_FRAMES: usize = 32;
-
-/// Window over which bad frames are counted.
-const BAD_FRAME_WINDOW: Duration = Duration::from_secs(60);
 
 #[get("/ws/device/<device_id>")]
 #[allow(clippy::too_many_arguments)] // Rocket's request guards and managed state
@@ -84,6 +81,9 @@ fn device_socket(
 pub fn routes() -> Vec<Route> {
     routes![device_socket]
 }
+
+/// The socket's writing half.
+type Sink = futures_util::stream::SplitSink<rocket_ws::stream::DuplexStream, Message>;
 
 struct Session {
     device_id: String,
@@ -140,6 +140,12 @@ fn close(code: u16, reason: impl Into<String>) -> CloseFrame<'static> {
     }
 }
 
+impl From<session::Close> for CloseFrame<'static> {
+    fn from(c: session::Close) -> Self {
+        close(c.code, c.reason)
+    }
+}
+
 impl Session {
     async fn run(self, stream: rocket_ws::stream::DuplexStream) {
         let (mut sink, source) = stream.split();
@@ -157,19 +163,19 @@ impl Session {
         .await;
 
         let period = self.config.ping_interval();
-        let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-        let mut last_heard = Instant::now();
-        let mut bad: VecDeque<Instant> = VecDeque::new();
-        let mut device_errors: VecDeque<Instant> = VecDeque::new();
+        let mut ping = tokio::time::interval_at(Instant::now() + period, period);
+        let mut state = SessionState::new(
+            Limits {
+                bad_frame_limit: self.config.bad_frame_limit,
+                device_error_limit: self.config.device_error_limit,
+                ping_period: period,
+            },
+            Instant::now(),
+        );
         // Valid packets read but not yet in the ingest queue (it is full: the database is slow).
-        // While any wait, or while the device is over its telemetry budget, the socket is not
-        // read (TCP back-pressure); pings, acks and commands keep flowing the other way.
         let mut waiting: VecDeque<Packet> = VecDeque::new();
-        let mut resume_at: Option<tokio::time::Instant> = None;
-        let mut throttled = false;
 
         let closing: Option<CloseFrame<'static>> = loop {
-            let intake_paused = !waiting.is_empty() || resume_at.is_some();
             tokio::select! {
                 permit = self.ingest.room(), if !waiting.is_empty() => {
                     let sent = permit.map(|permit| {
@@ -182,113 +188,15 @@ impl Session {
                             "the ingest writer has stopped; resend later".into()).await;
                         break Some(close(1011, "server stopping"));
                     }
-                    last_heard = Instant::now();
+                    state.heard(Instant::now());
                 }
-                _ = tokio::time::sleep_until(resume_at.unwrap_or_else(tokio::time::Instant::now)),
-                    if resume_at.is_some() => {
-                    resume_at = None;
-                    last_heard = Instant::now();
-                }
-                frames = source.next(), if !intake_paused => {
+                _ = tokio::time::sleep_until(state.resume_at().unwrap_or_else(Instant::now)),
+                    if state.resume_at().is_some() => state.resumed(Instant::now()),
+                frames = source.next(), if !state.intake_paused(!waiting.is_empty()) => {
                     let Some(frames) = frames else { break None };
-                    let mut packets = Vec::new();
-                    let mut end = None;
-                    let mut device_reported = false;
-                    for msg in frames {
-                        let refusal = match msg {
-                            Ok(Message::Text(text)) => match self.handle_text(&text, &tx, conn_id).await {
-                                Ok(Handled::Packet(packet)) => {
-                                    packets.push(packet);
-                                    None
-                                }
-                                Ok(Handled::DeviceError) => {
-                                    device_reported = true;
-                                    None
-                                }
-                                Ok(Handled::Done) => None,
-                                Err(refusal) => Some(refusal),
-                            },
-                            Ok(Message::Binary(_)) => Some(Refusal::bad(ErrorMessage::bad_frame(
-                                &ProtocolError::invalid(".", "binary frames are not accepted; send JSON text"),
-                            ))),
-                            Ok(Message::Close(_)) => {
-                                end = Some(None);
-                                break;
-                            }
-                            Ok(_) => None, // ping, pong, raw frame
-                            Err(WsError::Capacity(e)) => {
-                                tracing::warn!(device = %self.device_id, "frame too large: {e}");
-                                end = Some(Some(close(1009, format!(
-                                    "message too large; at most {} bytes", self.config.max_frame_bytes))));
-                                break;
-                            }
-                            Err(e) => {
-                                tracing::debug!(device = %self.device_id, "socket error: {e}");
-                                end = Some(None);
-                                break;
-                            }
-                        };
-                        if let Some(refusal) = refusal {
-                            tracing::debug!(device = %self.device_id, "refused frame: {}", refusal.error.message);
-                            let text = serde_json::to_string(&refusal.error).expect("serialises");
-                            if sink.send(Message::Text(text)).await.is_err() {
-                                end = Some(None);
-                                break;
-                            }
-                            if refusal.counts {
-                                let now = Instant::now();
-                                bad.push_back(now);
-                                while bad.front().is_some_and(|t| now.duration_since(*t) > BAD_FRAME_WINDOW) {
-                                    bad.pop_front();
-                                }
-                                if bad.len() >= self.config.bad_frame_limit {
-                                    tracing::warn!(device = %self.device_id, "too many bad frames, closing");
-                                    end = Some(Some(close(1008, format!(
-                                        "{} bad frames within a minute", bad.len()))));
-                                    break;
-                                }
-                            }
-                        }
-                    }
-                    // The telemetry of all frames that were ready at once goes to the writer
-                    // together (fewer wake-ups; one batch, one ack).
-                    if !packets.is_empty() {
-                        let now = tokio::time::Instant::now();
-                        match self.budgets.take(&self.device_id, packets.len(), now.into_std()) {
-                            Ok(()) => throttled = false,
-                            Err(wait) => {
-                                if !throttled {
-                                    tracing::info!(device = %self.device_id,
-                                        "over its telemetry budget ({} packets/s, burst {}); reading it more slowly",
-                                        self.config.device_packet_rate, self.config.device_packet_burst);
-                                    throttled = true;
-                                }
-                                resume_at = Some(now + wait);
-                            }
-                        }
-                        waiting.extend(packets);
-                        if self.ingest.try_submit(&mut waiting).is_err() && end.is_none() {
-                            let _ = self.send_error(&mut sink, ErrorCode::Internal,
-                                "the ingest writer has stopped; resend later".into()).await;
-                            end = Some(Some(close(1011, "server stopping")));
-                        }
-                    }
-                    if device_reported {
-                        let now = Instant::now();
-                        device_errors.push_back(now);
-                        while device_errors.front().is_some_and(|t| now.duration_since(*t) > BAD_FRAME_WINDOW) {
-                            device_errors.pop_front();
-                        }
-                        if device_errors.len() > self.config.device_error_limit && end.is_none() {
-                            tracing::warn!(device = %self.device_id, "too many ERROR frames from the device, closing");
-                            let _ = self.send_error(&mut sink, ErrorCode::RateLimited, format!(
-                                "more than {} ERROR frames within a minute", self.config.device_error_limit)).await;
-                            end = Some(Some(close(1008, "too many ERROR frames")));
-                        }
-                    }
-                    last_heard = Instant::now();
-                    if let Some(end) = end {
-                        break end;
+                    match self.take(frames, &mut sink, &mut state, &mut waiting, &tx, conn_id).await {
+                        Ok(()) => {}
+                        Err(end) => break end,
                     }
                 }
                 out = rx.recv() => {
@@ -303,19 +211,17 @@ impl Session {
                         Err(()) => break None,
                     }
                 }
-                _ = ping.tick() => {
-                    if intake_paused {
-                        // Not reading is our doing, not a silent peer.
-                        last_heard = Instant::now();
+                _ = ping.tick() => match state.ping_due(Instant::now(), !waiting.is_empty()) {
+                    PingAction::Ping => {
+                        if sink.send(Message::Ping(Vec::new())).await.is_err() {
+                            break None;
+                        }
                     }
-                    if last_heard.elapsed() > 2 * period {
+                    PingAction::Close(c) => {
                         tracing::info!(device = %self.device_id, "no answer to pings, closing");
-                        break Some(close(1011, "no answer to pings"));
+                        break Some(c.into());
                     }
-                    if sink.send(Message::Ping(Vec::new())).await.is_err() {
-                        break None;
-                    }
-                }
+                },
             }
         };
         if let Some(frame) = closing {
@@ -328,10 +234,122 @@ impl Session {
         tracing::info!(device = %self.device_id, "device disconnected");
     }
 
+    /// Takes the frames that were ready at once: answers refusals, queues the telemetry for the
+    /// writer together (fewer wake-ups; one batch, one ack), applies the session's rules.
+    /// `Err(close)` ends the socket (with a close frame, or `None` when it is gone).
+    async fn take(
+        &self,
+        frames: Vec<Result<Message, WsError>>,
+        sink: &mut Sink,
+        state: &mut SessionState,
+        waiting: &mut VecDeque<Packet>,
+        tx: &OutboundTx,
+        conn_id: u64,
+    ) -> Result<(), Option<CloseFrame<'static>>> {
+        let mut packets = Vec::new();
+        let mut end = None;
+        let mut device_reported = false;
+        for msg in frames {
+            let refusal = match msg {
+                Ok(Message::Text(text)) => match self.handle_text(&text, tx, conn_id).await {
+                    Ok(Handled::Packet(packet)) => {
+                        packets.push(packet);
+                        None
+                    }
+                    Ok(Handled::DeviceError) => {
+                        device_reported = true;
+                        None
+                    }
+                    Ok(Handled::Done) => None,
+                    Err(refusal) => Some(refusal),
+                },
+                Ok(Message::Binary(_)) => Some(Refusal::bad(ErrorMessage::bad_frame(
+                    &ProtocolError::invalid(".", "binary frames are not accepted; send JSON text"),
+                ))),
+                Ok(Message::Close(_)) => {
+                    end = Some(None);
+                    break;
+                }
+                Ok(_) => None, // ping, pong, raw frame
+                Err(WsError::Capacity(e)) => {
+                    tracing::warn!(device = %self.device_id, "frame too large: {e}");
+                    end = Some(Some(close(
+                        1009,
+                        format!(
+                            "message too large; at most {} bytes",
+                            self.config.max_frame_bytes
+                        ),
+                    )));
+                    break;
+                }
+                Err(e) => {
+                    tracing::debug!(device = %self.device_id, "socket error: {e}");
+                    end = Some(None);
+                    break;
+                }
+            };
+            let Some(refusal) = refusal else { continue };
+            tracing::debug!(device = %self.device_id, "refused frame: {}", refusal.error.message);
+            let text = serde_json::to_string(&refusal.error).expect("serialises");
+            if sink.send(Message::Text(text)).await.is_err() {
+                end = Some(None);
+                break;
+            }
+            if refusal.counts
+                && let Some(c) = state.bad_frame(Instant::now())
+            {
+                tracing::warn!(device = %self.device_id, "too many bad frames, closing");
+                end = Some(Some(c.into()));
+                break;
+            }
+        }
+        if !packets.is_empty() {
+            let now = Instant::now();
+            let verdict = self
+                .budgets
+                .take(&self.device_id, packets.len(), now.into_std());
+            if state.budget(verdict, now) == (Throttle::Until { first: true }) {
+                tracing::info!(device = %self.device_id,
+                    "over its telemetry budget ({} packets/s, burst {}); reading it more slowly",
+                    self.config.device_packet_rate, self.config.device_packet_burst);
+            }
+            waiting.extend(packets);
+            if self.ingest.try_submit(waiting).is_err() && end.is_none() {
+                let _ = self
+                    .send_error(
+                        sink,
+                        ErrorCode::Internal,
+                        "the ingest writer has stopped; resend later".into(),
+                    )
+                    .await;
+                end = Some(Some(close(1011, "server stopping")));
+            }
+        }
+        if device_reported
+            && end.is_none()
+            && let Some(c) = state.device_error(Instant::now())
+        {
+            tracing::warn!(device = %self.device_id, "too many ERROR frames from the device, closing");
+            let _ = self
+                .send_error(
+                    sink,
+                    ErrorCode::RateLimited,
+                    format!(
+                        "more than {} ERROR frames within a minute",
+                        self.config.device_error_limit
+                    ),
+                )
+                .await;
+            end = Some(Some(c.into()));
+        }
+        state.heard(Instant::now());
+        end.map_or(Ok(()), Err)
+    }
+
     /// An `ERROR` frame with `code` and `message` to the device.
     async fn send_error(
         &self,
-        sink: &mut futures_util::stream::SplitSink<rocket_ws::stream::DuplexStream, Message>,
+        sink: &mut Sink,
         code: ErrorCode,
         message: String,
     ) -> Result<(), ()> {
@@ -491,25 +509,6 @@ impl Session {
                 .await;
         }
     }
-}
-
-/// Parses an upstream frame. The most common case, spec telemetry without extra fields, is
-/// parsed in one pass ([`parse_plain`]); telemetry with extension fields is parsed once into a
-/// JSON value that also yields them; anything else, and every refusal (for its precise message
-/// naming the field), goes through [`parse_upstream`].
-fn parse(text: &str) -> Result<(Upstream, Option<Value>), ProtocolError> {
-    if let Some(telemetry) = parse_plain(text) {
-        return Ok((Upstream::Telemetry(telemetry), None));
-    }
-    if let Ok(value) = serde_json::from_str::<Value>(text)
-        && value.is_object()
-        && value.get("type").is_none()
-        && let Ok(telemetry) = ems_protocol::Telemetry::deserialize(&value)
-        && telemetry.validate().is_ok()
-    {
-        return Ok((Upstream::Telemetry(telemetry), Some(value)));
-    }
-    parse_upstream(text).map(|u| (u, None))
 }
 
 /// Writes what the rest of the server queued for this socket: all acks as one `TELEMETRY_ACK`,

@@ -1,12 +1,36 @@
-//! One-pass parse of the frame a device sends most: a spec telemetry packet with nothing else.
+//! Parsing what a device sends: [`parse`] any upstream frame, with a one-pass fast path for the
+//! frame a device sends most, a spec telemetry packet with nothing else.
 //!
 //! [`parse_plain`] deserialises the text straight into [`Telemetry`] through mirror types that
 //! refuse unknown fields, so it needs no intermediate `serde_json::Value` (a map and a string
 //! per field). Anything it does not take (extension fields, a `type`, any error) returns `None`
 //! and goes the general way, which keeps extensions and names the offending field.
 
-use ems_protocol::{Battery, ErrorFlag, Grid, Mode, State, SystemStatus, Telemetry, Timestamp};
+use ems_protocol::{
+    Battery, ErrorFlag, Grid, Mode, ProtocolError, State, SystemStatus, Telemetry, Timestamp,
+    Upstream, parse_upstream,
+};
 use serde::{Deserialize, Deserializer};
+use serde_json::Value;
+
+/// Parses an upstream frame. The most common case, spec telemetry without extra fields, is
+/// parsed in one pass ([`parse_plain`]); telemetry with extension fields is parsed once into a
+/// JSON value that also yields them; anything else, and every refusal (for its precise message
+/// naming the field), goes through [`parse_upstream`].
+pub(super) fn parse(text: &str) -> Result<(Upstream, Option<Value>), ProtocolError> {
+    if let Some(telemetry) = parse_plain(text) {
+        return Ok((Upstream::Telemetry(telemetry), None));
+    }
+    if let Ok(value) = serde_json::from_str::<Value>(text)
+        && value.is_object()
+        && value.get("type").is_none()
+        && let Ok(telemetry) = ems_protocol::Telemetry::deserialize(&value)
+        && telemetry.validate().is_ok()
+    {
+        return Ok((Upstream::Telemetry(telemetry), Some(value)));
+    }
+    parse_upstream(text).map(|u| (u, None))
+}
 
 /// [`Telemetry`] with `deny_unknown_fields`: same field names; strings borrowed from the frame
 /// and converted with the protocol's own `FromStr` (a string with escapes fails here and goes
@@ -63,7 +87,7 @@ fn required_nullable<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::
 }
 
 /// A valid telemetry packet with exactly the spec's fields, or `None` for anything else.
-pub(crate) fn parse_plain(text: &str) -> Option<Telemetry> {
+fn parse_plain(text: &str) -> Option<Telemetry> {
     let p: Plain = serde_json::from_str(text).ok()?;
     let status = p.system_status;
     let telemetry = Telemetry {

@@ -8,11 +8,11 @@ use rocket::serde::json::Json;
 use rocket::{Route, State, get, post, routes};
 use tokio_postgres::Row;
 
+use super::ensure_device;
+use super::history::{TELEMETRY_COLUMNS, parse_time, telemetry_from_row};
 use crate::auth::{Admin, DEVICE_TOKEN_PREFIX, Viewer, generate_token, hash_token};
-use crate::commands::ensure_device;
 use crate::db::Db;
 use crate::error::{ApiError, ApiResult};
-use crate::history::{TELEMETRY_COLUMNS, parse_time, telemetry_from_row};
 
 /// Online: connected to an instance whose heartbeat is fresh (three periods).
 const DEVICE_SELECT: &str = "\

@@ -16,8 +16,8 @@ use rocket::{Route, State, get, routes};
 use serde_json::Value;
 use tokio_postgres::Row;
 
+use super::ensure_device;
 use crate::auth::Viewer;
-use crate::commands::ensure_device;
 use crate::config::CloudConfig;
 use crate::db::Db;
 use crate::db::timescale::NUMERIC_FIELDS;

@@ -13,8 +13,8 @@ use rocket::{Route, State, get, routes};
 use rocket_ws::{Channel, Message, WebSocket};
 use tokio::sync::broadcast::error::RecvError;
 
+use crate::api::ensure_device;
 use crate::auth::LiveViewer;
-use crate::commands::ensure_device;
 use crate::db::Db;
 use crate::error::ApiResult;
 use crate::hub::{Hub, INTEREST_REPEAT};
