@@ -11,19 +11,16 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use ems_protocol::message::ErrorCode;
-use ems_protocol::{
-    ErrorMessage, ProtocolError, TelemetryAck, Timestamp, Upstream, check_storable,
-    telemetry_extensions, telemetry_timestamp_of,
-};
+use ems_protocol::{ErrorMessage, ProtocolError, TelemetryAck, Upstream, telemetry_timestamp_of};
 use futures_util::{SinkExt, StreamExt};
 use rocket::{Route, State, get, routes};
 use rocket_ws::frame::{CloseCode, CloseFrame};
 use rocket_ws::result::Error as WsError;
 use rocket_ws::{Channel, Message, WebSocket};
-use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use super::checks::{Refusal, check_telemetry};
 use super::frame::parse;
 use super::session::{self, Limits, PingAction, SessionState, Throttle};
 use crate::auth::DeviceAuth;
@@ -104,33 +101,6 @@ enum Handled {
     DeviceError,
     /// Anything else that was taken (a command answer).
     Done,
-}
-
-/// A frame the session did not take.
-struct Refusal {
-    error: ErrorMessage,
-    /// Counts towards `bad_frame_limit` (the sender's fault, not ours).
-    counts: bool,
-}
-
-impl Refusal {
-    fn bad(error: ErrorMessage) -> Self {
-        Refusal {
-            error,
-            counts: true,
-        }
-    }
-
-    /// A recognisable telemetry packet refused for good: the error names it, the device sets it
-    /// aside and does not resend it. Not counted towards `bad_frame_limit`: a device with a
-    /// broken sensor or clock is told packet by packet instead of being disconnected in a loop.
-    fn packet(mut error: ErrorMessage, timestamp: Timestamp) -> Self {
-        error.timestamps = vec![timestamp];
-        Refusal {
-            error,
-            counts: false,
-        }
-    }
 }
 
 fn close(code: u16, reason: impl Into<String>) -> CloseFrame<'static> {
@@ -379,67 +349,13 @@ impl Session {
         })?;
         match upstream {
             Upstream::Telemetry(telemetry) => {
-                if telemetry.device_id != self.device_id {
-                    return Err(Refusal::bad(ErrorMessage {
-                        code: ErrorCode::WrongDevice,
-                        message: format!(
-                            "`device_id` {:?} does not match the connection's device {:?}",
-                            telemetry.device_id, self.device_id
-                        ),
-                        command_id: None,
-                        timestamps: Vec::new(),
-                    }));
-                }
-                let age = Utc::now().timestamp() - telemetry.timestamp.unix();
-                if -age > self.config.max_future_skew_s {
-                    return Err(Refusal::packet(
-                        ErrorMessage::bad_frame(&ProtocolError::invalid(
-                            "timestamp",
-                            format!(
-                                "{} is {} s in the future (at most {} s allowed); check the device clock",
-                                telemetry.timestamp, -age, self.config.max_future_skew_s
-                            ),
-                        )),
-                        telemetry.timestamp,
-                    ));
-                }
-                if age > self.config.max_packet_age_s() {
-                    return Err(Refusal::packet(
-                        ErrorMessage::bad_frame(&ProtocolError::invalid(
-                            "timestamp",
-                            format!(
-                                "{} is older than the {} s the cloud accepts",
-                                telemetry.timestamp,
-                                self.config.max_packet_age_s()
-                            ),
-                        )),
-                        telemetry.timestamp,
-                    ));
-                }
-                let extensions = raw
-                    .map(|raw| telemetry_extensions(&raw))
-                    .filter(|ext| !ext.is_empty());
-                if let Some(ext) = &extensions {
-                    check_storable(ext).map_err(|e| {
-                        Refusal::packet(ErrorMessage::bad_frame(&e), telemetry.timestamp)
-                    })?;
-                }
-                if let Some(ext) = &extensions {
-                    let bytes = Value::Object(ext.clone()).to_string().len();
-                    if bytes > self.config.max_extension_bytes {
-                        return Err(Refusal::packet(
-                            ErrorMessage::bad_frame(&ProtocolError::invalid(
-                                ".",
-                                format!(
-                                    "extension fields take {bytes} bytes, at most {} are stored per packet",
-                                    self.config.max_extension_bytes
-                                ),
-                            )),
-                            telemetry.timestamp,
-                        ));
-                    }
-                }
-                let extensions = extensions.map(Value::Object);
+                let extensions = check_telemetry(
+                    &telemetry,
+                    raw,
+                    &self.device_id,
+                    &self.config,
+                    Utc::now().timestamp(),
+                )?;
                 Ok(Handled::Packet(Packet {
                     telemetry,
                     extensions,

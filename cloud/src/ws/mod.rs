@@ -1,6 +1,7 @@
 //! The WebSockets: the device socket `/ws/device/<id>` ([`device`], its rules in [`session`],
 //! its frame parsing in [`frame`]) and the dashboards' live feed `/ws/live/<id>` ([`live`]).
 
+mod checks;
 pub mod device;
 mod frame;
 pub mod live;
