@@ -1,7 +1,7 @@
 //! A packet is acknowledged only once committed: with the database down nothing is acked, and
 //! once it is back every packet is stored and acked, none lost.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

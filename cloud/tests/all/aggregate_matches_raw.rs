@@ -3,7 +3,7 @@
 //! materialised, late packets that land inside it afterwards (a backlog), and the real-time part
 //! of the last minute that no refresh has materialised yet.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

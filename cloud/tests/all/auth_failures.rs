@@ -1,7 +1,7 @@
 //! Who may do what: device sockets need their own device's token, the API needs a token with
 //! the right role, and every refusal is a JSON error with the right status.
 
-mod common;
+use crate::common;
 
 use common::{Device, TestServer};
 use ems_protocol::api::{ApiErrorBody, Role};

@@ -3,7 +3,7 @@
 //! is answered 429 before any query, and meanwhile `/health` stays fast and an operator's
 //! command still reaches its device.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -3,7 +3,7 @@
 //! (the ingest queue full) a socket stops taking telemetry but keeps its keepalive going, so an
 //! agent does not see a dead link and nothing is stored twice.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

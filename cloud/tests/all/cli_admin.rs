@@ -1,7 +1,7 @@
 //! The admin subcommands print a working token once: `add-device` for the device socket,
 //! `create-token` for the API; bad input fails with one message and exit code 1.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

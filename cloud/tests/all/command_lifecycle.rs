@@ -2,7 +2,7 @@
 //! an offline one until it connects, tracked PENDING → SENT → ACCEPTED / REJECTED / EXPIRED,
 //! and recorded with who issued them.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

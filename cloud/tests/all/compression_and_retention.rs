@@ -3,7 +3,7 @@
 //! raw telemetry on both backends, and with TimescaleDB the per-minute aggregate keeps what
 //! `aggregate_retention_days` says.
 
-mod common;
+use crate::common;
 
 use common::{Backend, TestServer, count_rows, fresh_database_on, packet};
 use ems_protocol::Timestamp;

@@ -8,7 +8,7 @@
 //! Needs Node.js, `dashboard/node_modules` and `dashboard/dist` (`npm ci && npm run build` in
 //! `dashboard/`) and `/usr/bin/chromium`; fails with an install hint when one is missing.
 
-mod common;
+use crate::common;
 
 use std::f64::consts::TAU;
 use std::path::{Path, PathBuf};

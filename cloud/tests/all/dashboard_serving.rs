@@ -2,7 +2,7 @@
 //! that says how to build it when `dashboard_dir` holds no build, and tells a token its role at
 //! `GET /api/v1/whoami` (the dashboard hides the command panel from viewers).
 
-mod common;
+use crate::common;
 
 use common::TestServer;
 use ems_cloud::api::dashboard::WhoAmI;

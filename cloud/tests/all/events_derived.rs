@@ -1,7 +1,7 @@
 //! The server derives events (state changes, error flags raised and cleared) from consecutive
 //! telemetry of a device.
 
-mod common;
+use crate::common;
 
 on_both_backends!(
     state_changes_and_flags_become_events,

@@ -3,7 +3,7 @@
 //! bounds and extension text PostgreSQL cannot store are refused at the socket, naming the field
 //! and the packet.
 
-mod common;
+use crate::common;
 
 use common::{Backend, Seen, TestServer, packet, recent_seconds};
 use ems_protocol::api::History;

@@ -1,7 +1,7 @@
 //! History: raw packets with field selection and limits, and buckets whose avg/min/max match
 //! values computed by hand from the packets sent.
 
-mod common;
+use crate::common;
 
 on_both_backends!(buckets_match_hand_computed_values);
 

@@ -3,7 +3,7 @@
 //! (`EXPLAIN ANALYZE` shows no sequential scan and a handful of rows read), and retention
 //! deletes through the `(device_id, time)` indexes.
 
-mod common;
+use crate::common;
 
 use common::{Backend, TestServer, fresh_database_on};
 use serde_json::Value;

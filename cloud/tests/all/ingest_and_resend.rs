@@ -1,7 +1,7 @@
 //! Telemetry is stored with every spec field typed, acknowledged, and a resent packet is
 //! acknowledged again without being stored twice.
 
-mod common;
+use crate::common;
 
 on_both_backends!(
     packets_are_stored_once_and_acked_every_time,

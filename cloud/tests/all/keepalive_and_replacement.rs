@@ -1,7 +1,7 @@
 //! Keepalive: a socket that answers no pings is closed with 1011. Replacement: a second
 //! connection of the same device closes the first with 4000 and takes over.
 
-mod common;
+use crate::common;
 
 use common::{Seen, TestServer, figment, packet, recent_seconds};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

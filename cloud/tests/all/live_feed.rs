@@ -1,7 +1,7 @@
 //! The live feed pushes each stored packet and each command status change of one device;
 //! browsers authenticate with `?token=`.
 
-mod common;
+use crate::common;
 
 use common::{DEADLINE, TestServer, packet, recent_seconds};
 use ems_protocol::api::{LiveEvent, Role};

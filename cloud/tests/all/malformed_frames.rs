@@ -1,7 +1,7 @@
 //! Bad frames get an ERROR frame naming the field and the socket stays; abuse and oversized
 //! frames close it with a close code.
 
-mod common;
+use crate::common;
 
 use common::{Seen, TestServer, packet, recent_seconds};
 use ems_protocol::message::ErrorCode;

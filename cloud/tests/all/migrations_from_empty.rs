@@ -1,7 +1,7 @@
 //! An empty database gets the whole schema at start, a second start changes nothing, and the
 //! storage path (TimescaleDB when the server preloads it, plain tables otherwise) is reported.
 
-mod common;
+use crate::common;
 
 on_both_backends!(migrations_apply_to_an_empty_database_and_are_idempotent);
 

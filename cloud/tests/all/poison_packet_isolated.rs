@@ -7,7 +7,7 @@
 //! The refusal is made real with a CHECK constraint on `telemetry` that one value violates,
 //! standing for whatever a validated packet may still trip over in a database.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -6,7 +6,7 @@
 //! - an unreachable database: it waits `database_wait_s`, then exits 1 naming the address and
 //!   never the password.
 
-mod common;
+use crate::common;
 
 on_both_backends!(a_role_that_is_not_superuser_starts_and_stores);
 

@@ -1,6 +1,6 @@
 //! The server speaks HTTPS and WSS itself (Rocket's rustls TLS) with a certificate generated here.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

@@ -2,7 +2,7 @@
 //! to the other, a live feed on one shows a device connected to the other, and a device that
 //! reconnects to the other server replaces its old socket.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,0 +1,29 @@
+//! The integration tests of ems-cloud, one binary: each module is one scenario (a former test
+//! file), run against a real server, a real PostgreSQL/TimescaleDB and real sockets.
+
+#[macro_use]
+mod common;
+
+mod ack_after_commit;
+mod aggregate_matches_raw;
+mod auth_failures;
+mod auth_flood;
+mod budgets_and_backpressure;
+mod cli_admin;
+mod command_lifecycle;
+mod compression_and_retention;
+mod dashboard_browser;
+mod dashboard_serving;
+mod events_derived;
+mod extreme_values_keep_history_working;
+mod history_buckets;
+mod hot_path_queries_are_bounded;
+mod ingest_and_resend;
+mod keepalive_and_replacement;
+mod live_feed;
+mod malformed_frames;
+mod migrations_from_empty;
+mod poison_packet_isolated;
+mod storage_choice_at_start;
+mod tls;
+mod two_instances;
