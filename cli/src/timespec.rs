@@ -24,22 +24,11 @@ pub fn parse(text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, String> {
     Err(forms(text))
 }
 
-/// `90s`, `15m`, `1h`, `7d`, `2w`; a bare number is seconds.
-pub fn duration(text: &str) -> Option<Duration> {
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (num, unit) = text.split_at(split);
-    let n: i64 = num.parse().ok()?;
-    let secs = match unit {
-        "" | "s" => 1,
-        "m" | "min" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        "w" => 7 * 86_400,
-        _ => return None,
-    };
-    n.checked_mul(secs).and_then(Duration::try_seconds)
+/// A relative offset in the grammar of [`ems_protocol::duration`].
+fn duration(text: &str) -> Option<Duration> {
+    ems_protocol::duration::parse_seconds(text)
+        .ok()
+        .and_then(Duration::try_seconds)
 }
 
 fn forms(text: &str) -> String {

@@ -12,11 +12,13 @@
 //! - [`message`]: what may travel on the device socket in each direction ([`Upstream`], [`Downstream`])
 //!   including the extensions: [`CommandAnswer`], [`TelemetryAck`], [`ErrorMessage`].
 //! - [`error`]: [`ProtocolError`], which always names the offending field.
+//! - [`duration`]: the `90s`/`15m`/`1h`/`7d` grammar and the history bucket grid.
 //! - [`api`]: bodies of the cloud's REST API and live feed, shared by the cloud and its clients.
 //! - `num` (private): JSON number formatting so integral values stay integers on the wire.
 
 pub mod api;
 pub mod command;
+pub mod duration;
 pub mod enums;
 pub mod error;
 pub mod message;

@@ -8,8 +8,9 @@
 
 use std::io::IsTerminal;
 
-use chrono::{DateTime, Duration, TimeZone, Utc};
+use chrono::{DateTime, Duration, Utc};
 use ems_protocol::api::History;
+use ems_protocol::duration::{self, align_down, align_up};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::Value;
 
@@ -18,25 +19,6 @@ use crate::cli;
 use crate::exit::{Exit, Failure};
 use crate::output::{self, Table, num};
 use crate::timespec::{self, rfc3339};
-
-/// The server aligns buckets to this instant (`date_bin` origin).
-fn bucket_origin() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2000, 1, 3, 0, 0, 0).unwrap()
-}
-
-fn align_down(t: DateTime<Utc>, bucket_s: i64) -> DateTime<Utc> {
-    let offset = (t - bucket_origin()).num_seconds().rem_euclid(bucket_s);
-    t - Duration::seconds(offset) - Duration::nanoseconds(t.timestamp_subsec_nanos() as i64)
-}
-
-fn align_up(t: DateTime<Utc>, bucket_s: i64) -> DateTime<Utc> {
-    let down = align_down(t, bucket_s);
-    if down == t {
-        t
-    } else {
-        down + Duration::seconds(bucket_s)
-    }
-}
 
 /// The `to` of the request starting at `cursor`: the range end for raw packets, else
 /// `page_size` buckets on.
@@ -70,15 +52,15 @@ fn api_field(name: &str) -> String {
     name.replace('.', "_")
 }
 
-/// Parses a bucket width (`30s`, `5m`, `1h`, `1d`, or seconds).
+/// Parses a bucket width as the cloud does ([`ems_protocol::duration`]).
 fn bucket_seconds(text: &str) -> Result<i64, Failure> {
-    timespec::duration(text.trim())
-        .map(|d| d.num_seconds())
-        .filter(|s| *s > 0)
-        .ok_or_else(|| {
-            Failure::usage(format!("--bucket {text:?} is not a duration"))
-                .hint("use e.g. 30s, 1m, 15m, 1h, 1d")
-        })
+    match duration::parse_seconds(text) {
+        Ok(s) if s > 0 => Ok(s),
+        Ok(_) => Err(Failure::usage("--bucket must be at least 1s")),
+        Err(e) => {
+            Err(Failure::usage(format!("--bucket: {e}")).hint("use e.g. 30s, 1m, 15m, 1h, 1d"))
+        }
+    }
 }
 
 pub async fn run(ctx: &Ctx, args: cli::History) -> anyhow::Result<Exit> {

@@ -8,8 +8,9 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 use ems_protocol::api::{BucketPoint, FieldStats, History, RawPoint};
+use ems_protocol::duration::{self, align_down, align_up};
 use ems_protocol::{Battery, ErrorFlag, Grid, SystemStatus, Telemetry};
 use rocket::serde::json::Json;
 use rocket::{Route, State, get, routes};
@@ -22,11 +23,6 @@ use crate::config::CloudConfig;
 use crate::db::Db;
 use crate::db::timescale::NUMERIC_FIELDS;
 use crate::error::{ApiError, ApiResult};
-
-/// Bucket alignment origin: a Monday, TimescaleDB's `time_bucket` default.
-pub fn origin() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2000, 1, 3, 0, 0, 0).unwrap()
-}
 
 /// Longest bucket, s (31 days).
 const MAX_BUCKET_S: i64 = 31 * 86_400;
@@ -80,29 +76,10 @@ pub fn parse_time(field: &str, s: &str) -> ApiResult<DateTime<Utc>> {
         .map_err(|e| ApiError::bad_field(field, format!("{s:?} is not an RFC 3339 time: {e}")))
 }
 
-/// `"90"`, `"90s"`, `"15m"`, `"1h"`, `"1d"` → seconds.
+/// A bucket width in the grammar of [`ems_protocol::duration`], 1 s to 31 days.
 pub fn parse_bucket(s: &str) -> ApiResult<i64> {
-    let s = s.trim();
-    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
-        Some(i) => s.split_at(i),
-        None => (s, "s"),
-    };
-    let n: i64 = num.parse().map_err(|_| {
-        ApiError::bad_field("bucket", format!("{s:?}: expected e.g. 30s, 5m, 1h, 1d"))
-    })?;
-    let unit_s = match unit {
-        "s" => 1,
-        "m" | "min" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        other => {
-            return Err(ApiError::bad_field(
-                "bucket",
-                format!("unknown unit {other:?}; use s, m, h or d"),
-            ));
-        }
-    };
-    let secs = n.saturating_mul(unit_s);
+    let secs =
+        duration::parse_seconds(s).map_err(|e| ApiError::bad_field("bucket", e.to_string()))?;
     if !(1..=MAX_BUCKET_S).contains(&secs) {
         return Err(ApiError::bad_field(
             "bucket",
@@ -145,22 +122,6 @@ fn parse_fields(fields: Option<&str>, bucketed: bool) -> ApiResult<Vec<String>> 
         }
     }
     Ok(out)
-}
-
-fn align_down(t: DateTime<Utc>, bucket_s: i64) -> DateTime<Utc> {
-    let o = origin().timestamp();
-    let secs = t.timestamp() - o;
-    Utc.timestamp_opt(o + secs.div_euclid(bucket_s) * bucket_s, 0)
-        .unwrap()
-}
-
-fn align_up(t: DateTime<Utc>, bucket_s: i64) -> DateTime<Utc> {
-    let down = align_down(t, bucket_s);
-    if down == t {
-        t
-    } else {
-        down + chrono::Duration::seconds(bucket_s)
-    }
 }
 
 /// The query parameters, checked.
@@ -267,7 +228,7 @@ async fn bucketed(db: &Db, q: &HistoryQuery, bucket_s: i64) -> ApiResult<History
                 &(bucket_s as f64),
                 &from,
                 &to,
-                &origin(),
+                &duration::bucket_origin(),
                 &(q.limit + 1),
             ],
         )
@@ -376,21 +337,8 @@ mod tests {
         assert_eq!(parse_bucket("1d").unwrap(), 86_400);
         assert!(parse_bucket("0s").is_err());
         assert!(parse_bucket("5y").is_err());
-    }
-
-    #[test]
-    fn alignment_widens_to_whole_buckets() {
-        let t = Utc.with_ymd_and_hms(2026, 1, 31, 12, 7, 30).unwrap();
-        assert_eq!(
-            align_down(t, 300),
-            Utc.with_ymd_and_hms(2026, 1, 31, 12, 5, 0).unwrap()
-        );
-        assert_eq!(
-            align_up(t, 300),
-            Utc.with_ymd_and_hms(2026, 1, 31, 12, 10, 0).unwrap()
-        );
-        let whole = Utc.with_ymd_and_hms(2026, 1, 31, 12, 10, 0).unwrap();
-        assert_eq!(align_up(whole, 300), whole);
+        assert_eq!(parse_bucket("31d").unwrap(), 31 * 86_400);
+        assert!(parse_bucket("32d").is_err());
     }
 
     #[test]
