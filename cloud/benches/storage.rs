@@ -97,7 +97,7 @@ fn history_query(
         from: now - chrono::Duration::from_std(span).unwrap(),
         to: now,
         bucket_s,
-        fields: ems_cloud::db::timescale::NUMERIC_FIELDS
+        fields: ems_cloud::db::columns::NUMERIC_FIELDS
             .iter()
             .map(|f| f.to_string())
             .collect(),

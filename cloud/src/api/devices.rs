@@ -9,9 +9,9 @@ use rocket::{Route, State, get, post, routes};
 use tokio_postgres::Row;
 
 use super::ensure_device;
-use super::history::{TELEMETRY_COLUMNS, parse_time, telemetry_from_row};
+use super::history::{parse_time, telemetry_from_row};
 use crate::auth::{Admin, DEVICE_TOKEN_PREFIX, Viewer, generate_token, hash_token};
-use crate::db::Db;
+use crate::db::{Db, columns};
 use crate::error::{ApiError, ApiResult};
 
 /// Online: connected to an instance whose heartbeat is fresh (three periods).
@@ -107,8 +107,8 @@ async fn latest(device_id: &str, _v: Viewer, db: &State<Db>) -> ApiResult<Json<T
     let row = client
         .query_opt(
             &format!(
-                "SELECT {TELEMETRY_COLUMNS} FROM telemetry WHERE device_id = $1 \
-                 ORDER BY time DESC LIMIT 1"
+                "SELECT {} FROM telemetry WHERE device_id = $1 ORDER BY time DESC LIMIT 1",
+                *columns::SPEC
             ),
             &[&device_id],
         )

@@ -21,7 +21,7 @@ use super::ensure_device;
 use crate::auth::Viewer;
 use crate::config::CloudConfig;
 use crate::db::Db;
-use crate::db::timescale::NUMERIC_FIELDS;
+use crate::db::columns::NUMERIC_FIELDS;
 use crate::error::{ApiError, ApiResult};
 
 /// Longest bucket, s (31 days).
@@ -32,19 +32,15 @@ const DEFAULT_RANGE_S: i64 = 3600;
 /// Non-numeric fields a raw history may select.
 const TEXT_FIELDS: &[&str] = &["state", "mode", "error_flags"];
 
-pub const TELEMETRY_COLUMNS: &str = "device_id, time, state, mode, error_flags, wifi_strength, \
-     battery_voltage, battery_current, battery_power, battery_soc, \
-     grid_voltage, grid_power, grid_frequency";
-
-/// Rebuilds a spec packet from a row selected with [`TELEMETRY_COLUMNS`].
+/// Rebuilds a spec packet from a row that has the [`SPEC`](crate::db::columns::SPEC) columns.
 pub fn telemetry_from_row(row: &Row) -> ApiResult<Telemetry> {
     let bad = |e: ems_protocol::ProtocolError| ApiError::Internal(format!("stored telemetry: {e}"));
-    let time: DateTime<Utc> = row.get(1);
-    let state: String = row.get(2);
-    let mode: String = row.get(3);
-    let flags: Vec<String> = row.get(4);
+    let time: DateTime<Utc> = row.get("time");
+    let state: String = row.get("state");
+    let mode: String = row.get("mode");
+    let flags: Vec<String> = row.get("error_flags");
     Ok(Telemetry {
-        device_id: row.get(0),
+        device_id: row.get("device_id"),
         timestamp: ems_protocol::Timestamp::truncating(time),
         system_status: SystemStatus {
             state: state.parse().map_err(bad)?,
@@ -54,18 +50,18 @@ pub fn telemetry_from_row(row: &Row) -> ApiResult<Telemetry> {
                 .map(|f| f.parse::<ErrorFlag>())
                 .collect::<Result<_, _>>()
                 .map_err(bad)?,
-            wifi_strength: row.get(5),
+            wifi_strength: row.get("wifi_strength"),
         },
         battery: Battery {
-            voltage: row.get(6),
-            current: row.get(7),
-            power: row.get(8),
-            soc: row.get(9),
+            voltage: row.get("battery_voltage"),
+            current: row.get("battery_current"),
+            power: row.get("battery_power"),
+            soc: row.get("battery_soc"),
         },
         grid: Grid {
-            voltage: row.get(10),
-            power: row.get(11),
-            frequency: row.get(12),
+            voltage: row.get("grid_voltage"),
+            power: row.get("grid_power"),
+            frequency: row.get("grid_frequency"),
         },
     })
 }

@@ -3,6 +3,7 @@
 //! Migrations are the versioned SQL files in the repository's `migrations/` folder, embedded and
 //! applied by refinery. TimescaleDB setup follows in [`timescale`], outside any transaction.
 
+pub mod columns;
 pub mod retention;
 pub mod timescale;
 

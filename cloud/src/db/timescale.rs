@@ -11,20 +11,9 @@
 use chrono::{DateTime, Utc};
 use tokio_postgres::Client;
 
+use super::columns::NUMERIC_FIELDS;
 use super::{DbError, sql};
 use crate::config::{CloudConfig, TimescaleMode};
-
-/// Numeric telemetry columns that history buckets aggregate (avg, min, max).
-pub const NUMERIC_FIELDS: &[&str] = &[
-    "wifi_strength",
-    "battery_voltage",
-    "battery_current",
-    "battery_power",
-    "battery_soc",
-    "grid_voltage",
-    "grid_power",
-    "grid_frequency",
-];
 
 /// What start-up decided about storage, and why (logged once, reported by `/api/v1/health`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -368,7 +357,7 @@ async fn set_retention(client: &Client, table: &str, days: Option<u32>) -> Resul
 /// Plain aggregates only (no casts around them), the form every 2.x release accepts; readers cast.
 pub fn continuous_aggregate_sql() -> String {
     let mut cols = String::new();
-    for f in NUMERIC_FIELDS {
+    for f in NUMERIC_FIELDS.iter() {
         cols.push_str(&format!(
             ", count({f}) AS {f}_count, sum({f}) AS {f}_sum, \
              min({f}) AS {f}_min, max({f}) AS {f}_max"
@@ -385,6 +374,7 @@ pub fn continuous_aggregate_sql() -> String {
 #[cfg(test)]
 mod tests {
     use super::preloads_timescaledb;
+    use crate::db::columns::NUMERIC_FIELDS;
 
     #[test]
     fn preload_setting_forms() {
@@ -399,7 +389,7 @@ mod tests {
     #[test]
     fn aggregate_has_all_four_statistics_per_field() {
         let sql = super::continuous_aggregate_sql();
-        for f in super::NUMERIC_FIELDS {
+        for f in NUMERIC_FIELDS.iter() {
             for s in ["count", "sum", "min", "max"] {
                 assert!(sql.contains(&format!("AS {f}_{s}")), "{f}_{s}");
             }

@@ -8,23 +8,11 @@ use chrono::{DateTime, Utc};
 use ems_protocol::Telemetry;
 use serde_json::Value;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
-use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::types::ToSql;
 use tokio_postgres::{Row, Statement};
 
 use super::Packet;
-
-pub(super) const INSERT_TELEMETRY: &str = "\
-INSERT INTO telemetry (time, device_id, state, mode, error_flags, wifi_strength, \
-    battery_voltage, battery_current, battery_power, battery_soc, \
-    grid_voltage, grid_power, grid_frequency, extensions) \
-SELECT t, d, s, m, CASE WHEN f = '' THEN '{}'::text[] ELSE string_to_array(f, ',') END, \
-    w, bv, bc, bp, bs, gv, gp, gf, e \
-FROM UNNEST($1::timestamptz[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int4[], \
-    $7::float8[], $8::float8[], $9::float8[], $10::float8[], \
-    $11::float8[], $12::float8[], $13::float8[], $14::jsonb[]) \
-    AS u(t, d, s, m, f, w, bv, bc, bp, bs, gv, gp, gf, e) \
-ON CONFLICT (device_id, time) DO NOTHING \
-RETURNING device_id, time";
+use crate::db::columns;
 
 /// The fast way in for a batch of packets all newer than their devices' stored rows: binary
 /// COPY, PostgreSQL's bulk path (about twice the rows per second of the `UNNEST` insert on the
@@ -32,30 +20,8 @@ RETURNING device_id, time";
 /// fails the whole COPY with a unique violation, and the batch goes the `UNNEST` way instead.
 /// `table` is `telemetry` or a table like it (the load bench's baseline).
 pub fn copy_statement(table: &str) -> String {
-    format!(
-        "COPY {table} (time, device_id, state, mode, error_flags, wifi_strength, \
-         battery_voltage, battery_current, battery_power, battery_soc, \
-         grid_voltage, grid_power, grid_frequency, extensions) FROM STDIN BINARY"
-    )
+    format!("COPY {table} ({}) FROM STDIN BINARY", *columns::ALL)
 }
-
-/// The column types of [`copy_statement`], in its order.
-pub(super) const COPY_TYPES: &[Type] = &[
-    Type::TIMESTAMPTZ,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT_ARRAY,
-    Type::INT4,
-    Type::FLOAT8,
-    Type::FLOAT8,
-    Type::FLOAT8,
-    Type::FLOAT8,
-    Type::FLOAT8,
-    Type::FLOAT8,
-    Type::FLOAT8,
-    Type::JSONB,
-];
 
 /// The newest stored row of each device of `$1`: one index probe per device (`LIMIT 1` on
 /// `(device_id, time DESC)`; on a hypertable the newest chunk first), whatever its history.
@@ -97,7 +63,7 @@ UNION ALL \
 SELECT $1::text, s.time, 'ERROR_CLEARED', NULL, NULL, f FROM span s, unnest(s.prev_flags) AS f \
     WHERE s.prev_state IS NOT NULL AND NOT (f = ANY (s.error_flags))";
 
-/// The batch as the columns of [`INSERT_TELEMETRY`], borrowing from the packets.
+/// The batch as the array parameters of [`columns::INSERT`], borrowing from the packets.
 pub(super) struct Columns<'a> {
     time: Vec<DateTime<Utc>>,
     device: Vec<&'a str>,
@@ -154,7 +120,7 @@ impl<'a> Columns<'a> {
         c
     }
 
-    pub(super) fn params(&self) -> [&(dyn ToSql + Sync); 14] {
+    pub(super) fn params(&self) -> [&(dyn ToSql + Sync); columns::COUNT] {
         let [bv, bc, bp, bs, gv, gp, gf] = &self.numbers;
         [
             &self.time,
@@ -211,7 +177,7 @@ pub async fn copy_rows<'a>(
     rows: impl IntoIterator<Item = (&'a Telemetry, Option<&'a Value>)>,
 ) -> Result<(), tokio_postgres::Error> {
     let sink = client.copy_in(copy).await?;
-    let mut writer = std::pin::pin!(BinaryCopyInWriter::new(sink, COPY_TYPES));
+    let mut writer = std::pin::pin!(BinaryCopyInWriter::new(sink, &columns::COPY_TYPES));
     for (t, extensions) in rows {
         let time = t.timestamp.as_datetime();
         let flags: Vec<&str> = t
@@ -220,7 +186,7 @@ pub async fn copy_rows<'a>(
             .iter()
             .map(|f| f.as_str())
             .collect();
-        let row: [&(dyn ToSql + Sync); 14] = [
+        let row: [&(dyn ToSql + Sync); columns::COUNT] = [
             &time,
             &t.device_id,
             &t.system_status.state.as_str(),

@@ -12,9 +12,7 @@ use tokio_postgres::error::SqlState;
 
 use super::Packet;
 use super::events::{Derived, LastState, all_newer, any_late, derive, last_state_of, late_spans};
-use super::sql::{
-    Columns, INSERT_EVENTS, INSERT_TELEMETRY, REDERIVE_EVENTS, copy_rows, copy_statement, fresh_of,
-};
+use super::sql::{Columns, INSERT_EVENTS, REDERIVE_EVENTS, copy_rows, copy_statement, fresh_of};
 use crate::db::timescale::AggregateRefresher;
 use crate::db::{self, DbError};
 use crate::hub::Hub;
@@ -250,7 +248,7 @@ pub(super) struct Connection {
 impl Connection {
     pub(super) async fn open(url: &str) -> Result<Connection, WriteError> {
         let client = db::connect(url).await?;
-        let insert = client.prepare(INSERT_TELEMETRY).await?;
+        let insert = client.prepare(&crate::db::columns::INSERT).await?;
         let insert_events = client.prepare(INSERT_EVENTS).await?;
         let rederive_events = client.prepare(REDERIVE_EVENTS).await?;
         let copy = client.prepare(&copy_statement("telemetry")).await?;

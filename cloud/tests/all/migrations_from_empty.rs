@@ -30,6 +30,28 @@ async fn migrations_apply_to_an_empty_database_and_are_idempotent(backend: Backe
         .await;
         assert_eq!(n, 1, "table {table}");
     }
+    // The one column table the statements are built from is the table the migrations made.
+    let client = ems_cloud::db::connect(&url).await.unwrap();
+    let migrated: Vec<(String, String)> = client
+        .query(
+            "SELECT column_name::text, udt_name::text FROM information_schema.columns \
+             WHERE table_name = 'telemetry' ORDER BY ordinal_position",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let declared: Vec<(String, String)> = ems_cloud::db::columns::TELEMETRY
+        .iter()
+        .map(|c| (c.name.to_string(), c.udt.to_string()))
+        .collect();
+    assert_eq!(
+        migrated, declared,
+        "db::columns::TELEMETRY against the migrated table"
+    );
+
     assert_eq!(
         count_rows(
             &url,
