@@ -415,20 +415,13 @@ async fn beat(hub: &Hub) {
     }
 }
 
+/// A random name: `/api/v1/health` shows it to anyone, so it carries no host name or PID (the
+/// start-up log pairs it with both).
 fn default_instance_id() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "host".into());
-    let mut bytes = [0u8; 4];
+    let mut bytes = [0u8; 6];
     rand::RngCore::fill_bytes(&mut rand::rng(), &mut bytes);
-    format!(
-        "{host}-{}-{:02x}{:02x}{:02x}{:02x}",
-        std::process::id(),
-        bytes[0],
-        bytes[1],
-        bytes[2],
-        bytes[3]
-    )
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("ems-cloud-{hex}")
 }
 
 /// Manages `Arc<Hub>`, starts the listener and the heartbeat, and stops them at shutdown.
@@ -440,7 +433,10 @@ pub fn stage() -> AdHoc {
             .instance_id
             .clone()
             .unwrap_or_else(default_instance_id);
-        tracing::info!(instance = %instance_id, "instance id");
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_default();
+        tracing::info!(instance = %instance_id, host = %host, pid = std::process::id(), "instance id");
         let hub = std::sync::Arc::new(Hub::new(instance_id, db.clone()));
         // The first beat before any device can connect: a device is online from its first
         // moment, not from this instance's first timer tick.

@@ -71,6 +71,18 @@ async fn migrations_apply_to_an_empty_database_and_are_idempotent(backend: Backe
 
     let health: Health = first.get_json("/health").await;
     assert!(health.database);
+    // Anyone may read /health: it names no host and no process.
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    assert!(
+        !health.instance.contains(host.trim()),
+        "{}",
+        health.instance
+    );
+    assert!(
+        !health.instance.contains(&std::process::id().to_string()),
+        "{}",
+        health.instance
+    );
     assert_eq!(
         health.timescale,
         backend == Backend::TimescaleDb,
