@@ -91,6 +91,8 @@ pub enum Command {
     /// API tokens (admin)
     #[command(subcommand)]
     Tokens(Tokens),
+    /// The audit trail (admin): commands, token and device changes, failed sign-ins
+    Audit(Audit),
     /// Print a shell completion script
     Completions {
         #[arg(value_enum)]
@@ -210,7 +212,42 @@ pub enum Tokens {
         /// Unique name, recorded as `issued_by` on its commands
         #[arg(long)]
         name: String,
+        /// Stops working after this long (e.g. 8h, 30d, 2w) or at this time (2026-12-31,
+        /// RFC 3339); never when absent
+        #[arg(long)]
+        expires: Option<String>,
     },
+    /// API tokens (admin): names, roles, expiry; never their secrets
+    List {
+        /// Also revoked and rotated-away tokens
+        #[arg(long)]
+        revoked: bool,
+    },
+    /// Revoke an API token (admin): it stops working at once and its live feeds close
+    Revoke {
+        /// The token's name
+        name: String,
+    },
+    /// Give an API token a new secret (admin), printed once; the old one stops working at once
+    Rotate {
+        /// The token's name
+        name: String,
+    },
+}
+
+/// `audit`: who did what, newest first.
+#[derive(Debug, Args)]
+pub struct Audit {
+    /// Only entries about this device
+    #[arg(long = "for-device")]
+    pub for_device: Option<String>,
+    /// Only this action (COMMAND_ISSUED, TOKEN_CREATED, TOKEN_REVOKED, TOKEN_ROTATED,
+    /// DEVICE_CREATED, AUTH_FAILED)
+    #[arg(long)]
+    pub action: Option<String>,
+    /// At most this many (1 to 1000)
+    #[arg(long, default_value_t = 50)]
+    pub limit: u32,
 }
 
 fn mode_parser() -> impl clap::builder::TypedValueParser<Value = TargetMode> {

@@ -69,6 +69,10 @@ impl Api {
             .await
     }
 
+    pub async fn delete<T: DeserializeOwned>(&self, path: &str) -> Result<T, Failure> {
+        self.send(self.request(Method::DELETE, path)).await
+    }
+
     /// Like [`get`](Self::get), but a 404 is `Ok(None)` (e.g. no telemetry stored yet).
     pub async fn get_optional<T: DeserializeOwned>(
         &self,

@@ -8,8 +8,11 @@
 //!
 //! Roles: viewer reads, operator also issues commands, admin also manages devices and tokens.
 
+use std::net::IpAddr;
+
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Utc};
 use ems_protocol::api::Role;
 use rand::RngCore;
 use rocket::Request;
@@ -17,6 +20,7 @@ use rocket::request::{FromRequest, Outcome};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use crate::audit::{Action, Audit, Entry};
 use crate::budget::TokenBucket;
 use crate::db::Db;
 use crate::error::{ApiError, ApiResult, remember};
@@ -120,12 +124,24 @@ async fn throttled<T>(
     }
     let result = check.await;
     // Only refusals of the token count; a database outage is nobody's failed attempt.
-    if !matches!(
-        result,
-        Err(ApiError::Unauthorized(_) | ApiError::Forbidden(_))
-    ) && let Some(throttle) = throttle
-    {
-        throttle.succeeded(ip);
+    match &result {
+        Err(ApiError::Unauthorized(why) | ApiError::Forbidden(why)) => {
+            if let Some(audit) = req.rocket().state::<Audit>() {
+                let target = req
+                    .routed_segment(2)
+                    .filter(|_| req.uri().path().starts_with("/ws/device/"));
+                audit.record(Entry::failed_auth(
+                    ip,
+                    target.map(str::to_string),
+                    why.clone(),
+                ));
+            }
+        }
+        _ => {
+            if let Some(throttle) = throttle {
+                throttle.succeeded(ip);
+            }
+        }
     }
     result
 }
@@ -145,23 +161,48 @@ pub struct ApiUser {
     /// The token's name; recorded as `issued_by` of commands.
     pub name: String,
     pub role: Role,
+    /// When the token stops working (live feeds close then).
+    pub expires_at: Option<DateTime<Utc>>,
+    /// The client's address.
+    pub source: Option<IpAddr>,
 }
 
-async fn lookup_api_token(db: &Db, token: &str) -> Result<ApiUser, ApiError> {
+impl ApiUser {
+    /// An audit entry: this token did `action`.
+    pub fn did(&self, action: Action) -> Entry {
+        Entry::by(&self.name, self.role, self.source, action)
+    }
+}
+
+async fn lookup_api_token(
+    db: &Db,
+    token: &str,
+    source: Option<IpAddr>,
+) -> Result<ApiUser, ApiError> {
     let client = db.pool.get().await?;
     let row = client
         .query_opt(
-            "SELECT name, role FROM api_tokens WHERE token_hash = $1",
+            "SELECT name, role, expires_at FROM api_tokens \
+             WHERE token_hash = $1 AND revoked_at IS NULL",
             &[&hash_token(token)],
         )
         .await?;
-    let row = row.ok_or_else(|| ApiError::Unauthorized("unknown API token".into()))?;
+    let row = row.ok_or_else(|| ApiError::Unauthorized("unknown or revoked API token".into()))?;
     let role: String = row.get(1);
+    let expires_at: Option<DateTime<Utc>> = row.get(2);
+    if let Some(at) = expires_at.filter(|at| *at <= Utc::now()) {
+        return Err(ApiError::Unauthorized(format!(
+            "API token expired at {}",
+            at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        )));
+    }
     Ok(ApiUser {
         name: row.get(0),
         role: role
             .parse()
             .map_err(|e: String| ApiError::Internal(format!("stored role: {e}")))?,
+        expires_at,
+        source,
     })
 }
 
@@ -188,7 +229,7 @@ async fn authenticate(req: &Request<'_>, allow_query: bool) -> Result<ApiUser, A
             .rocket()
             .state::<Db>()
             .ok_or_else(|| ApiError::Internal("database not managed".into()))?;
-        lookup_api_token(db, token).await
+        lookup_api_token(db, token, req.client_ip()).await
     })
     .await
 }
@@ -315,31 +356,14 @@ impl<'r> FromRequest<'r> for DeviceAuth {
     }
 }
 
-/// Stores a new API token; returns it (the only time it is visible).
+/// Stores a new API token that never expires; returns it (the only time it is visible).
 pub async fn create_api_token(
     db: &Db,
     name: &str,
     role: Role,
     created_by: Option<&str>,
 ) -> ApiResult<String> {
-    if name.trim().is_empty() || name.len() > 128 {
-        return Err(ApiError::bad_field("name", "must be 1 to 128 characters"));
-    }
-    let token = generate_token(API_TOKEN_PREFIX);
-    let client = db.pool.get().await?;
-    let inserted = client
-        .execute(
-            "INSERT INTO api_tokens (name, role, token_hash, created_by) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (name) DO NOTHING",
-            &[&name, &role.as_str(), &hash_token(&token), &created_by],
-        )
-        .await?;
-    if inserted == 0 {
-        return Err(ApiError::Conflict(format!(
-            "an API token named {name:?} exists"
-        )));
-    }
-    Ok(token)
+    crate::tokens::create(db, name, role, created_by, None).await
 }
 
 #[cfg(test)]

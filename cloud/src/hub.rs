@@ -12,6 +12,7 @@
 //! - `INTEREST`: "I have a live feed on this device", repeated while the feed is open, so the
 //!   instance holding the device forwards its telemetry for a minute.
 //! - `CONNECTED`: a device connected here; other instances close their older socket for it.
+//! - `REVOKED`: an API token was revoked or rotated; every instance closes its live feeds.
 //!
 //! Notifications missed while the listening connection is down are made up for by the command
 //! sweeper (pending deliveries) and the next interest announcement (live feeds).
@@ -83,6 +84,7 @@ enum NoticeKind {
     Telemetry { telemetry: Telemetry },
     Interest { device_id: String },
     Connected { device_id: String },
+    Revoked { token: String },
 }
 
 pub struct Hub {
@@ -99,6 +101,9 @@ pub struct Hub {
     /// Devices connected here that another instance issued a command for: the command sweeper
     /// delivers it (the hub only tells; it knows nothing of the commands table).
     deliveries: broadcast::Sender<String>,
+    /// Names of API tokens revoked or rotated, here or on another instance: their live feeds
+    /// close.
+    revocations: broadcast::Sender<String>,
 }
 
 impl Hub {
@@ -113,6 +118,7 @@ impl Hub {
             stop: watch::channel(false).0,
             resync: tokio::sync::Notify::new(),
             deliveries: broadcast::channel(1024).0,
+            revocations: broadcast::channel(256).0,
         }
     }
 
@@ -169,6 +175,20 @@ impl Hub {
 
     pub fn subscribe(&self) -> broadcast::Receiver<LiveEvent> {
         self.events.subscribe()
+    }
+
+    /// Names of API tokens that were revoked or rotated (on any instance).
+    pub fn revocations(&self) -> broadcast::Receiver<String> {
+        self.revocations.subscribe()
+    }
+
+    /// The API token `name` was revoked or rotated: its live feeds close, here and elsewhere.
+    pub async fn publish_revocation(&self, name: &str) {
+        let _ = self.revocations.send(name.to_string());
+        self.notify(NoticeKind::Revoked {
+            token: name.to_string(),
+        })
+        .await;
     }
 
     /// Device ids with a new `PENDING` command from another instance and a socket here.
@@ -298,6 +318,9 @@ impl Hub {
                     .lock()
                     .expect("not poisoned")
                     .insert(device_id, Instant::now() + INTEREST_TTL);
+            }
+            NoticeKind::Revoked { token } => {
+                let _ = self.revocations.send(token);
             }
             NoticeKind::Connected { device_id } => {
                 let old = self

@@ -14,13 +14,16 @@
 //! - [`hub`]: this instance's device sockets, the local event broadcast, and the
 //!   `LISTEN`/`NOTIFY` link to the other instances. It tells, it does not call: commands
 //!   subscribe to its delivery requests.
-//! - [`auth`]: tokens, roles, request guards, the failure throttle.
+//! - [`auth`]: verifying tokens, roles, request guards, the failure throttle;
+//!   [`tokens`]: API tokens in the database (create, list, revoke, rotate);
+//!   [`audit`]: the audit trail (queued, written in batches).
 //! - [`db`]: pool, refinery migrations from `migrations/`, [`db::timescale`] setup,
 //!   [`db::retention`].
 //! - [`config`], [`budget`] (token buckets), [`error`] ([`ApiError`](error::ApiError), catchers),
 //!   `stage` and `logsafe` (private helpers).
 
 pub mod api;
+pub mod audit;
 pub mod auth;
 pub mod budget;
 pub mod commands;
@@ -32,6 +35,7 @@ pub mod ingest;
 mod logsafe;
 pub mod server;
 mod stage;
+pub mod tokens;
 pub mod ws;
 
 pub use config::{CloudConfig, figment};

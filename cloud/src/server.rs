@@ -12,7 +12,7 @@ use tokio::task::JoinHandle;
 use crate::config::CloudConfig;
 use crate::hub::Hub;
 use crate::stage::need;
-use crate::{api, commands, db, error, hub, ingest, ws};
+use crate::{api, audit, commands, db, error, hub, ingest, ws};
 
 /// The whole server on `figment` (see [`crate::config::figment`]): stages in dependency order,
 /// sockets at `/ws/…`, the REST API under `/api/v1`, the dashboard at `/`, JSON catchers.
@@ -28,6 +28,7 @@ pub fn build(figment: Figment) -> Rocket<Build> {
             Ok(rocket.manage(Arc::new(budgets)).manage(Arc::new(throttle)))
         }))
         .attach(db::stage())
+        .attach(audit::stage())
         .attach(hub::stage())
         .attach(ingest::stage())
         .attach(commands::stage())

@@ -118,9 +118,12 @@ pub struct DeviceCreated {
 /// `POST /api/v1/tokens` body.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NewToken {
-    /// Unique; recorded as `issued_by` on the commands this token issues.
+    /// Unique among live tokens; recorded as `issued_by` on the commands this token issues.
     pub name: String,
     pub role: Role,
+    /// When the token stops working; never when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 /// `POST /api/v1/tokens` answer (201). The token is shown only here, never again.
@@ -129,6 +132,42 @@ pub struct TokenCreated {
     pub name: String,
     pub role: Role,
     pub token: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// An API token as `GET /api/v1/tokens` lists it: never its secret.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TokenInfo {
+    pub name: String,
+    pub role: Role,
+    pub created_at: DateTime<Utc>,
+    /// The admin token that created it; absent for tokens made by `ems-cloud create-token`.
+    pub created_by: Option<String>,
+    pub expires_at: Option<DateTime<Utc>>,
+    /// When it was revoked (or replaced by rotation), and by whom.
+    pub revoked_at: Option<DateTime<Utc>>,
+    pub revoked_by: Option<String>,
+}
+
+/// One entry of the audit trail, `GET /api/v1/audit` (admin), newest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditRecord {
+    pub time: DateTime<Utc>,
+    /// The acting API token's name and role; absent for failed authentications.
+    pub actor: Option<String>,
+    pub role: Option<Role>,
+    /// `COMMAND_ISSUED`, `TOKEN_CREATED`, `TOKEN_REVOKED`, `TOKEN_ROTATED`, `DEVICE_CREATED`,
+    /// `AUTH_FAILED`.
+    pub action: String,
+    pub device_id: Option<String>,
+    pub command_id: Option<String>,
+    /// The token acted on (`TOKEN_*`).
+    pub target: Option<String>,
+    /// The client's address.
+    pub source: Option<String>,
+    /// `ok`, or why it was refused.
+    pub result: String,
 }
 
 /// A command as the cloud records it. `GET /api/v1/commands/<id>`, and the answer to

@@ -1,5 +1,6 @@
 //! One module per subcommand; each takes a [`Ctx`] and returns the exit code it ends with.
 
+mod audit;
 mod command;
 mod commands;
 mod devices;
@@ -79,6 +80,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Commands(sub) => commands::run(&ctx, sub).await,
         Command::Events(args) => events::run(&ctx, args).await,
         Command::Tokens(sub) => tokens::run(&ctx, sub).await,
+        Command::Audit(args) => audit::run(&ctx, args).await,
         Command::Completions { .. } | Command::Man { .. } => unreachable!("handled above"),
     }
 }

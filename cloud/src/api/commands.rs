@@ -14,6 +14,7 @@ use serde_json::Value;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::ensure_device;
+use crate::audit::{Action, Audit, Entry};
 use crate::auth::{Operator, Viewer};
 use crate::commands::{COLUMNS, deliver_pending, load, record};
 use crate::config::CloudConfig;
@@ -43,6 +44,33 @@ async fn post_command(
     db: &State<Db>,
     hub: &State<Arc<Hub>>,
     config: &State<CloudConfig>,
+    audit: &State<Audit>,
+    body: String,
+) -> ApiResult<(Status, Json<CommandRecord>)> {
+    let result = issue(
+        device_id, wait, expires_in, &operator, db, hub, config, body,
+    )
+    .await;
+    let entry = operator.0.did(Action::CommandIssued).device(device_id);
+    audit.record(match &result {
+        Ok((_, rec)) => entry.command(&rec.command_id),
+        Err(e) => Entry {
+            result: format!("refused: {e}"),
+            ..entry
+        },
+    });
+    result
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn issue(
+    device_id: &str,
+    wait: Option<f64>,
+    expires_in: Option<u64>,
+    operator: &Operator,
+    db: &Db,
+    hub: &Hub,
+    config: &CloudConfig,
     body: String,
 ) -> ApiResult<(Status, Json<CommandRecord>)> {
     let mut value: Value = serde_json::from_str(&body)

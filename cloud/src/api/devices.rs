@@ -10,6 +10,7 @@ use tokio_postgres::Row;
 
 use super::ensure_device;
 use super::history::{parse_time, telemetry_from_row};
+use crate::audit::{Action, Audit};
 use crate::auth::{Admin, DEVICE_TOKEN_PREFIX, Viewer, generate_token, hash_token};
 use crate::db::{Db, columns};
 use crate::error::{ApiError, ApiResult};
@@ -86,10 +87,12 @@ async fn list_devices(_v: Viewer, db: &State<Db>) -> ApiResult<Json<Vec<DeviceIn
 async fn post_device(
     admin: Admin,
     db: &State<Db>,
+    audit: &State<Audit>,
     body: Json<NewDevice>,
 ) -> ApiResult<(Status, Json<DeviceCreated>)> {
     let created = add_device(db, &body.id, body.name.as_deref()).await?;
     tracing::info!(by = %admin.0.name, device = %body.id, "device registered");
+    audit.record(admin.0.did(Action::DeviceCreated).device(&body.id));
     Ok((Status::Created, Json(created)))
 }
 

@@ -3,18 +3,20 @@
 //!
 //! Authenticated with an API token in the `Authorization` header or `?token=` (browsers cannot
 //! set headers on WebSockets). Events of a device connected to another instance arrive through
-//! the [`Hub`]: the feed repeats an `INTEREST` notice while it is open.
+//! the [`Hub`]: the feed repeats an `INTEREST` notice while it is open. The feed closes (1008)
+//! when its token expires, or is revoked or rotated on any instance.
 
 use std::sync::Arc;
 
 use ems_protocol::api::LiveEvent;
 use futures_util::{SinkExt, StreamExt};
 use rocket::{Route, State, get, routes};
+use rocket_ws::frame::{CloseCode, CloseFrame};
 use rocket_ws::{Channel, Message, WebSocket};
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::api::ensure_device;
-use crate::auth::LiveViewer;
+use crate::auth::{ApiUser, LiveViewer};
 use crate::db::Db;
 use crate::error::ApiResult;
 use crate::hub::{Hub, INTEREST_REPEAT};
@@ -22,7 +24,7 @@ use crate::hub::{Hub, INTEREST_REPEAT};
 #[get("/ws/live/<device_id>")]
 async fn live_feed(
     device_id: &str,
-    _viewer: LiveViewer,
+    viewer: LiveViewer,
     ws: WebSocket,
     hub: &State<Arc<Hub>>,
     db: &State<Db>,
@@ -32,10 +34,12 @@ async fn live_feed(
     let device_id = device_id.to_string();
     // Subscribe before the upgrade completes, so nothing after the 101 is missed.
     let events = hub.subscribe();
+    let revocations = hub.revocations();
+    let viewer = viewer.0;
     Ok(ws.channel(move |stream| {
         Box::pin(async move {
             // Detached so Rocket frees the request (see `device_ws`).
-            tokio::spawn(run(stream, hub, device_id, events));
+            tokio::spawn(run(stream, hub, device_id, events, revocations, viewer));
             Ok(())
         })
     }))
@@ -46,31 +50,60 @@ async fn run(
     hub: Arc<Hub>,
     device_id: String,
     mut events: tokio::sync::broadcast::Receiver<LiveEvent>,
+    mut revocations: tokio::sync::broadcast::Receiver<String>,
+    viewer: ApiUser,
 ) {
     let (mut sink, mut source) = stream.split();
     let mut interest = tokio::time::interval(INTEREST_REPEAT);
-    loop {
+    // The token's end: the feed closes when it expires.
+    let expiry = async {
+        match viewer.expires_at {
+            Some(at) => {
+                let left = (at - chrono::Utc::now()).to_std().unwrap_or_default();
+                tokio::time::sleep(left).await;
+            }
+            None => std::future::pending().await,
+        }
+    };
+    let mut expiry = std::pin::pin!(expiry);
+    let closing = loop {
         tokio::select! {
+            revoked = revocations.recv() => match revoked {
+                Ok(name) if name == viewer.name => break Some("API token revoked"),
+                Ok(_) => {}
+                // Missed some: the token may be among them; the client reconnects if not.
+                Err(RecvError::Lagged(_)) => break Some("API token may have been revoked"),
+                Err(RecvError::Closed) => break None,
+            },
+            _ = &mut expiry => break Some("API token expired"),
             ev = events.recv() => match ev {
                 Ok(ev) if ev.device_id() == device_id => {
                     let text = serde_json::to_string(&ev).expect("serialises");
                     if sink.send(Message::Text(text)).await.is_err() {
-                        break;
+                        break None;
                     }
                 }
                 Ok(_) => {}
                 Err(RecvError::Lagged(n)) => {
                     tracing::warn!(device = %device_id, skipped = n, "live feed too slow, events skipped");
                 }
-                Err(RecvError::Closed) => break,
+                Err(RecvError::Closed) => break None,
             },
             msg = source.next() => match msg {
-                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break None,
                 Some(Ok(_)) => {}
             },
             _ = interest.tick() => hub.announce_interest(&device_id).await,
-            _ = hub.stopped() => break,
+            _ = hub.stopped() => break None,
         }
+    };
+    if let Some(reason) = closing {
+        tracing::info!(device = %device_id, token = %viewer.name, "live feed closed: {reason}");
+        let frame = CloseFrame {
+            code: CloseCode::Policy,
+            reason: reason.into(),
+        };
+        let _ = sink.send(Message::Close(Some(frame))).await;
     }
     let _ = sink.close().await;
 }

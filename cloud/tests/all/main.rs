@@ -26,4 +26,5 @@ mod migrations_from_empty;
 mod poison_packet_isolated;
 mod storage_choice_at_start;
 mod tls;
+mod token_lifecycle;
 mod two_instances;

@@ -22,6 +22,7 @@ async fn migrations_apply_to_an_empty_database_and_are_idempotent(backend: Backe
         "events",
         "instances",
         "rejected_telemetry",
+        "audit_log",
     ] {
         let n = count_rows(
             &url,
@@ -111,7 +112,7 @@ async fn migrations_apply_to_an_empty_database_and_are_idempotent(backend: Backe
 
     // A second instance on the same database starts fine and applies nothing new.
     let applied = count_rows(&url, "SELECT count(*) FROM refinery_schema_history").await;
-    assert_eq!(applied, 2, "V1 and V2");
+    assert_eq!(applied, 3, "V1 to V3");
     let second = TestServer::on(&url).await;
     assert_eq!(
         count_rows(&url, "SELECT count(*) FROM refinery_schema_history").await,

@@ -149,6 +149,7 @@ impl TestServer {
             .json(&NewToken {
                 name: name.into(),
                 role,
+                expires_at: None,
             })
             .send()
             .await

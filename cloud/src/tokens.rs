@@ -1,0 +1,140 @@
+//! API tokens in the database: creating (with an optional expiry), listing without secrets,
+//! revoking and rotating. Verifying a presented token is [`crate::auth`]'s job; closing the live
+//! feeds of a revoked token is the hub's ([`crate::hub::Hub::publish_revocation`]).
+
+use chrono::{DateTime, Utc};
+use ems_protocol::api::{Role, TokenCreated, TokenInfo};
+use tokio_postgres::Row;
+
+use crate::auth::{API_TOKEN_PREFIX, generate_token, hash_token};
+use crate::db::Db;
+use crate::error::{ApiError, ApiResult};
+
+const COLUMNS: &str = "name, role, created_at, created_by, expires_at, revoked_at, revoked_by";
+
+fn info(row: &Row) -> ApiResult<TokenInfo> {
+    let role: String = row.get(1);
+    Ok(TokenInfo {
+        name: row.get(0),
+        role: role
+            .parse()
+            .map_err(|e: String| ApiError::Internal(format!("stored role: {e}")))?,
+        created_at: row.get(2),
+        created_by: row.get(3),
+        expires_at: row.get(4),
+        revoked_at: row.get(5),
+        revoked_by: row.get(6),
+    })
+}
+
+fn check_name(name: &str) -> ApiResult<()> {
+    if name.trim().is_empty() || name.len() > 128 {
+        return Err(ApiError::bad_field("name", "must be 1 to 128 characters"));
+    }
+    Ok(())
+}
+
+/// Stores a new API token; returns its secret (the only time it is visible).
+pub async fn create(
+    db: &Db,
+    name: &str,
+    role: Role,
+    created_by: Option<&str>,
+    expires_at: Option<DateTime<Utc>>,
+) -> ApiResult<String> {
+    check_name(name)?;
+    if expires_at.is_some_and(|at| at <= Utc::now()) {
+        return Err(ApiError::bad_field("expires_at", "must be in the future"));
+    }
+    let token = generate_token(API_TOKEN_PREFIX);
+    let client = db.pool.get().await?;
+    let inserted = client
+        .execute(
+            "INSERT INTO api_tokens (name, role, token_hash, created_by, expires_at) \
+             VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (name) WHERE revoked_at IS NULL DO NOTHING",
+            &[
+                &name,
+                &role.as_str(),
+                &hash_token(&token),
+                &created_by,
+                &expires_at,
+            ],
+        )
+        .await?;
+    if inserted == 0 {
+        return Err(ApiError::Conflict(format!(
+            "an API token named {name:?} exists; revoke it first or rotate it"
+        )));
+    }
+    Ok(token)
+}
+
+/// Live tokens by name; with `revoked`, revoked ones too (newest first after the live ones).
+pub async fn list(db: &Db, revoked: bool) -> ApiResult<Vec<TokenInfo>> {
+    let client = db.pool.get().await?;
+    let rows = client
+        .query(
+            &format!(
+                "SELECT {COLUMNS} FROM api_tokens WHERE $1 OR revoked_at IS NULL \
+                 ORDER BY revoked_at DESC NULLS FIRST, name"
+            ),
+            &[&revoked],
+        )
+        .await?;
+    rows.iter().map(info).collect()
+}
+
+/// Revokes the live token `name`; 404 when there is none.
+pub async fn revoke(db: &Db, name: &str, by: &str) -> ApiResult<TokenInfo> {
+    let client = db.pool.get().await?;
+    let row = client
+        .query_opt(
+            &format!(
+                "UPDATE api_tokens SET revoked_at = now(), revoked_by = $2 \
+                 WHERE name = $1 AND revoked_at IS NULL RETURNING {COLUMNS}"
+            ),
+            &[&name, &by],
+        )
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no live API token named {name:?}")))?;
+    info(&row)
+}
+
+/// Replaces the secret of the live token `name`: the old secret stops working now, the new one
+/// keeps the name, role and expiry. One transaction.
+pub async fn rotate(db: &Db, name: &str, by: &str) -> ApiResult<TokenCreated> {
+    let mut client = db.pool.get().await?;
+    let tx = client.transaction().await?;
+    let old = tx
+        .query_opt(
+            &format!(
+                "UPDATE api_tokens SET revoked_at = now(), revoked_by = $2 \
+                 WHERE name = $1 AND revoked_at IS NULL RETURNING {COLUMNS}"
+            ),
+            &[&name, &by],
+        )
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no live API token named {name:?}")))?;
+    let old = info(&old)?;
+    let token = generate_token(API_TOKEN_PREFIX);
+    tx.execute(
+        "INSERT INTO api_tokens (name, role, token_hash, created_by, expires_at) \
+         VALUES ($1, $2, $3, $4, $5)",
+        &[
+            &name,
+            &old.role.as_str(),
+            &hash_token(&token),
+            &by,
+            &old.expires_at,
+        ],
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(TokenCreated {
+        name: old.name,
+        role: old.role,
+        token,
+        expires_at: old.expires_at,
+    })
+}

@@ -1,0 +1,29 @@
+-- API tokens get a lifecycle: an optional expiry, and revocation (the row stays, for the audit
+-- trail; its name may be given to a new token).
+ALTER TABLE api_tokens
+    ADD COLUMN expires_at timestamptz,
+    ADD COLUMN revoked_at timestamptz,
+    ADD COLUMN revoked_by text;
+ALTER TABLE api_tokens DROP CONSTRAINT api_tokens_name_key;
+CREATE UNIQUE INDEX api_tokens_live_name ON api_tokens (name) WHERE revoked_at IS NULL;
+
+-- Who did what: commands, token and device changes, failed authentications.
+CREATE TABLE audit_log (
+    id          bigserial PRIMARY KEY,
+    time        timestamptz NOT NULL DEFAULT now(),
+    -- The acting API token's name and role; NULL when nobody authenticated (failed attempts).
+    actor       text,
+    role        text,
+    -- COMMAND_ISSUED, TOKEN_CREATED, TOKEN_REVOKED, TOKEN_ROTATED, DEVICE_CREATED, AUTH_FAILED
+    action      text NOT NULL,
+    device_id   text,
+    command_id  text,
+    -- The token acted on (TOKEN_*), or what a failed attempt presented (never the secret).
+    target      text,
+    -- The client's address.
+    source      text,
+    -- "ok", or why it was refused.
+    result      text NOT NULL
+);
+CREATE INDEX audit_log_time ON audit_log (time DESC);
+CREATE INDEX audit_log_device_time ON audit_log (device_id, time DESC) WHERE device_id IS NOT NULL;
