@@ -110,6 +110,7 @@ impl Cloud {
             .json(&NewToken {
                 name: name.into(),
                 role,
+                expires_at: None,
             })
             .send()
             .await
