@@ -27,3 +27,12 @@ CREATE TABLE audit_log (
 );
 CREATE INDEX audit_log_time ON audit_log (time DESC);
 CREATE INDEX audit_log_device_time ON audit_log (device_id, time DESC) WHERE device_id IS NOT NULL;
+
+-- The key ems-cloud instances sign their LISTEN/NOTIFY notices with (any role that can connect
+-- may NOTIFY): made by the first instance, readable by the cloud's own role only (unless
+-- `notice_secret` is configured, which then wins).
+CREATE TABLE cluster_secret (
+    id      integer PRIMARY KEY CHECK (id = 1),
+    secret  bytea NOT NULL
+);
+REVOKE ALL ON cluster_secret FROM PUBLIC;

@@ -79,6 +79,9 @@ pub struct CloudConfig {
     pub history_max_points: usize,
     /// Name of this process among the instances sharing the database; generated when absent.
     pub instance_id: Option<String>,
+    /// Key that signs the notices between instances (at least 16 characters); when absent the
+    /// instances share one kept in the database's `cluster_secret` table.
+    pub notice_secret: Option<String>,
 }
 
 impl Default for CloudConfig {
@@ -111,6 +114,7 @@ impl Default for CloudConfig {
             aggregate_retention_days: None,
             history_max_points: 10_000,
             instance_id: None,
+            notice_secret: None,
         }
     }
 }

@@ -9,7 +9,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use ems_protocol::message::ErrorCode;
 use ems_protocol::{ErrorMessage, ProtocolError, TelemetryAck, Upstream, telemetry_timestamp_of};
 use futures_util::{SinkExt, StreamExt};
@@ -126,8 +126,9 @@ impl Session {
         // The start-up and tear-down steps are boxed so their futures do not stay inside the
         // state of every idle socket's task.
         Box::pin(async {
-            self.hub.announce_connected(&self.device_id).await;
-            self.mark_connected().await;
+            let at = self.mark_connected().await;
+            self.hub.connected_since(&self.device_id, conn_id, at);
+            self.hub.announce_connected(&self.device_id, at).await;
             deliver_pending(&self.hub, &self.db, &self.device_id, true).await;
         })
         .await;
@@ -396,22 +397,26 @@ impl Session {
         }
     }
 
-    async fn mark_connected(&self) {
+    /// Records the connection; returns when it happened by the database's clock (the order of
+    /// connections across instances), or by ours if the database could not be reached.
+    async fn mark_connected(&self) -> DateTime<Utc> {
         let result = async {
             let client = self.db.pool.get().await.map_err(|e| e.to_string())?;
             client
-                .execute(
-                    "UPDATE devices SET connected_instance = $2, connected_at = now(), \
-                     last_seen = now() WHERE id = $1",
+                .query_one(
+                    "UPDATE devices SET connected_instance = $2, connected_at = clock_timestamp(), \
+                     last_seen = clock_timestamp() WHERE id = $1 RETURNING connected_at",
                     &[&self.device_id, &self.hub.instance_id],
                 )
                 .await
+                .map(|row| row.get(0))
                 .map_err(|e| e.to_string())
         }
         .await;
-        if let Err(e) = result {
+        result.unwrap_or_else(|e| {
             tracing::warn!(device = %self.device_id, "recording the connection failed: {e}");
-        }
+            Utc::now()
+        })
     }
 
     async fn mark_disconnected(&self) {

@@ -16,6 +16,7 @@ mod dashboard_browser;
 mod dashboard_serving;
 mod events_derived;
 mod extreme_values_keep_history_working;
+mod forged_notices;
 mod history_buckets;
 mod hot_path_queries_are_bounded;
 mod ingest_and_resend;

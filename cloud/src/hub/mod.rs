@@ -22,18 +22,19 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
 use ems_protocol::Telemetry;
 use ems_protocol::api::{CommandRecord, LiveEvent};
 use ems_protocol::telemetry::Timestamp;
-use futures_util::StreamExt;
-use rocket::fairing::AdHoc;
-use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, mpsc, watch};
-use tokio_postgres::AsyncMessage;
 
-use crate::config::CloudConfig;
 use crate::db::Db;
-use crate::stage::need;
+
+mod link;
+pub mod notice;
+
+pub use link::stage;
+use notice::{Notice, NoticeKind, Signer};
 
 /// The `LISTEN`/`NOTIFY` channel shared by all instances.
 pub const CHANNEL: &str = "ems_cloud";
@@ -68,28 +69,16 @@ pub type OutboundTx = mpsc::UnboundedSender<Outbound>;
 struct DeviceConn {
     conn_id: u64,
     tx: OutboundTx,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-struct Notice {
-    origin: String,
-    #[serde(flatten)]
-    kind: NoticeKind,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "SCREAMING_SNAKE_CASE")]
-enum NoticeKind {
-    Command { command: CommandRecord },
-    Telemetry { telemetry: Telemetry },
-    Interest { device_id: String },
-    Connected { device_id: String },
-    Revoked { token: String },
+    /// When the connection was recorded in the database (its clock); `None` until then.
+    since: Option<DateTime<Utc>>,
 }
 
 pub struct Hub {
     pub instance_id: String,
     db: Db,
+    signer: Signer,
+    /// Notices dropped as forged, altered or stale.
+    refused_notices: AtomicU64,
     devices: Mutex<HashMap<String, DeviceConn>>,
     next_conn: AtomicU64,
     events: broadcast::Sender<LiveEvent>,
@@ -107,10 +96,12 @@ pub struct Hub {
 }
 
 impl Hub {
-    pub fn new(instance_id: String, db: Db) -> Self {
+    pub fn new(instance_id: String, db: Db, signer: Signer) -> Self {
         Hub {
             instance_id,
             db,
+            signer,
+            refused_notices: AtomicU64::new(0),
             devices: Mutex::new(HashMap::new()),
             next_conn: AtomicU64::new(1),
             events: broadcast::channel(4096).0,
@@ -126,11 +117,14 @@ impl Hub {
     /// Returns the connection's id for [`unregister`](Self::unregister).
     pub fn register(&self, device_id: &str, tx: OutboundTx) -> u64 {
         let conn_id = self.next_conn.fetch_add(1, Ordering::Relaxed);
-        let old = self
-            .devices
-            .lock()
-            .expect("not poisoned")
-            .insert(device_id.to_string(), DeviceConn { conn_id, tx });
+        let old = self.devices.lock().expect("not poisoned").insert(
+            device_id.to_string(),
+            DeviceConn {
+                conn_id,
+                tx,
+                since: None,
+            },
+        );
         if let Some(old) = old {
             let _ = old.tx.send(Outbound::Close(
                 CLOSE_REPLACED,
@@ -138,6 +132,19 @@ impl Hub {
             ));
         }
         conn_id
+    }
+
+    /// The connection `conn_id` of `device_id` was recorded in the database at `at`.
+    pub fn connected_since(&self, device_id: &str, conn_id: u64, at: DateTime<Utc>) {
+        if let Some(c) = self
+            .devices
+            .lock()
+            .expect("not poisoned")
+            .get_mut(device_id)
+            && c.conn_id == conn_id
+        {
+            c.since = Some(at);
+        }
     }
 
     /// Forgets the socket unless a newer one replaced it already. Returns whether it was current.
@@ -255,10 +262,12 @@ impl Hub {
         .await;
     }
 
-    /// `device_id` connected here; older sockets elsewhere must close.
-    pub async fn announce_connected(&self, device_id: &str) {
+    /// `device_id` connected here at `at` (the database's clock); older sockets elsewhere must
+    /// close.
+    pub async fn announce_connected(&self, device_id: &str, at: DateTime<Utc>) {
         self.notify(NoticeKind::Connected {
             device_id: device_id.to_string(),
+            at,
         })
         .await;
     }
@@ -266,9 +275,10 @@ impl Hub {
     async fn notify(&self, kind: NoticeKind) {
         let notice = Notice {
             origin: self.instance_id.clone(),
+            sent_ms: Utc::now().timestamp_millis(),
             kind,
         };
-        let payload = serde_json::to_string(&notice).expect("notices serialise");
+        let payload = self.signer.seal(&notice);
         if payload.len() > MAX_NOTIFY_BYTES {
             tracing::warn!(
                 bytes = payload.len(),
@@ -289,12 +299,15 @@ impl Hub {
         }
     }
 
-    /// Handles one notice from another instance.
+    /// Handles one notice from another instance; drops what no instance of this cluster sent.
     async fn receive(&self, payload: &str) {
-        let notice: Notice = match serde_json::from_str(payload) {
+        let notice = match self.signer.open(payload, Utc::now().timestamp_millis()) {
             Ok(n) => n,
             Err(e) => {
-                tracing::warn!("unreadable notice: {e}");
+                let n = self.refused_notices.fetch_add(1, Ordering::Relaxed) + 1;
+                if n.is_power_of_two() {
+                    tracing::warn!(refused = n, "notice on {CHANNEL} dropped: {e}");
+                }
                 return;
             }
         };
@@ -322,12 +335,18 @@ impl Hub {
             NoticeKind::Revoked { token } => {
                 let _ = self.revocations.send(token);
             }
-            NoticeKind::Connected { device_id } => {
-                let old = self
-                    .devices
-                    .lock()
-                    .expect("not poisoned")
-                    .remove(&device_id);
+            NoticeKind::Connected { device_id, at } => {
+                // Only a socket that connected before the one announced closes: a late notice
+                // (delayed, or replayed within its minute) never closes a newer socket.
+                let old = {
+                    let mut devices = self.devices.lock().expect("not poisoned");
+                    match devices.get(&device_id) {
+                        Some(c) if c.since.is_some_and(|since| since < at) => {
+                            devices.remove(&device_id)
+                        }
+                        _ => None,
+                    }
+                };
                 if let Some(old) = old {
                     let _ = old.tx.send(Outbound::Close(
                         CLOSE_REPLACED,
@@ -337,140 +356,4 @@ impl Hub {
             }
         }
     }
-}
-
-/// Listens on [`CHANNEL`] for the life of the server, reconnecting after database outages.
-async fn listen(hub: std::sync::Arc<Hub>, url: String) {
-    let mut backoff = Duration::from_millis(100);
-    while !hub.is_stopped() {
-        match tokio_postgres::connect(&url, tokio_postgres::NoTls).await {
-            Ok((client, mut conn)) => {
-                let (tx, mut rx) = mpsc::unbounded_channel();
-                let driver = tokio::spawn(async move {
-                    let mut messages =
-                        futures_util::stream::poll_fn(move |cx| conn.poll_message(cx));
-                    while let Some(msg) = messages.next().await {
-                        match msg {
-                            Ok(AsyncMessage::Notification(n)) => {
-                                if tx.send(n.payload().to_string()).is_err() {
-                                    break;
-                                }
-                            }
-                            Ok(_) => {}
-                            Err(e) => {
-                                tracing::warn!("notice listener connection: {e}");
-                                break;
-                            }
-                        }
-                    }
-                });
-                if let Err(e) = client.batch_execute(&format!("LISTEN {CHANNEL}")).await {
-                    tracing::warn!("LISTEN failed: {e}");
-                } else {
-                    backoff = Duration::from_millis(100);
-                    tracing::debug!("listening for notices");
-                    // Anything missed while we were away: deliver pending commands now.
-                    hub.resync.notify_one();
-                    loop {
-                        tokio::select! {
-                            msg = rx.recv() => match msg {
-                                Some(payload) => hub.receive(&payload).await,
-                                None => break,
-                            },
-                            _ = hub.stopped() => break,
-                        }
-                    }
-                }
-                driver.abort();
-            }
-            Err(e) => tracing::warn!("notice listener cannot connect: {e}"),
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(backoff) => {}
-            _ = hub.stopped() => break,
-        }
-        backoff = (backoff * 2).min(Duration::from_secs(5));
-    }
-}
-
-/// Keeps this instance's row in `instances` fresh; devices of an instance without a fresh
-/// heartbeat count as offline.
-async fn heartbeat(hub: std::sync::Arc<Hub>) {
-    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + HEARTBEAT, HEARTBEAT);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = hub.stopped() => break,
-        }
-        beat(&hub).await;
-    }
-    // Leaving: our devices are offline now.
-    if let Ok(client) = hub.db.pool.get().await {
-        let _ = client
-            .execute(
-                "UPDATE devices SET connected_instance = NULL, last_seen = now() \
-                 WHERE connected_instance = $1",
-                &[&hub.instance_id],
-            )
-            .await;
-        let _ = client
-            .execute("DELETE FROM instances WHERE id = $1", &[&hub.instance_id])
-            .await;
-    }
-}
-
-/// Records that this instance is alive now.
-async fn beat(hub: &Hub) {
-    let result = async {
-        let client = hub.db.pool.get().await.map_err(|e| e.to_string())?;
-        client
-            .execute(
-                "INSERT INTO instances (id) VALUES ($1) \
-                 ON CONFLICT (id) DO UPDATE SET heartbeat_at = now()",
-                &[&hub.instance_id],
-            )
-            .await
-            .map_err(|e| e.to_string())
-    }
-    .await;
-    if let Err(e) = result {
-        tracing::warn!("heartbeat failed: {e}");
-    }
-}
-
-/// A random name: `/api/v1/health` shows it to anyone, so it carries no host name or PID (the
-/// start-up log pairs it with both).
-fn default_instance_id() -> String {
-    let mut bytes = [0u8; 6];
-    rand::RngCore::fill_bytes(&mut rand::rng(), &mut bytes);
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!("ems-cloud-{hex}")
-}
-
-/// Manages `Arc<Hub>`, starts the listener and the heartbeat, and stops them at shutdown.
-pub fn stage() -> AdHoc {
-    AdHoc::try_on_ignite("hub", |rocket| async move {
-        let config: CloudConfig = need!(rocket);
-        let db: Db = need!(rocket);
-        let instance_id = config
-            .instance_id
-            .clone()
-            .unwrap_or_else(default_instance_id);
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|h| h.trim().to_string())
-            .unwrap_or_default();
-        tracing::info!(instance = %instance_id, host = %host, pid = std::process::id(), "instance id");
-        let hub = std::sync::Arc::new(Hub::new(instance_id, db.clone()));
-        // The first beat before any device can connect: a device is online from its first
-        // moment, not from this instance's first timer tick.
-        beat(&hub).await;
-        tokio::spawn(listen(hub.clone(), db.url.clone()));
-        tokio::spawn(heartbeat(hub.clone()));
-        let on_shutdown = hub.clone();
-        Ok(rocket
-            .manage(hub)
-            .attach(AdHoc::on_shutdown("hub shutdown", move |_| {
-                Box::pin(async move { on_shutdown.shut_down() })
-            })))
-    })
 }
