@@ -36,3 +36,7 @@ CREATE TABLE cluster_secret (
     secret  bytea NOT NULL
 );
 REVOKE ALL ON cluster_secret FROM PUBLIC;
+
+-- An API token may be limited to some devices (NULL: every device). Outside its scope a device
+-- does not exist for it (404).
+ALTER TABLE api_tokens ADD COLUMN devices text[];

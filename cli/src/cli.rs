@@ -216,6 +216,10 @@ pub enum Tokens {
         /// RFC 3339); never when absent
         #[arg(long)]
         expires: Option<String>,
+        /// Limit the token to these devices (comma-separated ids); other devices do not exist
+        /// for it. Every device when absent; not for admin tokens
+        #[arg(long, value_delimiter = ',')]
+        devices: Option<Vec<String>>,
     },
     /// API tokens (admin): names, roles, expiry; never their secrets
     List {

@@ -163,11 +163,20 @@ pub struct ApiUser {
     pub role: Role,
     /// When the token stops working (live feeds close then).
     pub expires_at: Option<DateTime<Utc>>,
+    /// The devices it is limited to; `None`: every device.
+    pub devices: Option<Vec<String>>,
     /// The client's address.
     pub source: Option<IpAddr>,
 }
 
 impl ApiUser {
+    /// Whether the token may see `device_id`.
+    pub fn sees(&self, device_id: &str) -> bool {
+        self.devices
+            .as_ref()
+            .is_none_or(|d| d.iter().any(|x| x == device_id))
+    }
+
     /// An audit entry: this token did `action`.
     pub fn did(&self, action: Action) -> Entry {
         Entry::by(&self.name, self.role, self.source, action)
@@ -182,7 +191,7 @@ async fn lookup_api_token(
     let client = db.pool.get().await?;
     let row = client
         .query_opt(
-            "SELECT name, role, expires_at FROM api_tokens \
+            "SELECT name, role, expires_at, devices FROM api_tokens \
              WHERE token_hash = $1 AND revoked_at IS NULL",
             &[&hash_token(token)],
         )
@@ -202,6 +211,7 @@ async fn lookup_api_token(
             .parse()
             .map_err(|e: String| ApiError::Internal(format!("stored role: {e}")))?,
         expires_at,
+        devices: row.get(3),
         source,
     })
 }
@@ -363,7 +373,7 @@ pub async fn create_api_token(
     role: Role,
     created_by: Option<&str>,
 ) -> ApiResult<String> {
-    crate::tokens::create(db, name, role, created_by, None).await
+    crate::tokens::create(db, name, role, created_by, Default::default()).await
 }
 
 #[cfg(test)]

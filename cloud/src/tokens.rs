@@ -10,7 +10,8 @@ use crate::auth::{API_TOKEN_PREFIX, generate_token, hash_token};
 use crate::db::Db;
 use crate::error::{ApiError, ApiResult};
 
-const COLUMNS: &str = "name, role, created_at, created_by, expires_at, revoked_at, revoked_by";
+const COLUMNS: &str =
+    "name, role, created_at, created_by, expires_at, revoked_at, revoked_by, devices";
 
 fn info(row: &Row) -> ApiResult<TokenInfo> {
     let role: String = row.get(1);
@@ -24,6 +25,7 @@ fn info(row: &Row) -> ApiResult<TokenInfo> {
         expires_at: row.get(4),
         revoked_at: row.get(5),
         revoked_by: row.get(6),
+        devices: row.get(7),
     })
 }
 
@@ -34,15 +36,44 @@ fn check_name(name: &str) -> ApiResult<()> {
     Ok(())
 }
 
+/// What a new API token may do, and until when.
+#[derive(Debug, Default)]
+pub struct Limits {
+    pub expires_at: Option<DateTime<Utc>>,
+    /// The devices it may see; every device when `None`.
+    pub devices: Option<Vec<String>>,
+}
+
 /// Stores a new API token; returns its secret (the only time it is visible).
 pub async fn create(
     db: &Db,
     name: &str,
     role: Role,
     created_by: Option<&str>,
-    expires_at: Option<DateTime<Utc>>,
+    limits: Limits,
 ) -> ApiResult<String> {
     check_name(name)?;
+    let Limits {
+        expires_at,
+        devices,
+    } = limits;
+    if let Some(devices) = &devices {
+        if role == Role::Admin {
+            return Err(ApiError::bad_field(
+                "devices",
+                "admin tokens manage every device; scope viewer and operator tokens",
+            ));
+        }
+        if devices.is_empty() {
+            return Err(ApiError::bad_field(
+                "devices",
+                "name at least one device, or leave it out for every device",
+            ));
+        }
+        for d in devices {
+            ems_protocol::validate_id("devices", d)?;
+        }
+    }
     if expires_at.is_some_and(|at| at <= Utc::now()) {
         return Err(ApiError::bad_field("expires_at", "must be in the future"));
     }
@@ -50,8 +81,8 @@ pub async fn create(
     let client = db.pool.get().await?;
     let inserted = client
         .execute(
-            "INSERT INTO api_tokens (name, role, token_hash, created_by, expires_at) \
-             VALUES ($1, $2, $3, $4, $5) \
+            "INSERT INTO api_tokens (name, role, token_hash, created_by, expires_at, devices) \
+             VALUES ($1, $2, $3, $4, $5, $6) \
              ON CONFLICT (name) WHERE revoked_at IS NULL DO NOTHING",
             &[
                 &name,
@@ -59,6 +90,7 @@ pub async fn create(
                 &hash_token(&token),
                 &created_by,
                 &expires_at,
+                &devices,
             ],
         )
         .await?;
@@ -119,14 +151,15 @@ pub async fn rotate(db: &Db, name: &str, by: &str) -> ApiResult<TokenCreated> {
     let old = info(&old)?;
     let token = generate_token(API_TOKEN_PREFIX);
     tx.execute(
-        "INSERT INTO api_tokens (name, role, token_hash, created_by, expires_at) \
-         VALUES ($1, $2, $3, $4, $5)",
+        "INSERT INTO api_tokens (name, role, token_hash, created_by, expires_at, devices) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
         &[
             &name,
             &old.role.as_str(),
             &hash_token(&token),
             &by,
             &old.expires_at,
+            &old.devices,
         ],
     )
     .await?;

@@ -124,6 +124,10 @@ pub struct NewToken {
     /// When the token stops working; never when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<DateTime<Utc>>,
+    /// The devices the token may see and command; every device when absent. Other devices do
+    /// not exist for it (404). Not for admin tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub devices: Option<Vec<String>>,
 }
 
 /// `POST /api/v1/tokens` answer (201). The token is shown only here, never again.
@@ -145,6 +149,9 @@ pub struct TokenInfo {
     /// The admin token that created it; absent for tokens made by `ems-cloud create-token`.
     pub created_by: Option<String>,
     pub expires_at: Option<DateTime<Utc>>,
+    /// The devices it is limited to; every device when absent.
+    #[serde(default)]
+    pub devices: Option<Vec<String>>,
     /// When it was revoked (or replaced by rotation), and by whom.
     pub revoked_at: Option<DateTime<Utc>>,
     pub revoked_by: Option<String>,

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Duration, Utc};
 use ems_protocol::api::{NewToken, TokenCreated, TokenInfo};
 
-use super::Ctx;
+use super::{Ctx, checked_id};
 use crate::cli::{Format, Tokens};
 use crate::exit::{Exit, Failure};
 use crate::output::{self, Table, pairs};
@@ -15,7 +15,15 @@ pub async fn run(ctx: &Ctx, sub: Tokens) -> anyhow::Result<Exit> {
             role,
             name,
             expires,
+            devices,
         } => {
+            let devices = devices
+                .map(|list| {
+                    list.iter()
+                        .map(|d| checked_id("--devices", d))
+                        .collect::<Result<Vec<_>, _>>()
+                })
+                .transpose()?;
             let expires_at = expires
                 .as_deref()
                 .map(|text| expiry(text, Utc::now()))
@@ -29,6 +37,7 @@ pub async fn run(ctx: &Ctx, sub: Tokens) -> anyhow::Result<Exit> {
                         name,
                         role,
                         expires_at,
+                        devices,
                     },
                 )
                 .await?;
@@ -112,12 +121,18 @@ fn print_created(format: Format, created: &TokenCreated) {
 }
 
 fn table(tokens: &[TokenInfo]) -> Table {
-    let mut t = Table::new(["name", "role", "created", "by", "expires", "revoked"]);
+    let mut t = Table::new([
+        "name", "role", "devices", "created", "by", "expires", "revoked",
+    ]);
     let time = |t: Option<DateTime<Utc>>| t.map(rfc3339).unwrap_or_default();
     for k in tokens {
         t.push(vec![
             k.name.clone(),
             k.role.to_string(),
+            k.devices
+                .as_ref()
+                .map(|d| d.join(","))
+                .unwrap_or_else(|| "all".into()),
             rfc3339(k.created_at),
             k.created_by.clone().unwrap_or_default(),
             k.expires_at.map(rfc3339).unwrap_or_else(|| "never".into()),

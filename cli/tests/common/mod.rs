@@ -111,6 +111,7 @@ impl Cloud {
                 name: name.into(),
                 role,
                 expires_at: None,
+                devices: None,
             })
             .send()
             .await

@@ -82,7 +82,7 @@ async fn issue(
         obj.insert("command_id".into(), Value::String(new_command_id()));
     }
     let command = Command::from_value(value)?;
-    ensure_device(db, device_id).await?;
+    ensure_device(db, &operator.0, device_id).await?;
 
     let expires_s = expires_in.unwrap_or(config.command_expiry_s);
     if expires_s == 0 || expires_s > config.command_max_expiry_s {
@@ -174,10 +174,14 @@ async fn issue(
 #[get("/commands/<command_id>")]
 async fn get_command(
     command_id: &str,
-    _v: Viewer,
+    viewer: Viewer,
     db: &State<Db>,
 ) -> ApiResult<Json<CommandRecord>> {
-    Ok(Json(load(db, command_id).await?))
+    let rec = load(db, command_id).await?;
+    if !viewer.0.sees(&rec.device_id) {
+        return Err(ApiError::NotFound(format!("no command {command_id:?}")));
+    }
+    Ok(Json(rec))
 }
 
 /// `GET /api/v1/devices/<id>/commands[?limit=&status=]` (viewer): newest first.
@@ -186,10 +190,10 @@ async fn list_commands(
     device_id: &str,
     limit: Option<i64>,
     status: Option<&str>,
-    _v: Viewer,
+    viewer: Viewer,
     db: &State<Db>,
 ) -> ApiResult<Json<Vec<CommandRecord>>> {
-    ensure_device(db, device_id).await?;
+    ensure_device(db, &viewer.0, device_id).await?;
     let limit = limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::bad_field("limit", "must be 1 to 1000"));

@@ -74,10 +74,13 @@ pub async fn add_device(db: &Db, id: &str, name: Option<&str>) -> ApiResult<Devi
 
 /// `GET /api/v1/devices` (viewer).
 #[get("/devices")]
-async fn list_devices(_v: Viewer, db: &State<Db>) -> ApiResult<Json<Vec<DeviceInfo>>> {
+async fn list_devices(viewer: Viewer, db: &State<Db>) -> ApiResult<Json<Vec<DeviceInfo>>> {
     let client = db.pool.get().await?;
     let rows = client
-        .query(&format!("{DEVICE_SELECT} ORDER BY d.id"), &[])
+        .query(
+            &format!("{DEVICE_SELECT} WHERE $1::text[] IS NULL OR d.id = ANY($1) ORDER BY d.id"),
+            &[&viewer.0.devices],
+        )
         .await?;
     Ok(Json(rows.iter().map(device_info).collect()))
 }
@@ -98,14 +101,19 @@ async fn post_device(
 
 /// `GET /api/v1/devices/<id>` (viewer).
 #[get("/devices/<device_id>")]
-async fn get_device(device_id: &str, _v: Viewer, db: &State<Db>) -> ApiResult<Json<DeviceInfo>> {
+async fn get_device(
+    device_id: &str,
+    viewer: Viewer,
+    db: &State<Db>,
+) -> ApiResult<Json<DeviceInfo>> {
+    ensure_device(db, &viewer.0, device_id).await?;
     Ok(Json(get_device_info(db, device_id).await?))
 }
 
 /// `GET /api/v1/devices/<id>/telemetry/latest` (viewer): the newest stored packet, spec shape.
 #[get("/devices/<device_id>/telemetry/latest")]
-async fn latest(device_id: &str, _v: Viewer, db: &State<Db>) -> ApiResult<Json<Telemetry>> {
-    ensure_device(db, device_id).await?;
+async fn latest(device_id: &str, viewer: Viewer, db: &State<Db>) -> ApiResult<Json<Telemetry>> {
+    ensure_device(db, &viewer.0, device_id).await?;
     let client = db.pool.get().await?;
     let row = client
         .query_opt(
@@ -127,10 +135,10 @@ async fn events(
     from: Option<&str>,
     to: Option<&str>,
     limit: Option<i64>,
-    _v: Viewer,
+    viewer: Viewer,
     db: &State<Db>,
 ) -> ApiResult<Json<Vec<EventRecord>>> {
-    ensure_device(db, device_id).await?;
+    ensure_device(db, &viewer.0, device_id).await?;
     let from: Option<DateTime<Utc>> = from.map(|s| parse_time("from", s)).transpose()?;
     let to: Option<DateTime<Utc>> = to.map(|s| parse_time("to", s)).transpose()?;
     let limit = limit.unwrap_or(100);

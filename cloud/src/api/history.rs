@@ -274,11 +274,11 @@ async fn history(
     bucket: Option<&str>,
     fields: Option<&str>,
     limit: Option<i64>,
-    _v: Viewer,
+    viewer: Viewer,
     db: &State<Db>,
     config: &State<CloudConfig>,
 ) -> ApiResult<Json<History>> {
-    ensure_device(db, device_id).await?;
+    ensure_device(db, &viewer.0, device_id).await?;
     let to = match to {
         Some(s) => parse_time("to", s)?,
         None => Utc::now(),

@@ -11,6 +11,7 @@ pub mod tokens;
 
 use rocket::Route;
 
+use crate::auth::ApiUser;
 use crate::db::Db;
 use crate::error::{ApiError, ApiResult};
 
@@ -27,8 +28,12 @@ pub fn routes() -> Vec<Route> {
     .concat()
 }
 
-/// `Ok` when `device_id` is registered, 404 otherwise.
-pub(crate) async fn ensure_device(db: &Db, device_id: &str) -> ApiResult<()> {
+/// `Ok` when `device_id` is registered and `user` may see it, 404 otherwise (the same answer
+/// for both, so a scoped token learns nothing of the devices outside its scope).
+pub(crate) async fn ensure_device(db: &Db, user: &ApiUser, device_id: &str) -> ApiResult<()> {
+    if !user.sees(device_id) {
+        return Err(ApiError::NotFound(format!("no device {device_id:?}")));
+    }
     let client = db.pool.get().await?;
     client
         .query_opt("SELECT 1 FROM devices WHERE id = $1", &[&device_id])

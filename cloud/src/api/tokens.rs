@@ -1,4 +1,4 @@
-//! API tokens (admin): `POST /tokens` creates one (optionally expiring), `GET /tokens` lists
+//! API tokens (admin): `POST /tokens` creates one (optionally expiring, optionally limited to some devices), `GET /tokens` lists
 //! them without secrets, `DELETE /tokens/<name>` revokes one, `POST /tokens/<name>/rotate`
 //! replaces its secret. Revoking or rotating closes the token's live feeds on every instance.
 //! `GET /audit` reads the audit trail.
@@ -26,14 +26,11 @@ async fn post_token(
     audit: &State<Audit>,
     body: Json<NewToken>,
 ) -> ApiResult<(Status, Json<TokenCreated>)> {
-    let token = tokens::create(
-        db,
-        &body.name,
-        body.role,
-        Some(&admin.0.name),
-        body.expires_at,
-    )
-    .await?;
+    let limits = tokens::Limits {
+        expires_at: body.expires_at,
+        devices: body.devices.clone(),
+    };
+    let token = tokens::create(db, &body.name, body.role, Some(&admin.0.name), limits).await?;
     tracing::info!(by = %admin.0.name, name = %body.name, role = %body.role, "API token created");
     audit.record(admin.0.did(Action::TokenCreated).target(&body.name));
     Ok((

@@ -29,7 +29,7 @@ async fn live_feed(
     hub: &State<Arc<Hub>>,
     db: &State<Db>,
 ) -> ApiResult<Channel<'static>> {
-    ensure_device(db, device_id).await?;
+    ensure_device(db, &viewer.0, device_id).await?;
     let hub = hub.inner().clone();
     let device_id = device_id.to_string();
     // Subscribe before the upgrade completes, so nothing after the 101 is missed.

@@ -25,6 +25,7 @@ mod live_feed;
 mod malformed_frames;
 mod migrations_from_empty;
 mod poison_packet_isolated;
+mod scoped_tokens;
 mod storage_choice_at_start;
 mod tls;
 mod token_lifecycle;

@@ -150,6 +150,7 @@ impl TestServer {
                 name: name.into(),
                 role,
                 expires_at: None,
+                devices: None,
             })
             .send()
             .await
