@@ -6,24 +6,18 @@
 mod common;
 
 use std::os::unix::net::UnixDatagram;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{ModbusLink, agent_toml};
 use ems_sim::site::{SimOptions, SimSite};
+use ems_testkit::process::{ChildGuard, SpawnGuarded};
 
 struct Service {
     sim: SimSite,
     socket: UnixDatagram,
-    child: Child,
+    child: ChildGuard,
     _dir: tempfile::TempDir,
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// ems-sim (steady 500 W load, no PV, so AUTO discharges) and the agent binary started with
@@ -45,14 +39,14 @@ async fn start(env: &[(&str, String)]) -> Service {
     socket
         .set_read_timeout(Some(Duration::from_millis(200)))
         .unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_ems-agent"))
+    let mut agent = Command::new(env!("CARGO_BIN_EXE_ems-agent"));
+    agent
         .args(["--config", config.to_str().unwrap(), "run"])
         .env("NOTIFY_SOCKET", &notify)
         .env("EMS_LOG", "warn")
         .envs(env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::null())
-        .spawn()
-        .expect("start ems-agent");
+        .stdin(Stdio::null());
+    let child = agent.spawn_guarded().expect("start ems-agent");
     Service {
         sim,
         socket,

@@ -4,21 +4,21 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::cloud::{Cloud, rows_and_distinct, stored_seconds};
 use ems_sim::site::{SimOptions, SimSite};
+use ems_testkit::process::{ChildGuard, SpawnGuarded};
 
-fn spawn_agent(config: &std::path::Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_ems-agent"))
-        .arg("--config")
+fn spawn_agent(config: &std::path::Path) -> ChildGuard {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ems-agent"));
+    cmd.arg("--config")
         .arg(config)
         .arg("run")
         .env("EMS_LOG", "warn")
-        .stdin(Stdio::null())
-        .spawn()
-        .expect("start ems-agent")
+        .stdin(Stdio::null());
+    cmd.spawn_guarded().expect("start ems-agent")
 }
 
 fn now_unix() -> i64 {

@@ -5,6 +5,7 @@ mod common;
 
 use common::{Cloud, emsctl, packet, run, seconds_ending};
 use ems_protocol::{AnswerStatus, ErrorFlag, State};
+use ems_testkit::process::SpawnGuarded;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn devices_tokens_commands_and_events() {
@@ -104,7 +105,7 @@ async fn devices_tokens_commands_and_events() {
         "--id",
         "cmd_ops_1",
     ]);
-    let child = cmd.spawn().unwrap();
+    let child = cmd.spawn_guarded().unwrap();
     let command = device.next_command().await;
     device
         .answer(

@@ -4,6 +4,7 @@
 mod common;
 
 use common::{Cloud, emsctl, run};
+use ems_testkit::process::SpawnGuarded;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn usage_errors_exit_two() {
@@ -48,7 +49,7 @@ async fn usage_errors_exit_two() {
     // Nothing of the above reached the device: the next command it sees is this one.
     let child = cloud
         .ctl(&["set-mode", "AUTO", "--no-wait"])
-        .spawn()
+        .spawn_guarded()
         .unwrap();
     let first = device.next_command().await;
     let run_ok = common::finish(child).await.expect(0);

@@ -3,6 +3,7 @@
 
 mod common;
 
+use ems_testkit::process::SpawnGuarded;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 
@@ -45,7 +46,8 @@ async fn progress_bar_on_a_terminal() {
     cmd.env("TERM", "xterm")
         .stdout(Stdio::from(slave.try_clone().unwrap()))
         .stderr(Stdio::from(slave.try_clone().unwrap()));
-    let status = tokio::time::timeout(common::DEADLINE, cmd.status())
+    let mut child = cmd.spawn_guarded().unwrap();
+    let status = tokio::time::timeout(common::DEADLINE, child.wait())
         .await
         .unwrap()
         .unwrap();

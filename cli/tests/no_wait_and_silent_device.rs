@@ -4,6 +4,7 @@
 mod common;
 
 use common::Cloud;
+use ems_testkit::process::SpawnGuarded;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_wait_returns_and_silence_times_out() {
@@ -30,7 +31,7 @@ async fn no_wait_returns_and_silence_times_out() {
             "--timeout",
             "1",
         ])
-        .spawn()
+        .spawn_guarded()
         .unwrap();
     let command = device.next_command().await;
     let run = common::finish(child).await.expect(4);

@@ -6,6 +6,7 @@ mod common;
 
 use common::Cloud;
 use ems_protocol::{AnswerStatus, CommandAction, TargetMode};
+use ems_testkit::process::SpawnGuarded;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn accepted_commands_exit_zero() {
@@ -15,7 +16,7 @@ async fn accepted_commands_exit_zero() {
 
     let child = cloud
         .ctl(&["set-mode", "MANUAL_DISCHARGE", "--power", "500"])
-        .spawn()
+        .spawn_guarded()
         .unwrap();
     let command = device.next_command().await;
     assert_eq!(
@@ -40,7 +41,7 @@ async fn accepted_commands_exit_zero() {
     // Lower-case mode, no power, JSON output.
     let child = cloud
         .ctl(&["set-mode", "auto", "--output", "json", "--id", "cmd_auto_1"])
-        .spawn()
+        .spawn_guarded()
         .unwrap();
     let command = device.next_command().await;
     assert_eq!(command.command_id, "cmd_auto_1");
@@ -56,7 +57,7 @@ async fn accepted_commands_exit_zero() {
     assert_eq!(json["payload"]["target_mode"], "AUTO");
     assert_eq!(json["reason"], "applied");
 
-    let child = cloud.ctl(&["reset-error"]).spawn().unwrap();
+    let child = cloud.ctl(&["reset-error"]).spawn_guarded().unwrap();
     let command = device.next_command().await;
     assert_eq!(command.action, CommandAction::ResetError);
     device

@@ -4,6 +4,7 @@ mod common;
 
 use common::Cloud;
 use ems_protocol::AnswerStatus;
+use ems_testkit::process::SpawnGuarded;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rejected_command_exits_one_with_the_reason() {
@@ -20,7 +21,7 @@ async fn rejected_command_exits_one_with_the_reason() {
             "--device",
             "ems_001",
         ])
-        .spawn()
+        .spawn_guarded()
         .unwrap();
     let command = device.next_command().await;
     device
@@ -39,7 +40,10 @@ async fn rejected_command_exits_one_with_the_reason() {
     );
 
     // The same as CSV, parsed back.
-    let child = cloud.ctl(&["reset-error", "-o", "csv"]).spawn().unwrap();
+    let child = cloud
+        .ctl(&["reset-error", "-o", "csv"])
+        .spawn_guarded()
+        .unwrap();
     let command = device.next_command().await;
     device
         .answer(

@@ -3,6 +3,7 @@
 
 mod common;
 
+use ems_testkit::process::SpawnGuarded;
 use std::sync::Arc;
 
 use common::{Cloud, packet, run, seconds_ending};
@@ -61,7 +62,10 @@ async fn self_signed_server_needs_the_ca_file() {
     assert!(r.stderr.contains("CA file"), "{}", r.stderr);
 
     // The live feed over WSS.
-    let mut child = cloud.ctl(&["watch", "--ca-file", ca]).spawn().unwrap();
+    let mut child = cloud
+        .ctl(&["watch", "--ca-file", ca])
+        .spawn_guarded()
+        .unwrap();
     let mut err = BufReader::new(child.stderr.take().unwrap()).lines();
     let line = tokio::time::timeout(common::DEADLINE, err.next_line())
         .await

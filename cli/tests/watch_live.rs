@@ -5,6 +5,7 @@ mod common;
 
 use common::{Cloud, packet, seconds_ending};
 use ems_protocol::api::LiveEvent;
+use ems_testkit::process::SpawnGuarded;
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::process::{ChildStderr, ChildStdout};
 
@@ -37,7 +38,7 @@ async fn watch_streams_until_ctrl_c() {
     let ts = seconds_ending(4, 5);
 
     // Text lines.
-    let mut child = cloud.ctl(&["watch"]).spawn().unwrap();
+    let mut child = cloud.ctl(&["watch"]).spawn_guarded().unwrap();
     await_subscribed(child.stderr.take().unwrap()).await;
     let mut out: Lines<BufReader<ChildStdout>> =
         BufReader::new(child.stdout.take().unwrap()).lines();
@@ -69,7 +70,7 @@ async fn watch_streams_until_ctrl_c() {
     assert_eq!(status.code(), Some(0));
 
     // JSON lines: each one a LiveEvent.
-    let mut child = cloud.ctl(&["watch", "-o", "json"]).spawn().unwrap();
+    let mut child = cloud.ctl(&["watch", "-o", "json"]).spawn_guarded().unwrap();
     await_subscribed(child.stderr.take().unwrap()).await;
     let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
     device
@@ -96,7 +97,7 @@ async fn watch_streams_until_ctrl_c() {
     assert_eq!(status.code(), Some(0));
 
     // CSV: the header once, then one row per packet with the history column names.
-    let mut child = cloud.ctl(&["watch", "-o", "csv"]).spawn().unwrap();
+    let mut child = cloud.ctl(&["watch", "-o", "csv"]).spawn_guarded().unwrap();
     await_subscribed(child.stderr.take().unwrap()).await;
     let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
     let header = next_line(&mut out).await;

@@ -6,10 +6,13 @@
 //!   temp dir, free port, fsync off; run as the `postgres` user when we are root) that hands out a
 //!   fresh database per test and is stopped when the process exits; and owned servers that a test
 //!   can stop and start again to simulate an outage.
+//! - [`process`]: child processes (agent, emsctl, any program a test runs) that are killed when
+//!   the test ends, panics or is killed.
 //! - [`pty`]: linked pseudo-terminal pairs in raw mode, with an async stream for the master side.
 //! - [`wait`]: wait for a condition with a deadline instead of sleeping "long enough".
 
 #[cfg(feature = "pg")]
 pub mod pg;
+pub mod process;
 pub mod pty;
 pub mod wait;

@@ -16,7 +16,7 @@
 //! the server runs as the `postgres` user (PostgreSQL refuses root). The server process gets
 //! `PR_SET_PDEATHSIG`, so even a test process killed with SIGKILL leaves no server behind; for that
 //! to work the server is spawned from one long-lived keeper thread (the signal fires when the
-//! *thread* that forked it ends).
+//! *thread* that forked it ends; see [`crate::process`]).
 
 use std::io;
 use std::net::TcpListener;
@@ -24,7 +24,6 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::mpsc;
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -229,17 +228,10 @@ impl PgServer {
         if let Some((uid, gid)) = self.run_as {
             cmd.uid(uid).gid(gid);
         }
-        // SAFETY: prctl is async-signal-safe; runs in the child between fork and exec, after the
-        // uid change (which would otherwise clear the setting).
-        unsafe {
-            cmd.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGQUIT) != 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        let mut child = spawn_from_keeper(cmd).map_err(io_err("starting postgres"))?;
+        crate::process::set_parent_death_signal(&mut cmd, libc::SIGQUIT);
+        let mut child = crate::process::on_keeper(move || cmd.spawn())
+            .and_then(|spawned| spawned)
+            .map_err(io_err("starting postgres"))?;
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if self.is_ready() {
@@ -485,34 +477,4 @@ fn free_port() -> Result<u16, PgError> {
         .local_addr()
         .map_err(io_err("finding a free port"))?
         .port())
-}
-
-type SpawnRequest = (Command, mpsc::Sender<io::Result<Child>>);
-
-/// Spawns `cmd` from a thread that lives as long as the process, so `PR_SET_PDEATHSIG` fires only
-/// when the process dies, not when the calling test thread ends.
-fn spawn_from_keeper(cmd: Command) -> io::Result<Child> {
-    static KEEPER: OnceLock<Mutex<mpsc::Sender<SpawnRequest>>> = OnceLock::new();
-    let keeper = KEEPER.get_or_init(|| {
-        let (tx, rx) = mpsc::channel::<SpawnRequest>();
-        std::thread::Builder::new()
-            .name("pg-keeper".into())
-            .spawn(move || {
-                for (mut cmd, reply) in rx {
-                    let _ = reply.send(cmd.spawn());
-                }
-                // The sender lives in a static, so this thread never gets here.
-            })
-            .expect("spawning the keeper thread");
-        Mutex::new(tx)
-    });
-    let (reply_tx, reply_rx) = mpsc::channel();
-    keeper
-        .lock()
-        .expect("not poisoned")
-        .send((cmd, reply_tx))
-        .map_err(|_| io::Error::other("keeper thread is gone"))?;
-    reply_rx
-        .recv()
-        .map_err(|_| io::Error::other("keeper thread is gone"))?
 }

@@ -1,6 +1,6 @@
 //! Shared test helpers: an ems-cloud server on a fresh PostgreSQL database, the real `emsctl`
-//! binary run as a subprocess with a clean environment, and a scripted device that speaks the
-//! spec over a real WebSocket and answers commands.
+//! binary run as a subprocess with a clean environment (killed with the test), and a scripted
+//! device that speaks the spec over a real WebSocket and answers commands.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
@@ -16,8 +16,8 @@ use ems_protocol::{
     AnswerStatus, Battery, Command, CommandAnswer, Downstream, Grid, Mode, State, SystemStatus,
     Telemetry, parse_downstream,
 };
+use ems_testkit::process::{AsyncChildGuard, SpawnGuarded};
 use futures_util::{SinkExt, StreamExt};
-use tokio::process::Child;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
@@ -207,13 +207,13 @@ impl Run {
     }
 }
 
-pub async fn run(mut cmd: tokio::process::Command) -> Run {
-    let child = cmd.spawn().expect("emsctl starts");
+pub async fn run(cmd: tokio::process::Command) -> Run {
+    let child = cmd.spawn_guarded().expect("emsctl starts");
     finish(child).await
 }
 
 /// Waits for a spawned emsctl to end (within [`DEADLINE`]).
-pub async fn finish(child: Child) -> Run {
+pub async fn finish(child: AsyncChildGuard) -> Run {
     let out = tokio::time::timeout(DEADLINE, child.wait_with_output())
         .await
         .expect("emsctl ends within the deadline")
