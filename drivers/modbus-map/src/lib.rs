@@ -6,7 +6,7 @@
 //! "not implemented" values) and name that document in its `[device] source`, as
 //! `config/devices/sdm630.toml` does for the Eastron SDM630 protocol.
 //!
-//! Reads are merged automatically ([`plan`]): registers of one table whose gaps are at most the
+//! Reads are merged automatically (the SDK's [`plan`]): registers of one table whose gaps are at most the
 //! map's `read.max_gap` share a transaction of at most `read.max_registers` (≤ 125). A read the
 //! device refuses with a Modbus exception leaves its readings absent; a transport failure fails
 //! the poll. The map format is documented in [`map`].
@@ -18,14 +18,13 @@
 //! # Layout
 //! - [`map`]: the TOML format, its checks, and the compiled [`map::Map`].
 //! - [`target`]: canonical reading names → [`Readings`] fields.
-//! - [`plan`]: merging spans into reads (pure).
 //! - this file: decoding, the [`ModbusMap`] driver and its export.
 
 pub mod map;
-pub mod plan;
 pub mod target;
 
 use ems_driver_sdk::options::require_modbus_unit;
+use ems_driver_sdk::plan::{self, Span};
 use ems_driver_sdk::regs::{
     RegisterKind, WordOrder, ascii_from, f32_from, f32_to, read_registers, u32_from, u32_to,
 };
@@ -35,7 +34,6 @@ use ems_driver_sdk::{
 };
 
 use map::{DataType, Map};
-use plan::Span;
 use target::Target;
 
 /// One device described by a register map.

@@ -14,6 +14,7 @@
 //! - [`options`]: typed access to a device's TOML options with errors that name the key.
 //! - [`regs`]: exact-length register reads split at the 125-register limit, word order, float and
 //!   string decoding.
+//! - [`plan`]: merging the register ranges a driver needs into as few reads as possible (pure).
 //! - [`memory`]: [`MemoryBus`], an in-memory register bank and I2C device model for unit tests.
 //! - [`abi`]: the `#[repr(C)]` contract between host and plugin, version [`abi::ABI_VERSION`].
 //! - [`export`]: the plugin side of the ABI behind [`export_driver!`] (all of a plugin's unsafe code).
@@ -30,6 +31,7 @@ pub mod host;
 pub mod memory;
 pub mod model;
 pub mod options;
+pub mod plan;
 pub mod regs;
 
 pub use bus::{Bus, BusError, Request};

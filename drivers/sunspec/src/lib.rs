@@ -54,6 +54,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use ems_driver_sdk::options::require_modbus_unit;
+use ems_driver_sdk::plan::{Span, plan};
 use ems_driver_sdk::regs::{MAX_READ_REGISTERS, RegisterKind, read_registers};
 use ems_driver_sdk::{
     Bus, ConfigError, DeviceAddress, Driver, DriverError, DriverInfo, LogLevel, Options, Readings,
@@ -183,23 +184,28 @@ impl SunSpec {
     }
 }
 
-/// Groups models (in address order) into read blocks of at most [`MAX_READ_REGISTERS`]; a model
-/// longer than that is a block of its own, split by [`read_registers`].
+/// Groups models (in address order) into read blocks of at most [`MAX_READ_REGISTERS`], planned
+/// by the SDK's [`plan`] (any gap: a model chain has none); a model longer than that is a block
+/// of its own, split by [`read_registers`].
 fn plan_blocks(wanted: &[ModelRef]) -> Vec<Vec<ModelRef>> {
+    let span = |m: &ModelRef| Span {
+        kind: RegisterKind::Holding,
+        start: m.addr,
+        count: m.size(),
+    };
+    let spans: Vec<Span> = wanted.iter().map(span).collect();
     let mut models = wanted.to_vec();
     models.sort_by_key(|m| m.addr);
-    let mut blocks: Vec<Vec<ModelRef>> = Vec::new();
+    let reads = plan(&spans, u16::MAX, MAX_READ_REGISTERS);
+    let mut blocks: Vec<Vec<ModelRef>> = vec![Vec::new(); reads.len()];
     for m in models {
-        match blocks.last_mut() {
-            Some(block)
-                if u32::from(m.addr) + u32::from(m.size()) - u32::from(block[0].addr)
-                    <= u32::from(MAX_READ_REGISTERS) =>
-            {
-                block.push(m)
-            }
-            _ => blocks.push(vec![m]),
+        // The planner puts every span within a read; the first such read gets the model.
+        match reads.iter().position(|r| r.contains(&span(&m))) {
+            Some(read) => blocks[read].push(m),
+            None => blocks.push(vec![m]),
         }
     }
+    blocks.retain(|block| !block.is_empty());
     blocks
 }
 
