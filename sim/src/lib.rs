@@ -10,11 +10,9 @@
 //!   documents.
 //! - [`tcp`]: a Modbus TCP server (MBAP framing) in front of the same slaves, as an
 //!   RS-485-to-Ethernet gateway.
-//! - [`i2c`]: the simulated I2C bus protocol on a Unix socket.
 //! - [`site`]: [`site::SimSite`], which wires all of it together on a directory of device
-//!   paths, and the fault-injection handle used by tests and by the control socket.
+//!   paths (the I2C bus on a Unix socket, framed as `ems_driver_sdk::i2c_socket` says), and the fault-injection handle used by tests and by the control socket.
 
-pub mod i2c;
 pub mod ina226;
 pub mod physics;
 pub mod rtu;

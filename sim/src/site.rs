@@ -11,13 +11,13 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use ems_driver_sdk::i2c_socket::{self, FrameError, Header, Op};
 use ems_testkit::pty::PtyPair;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::i2c;
 use crate::ina226::Ina226;
 use crate::physics::{Site, SiteParams};
 use crate::rtu::{self, LineFaults, LineStats, Responder};
@@ -284,39 +284,38 @@ impl Responder for SharedResponder {
 
 async fn serve_i2c(mut conn: UnixStream, st: Arc<Mutex<SimState>>) {
     loop {
-        let mut head = [0u8; 6];
+        let mut head = [0u8; i2c_socket::HEADER_LEN];
         if conn.read_exact(&mut head).await.is_err() {
             return;
         }
-        let (op, addr) = (head[0], head[1]);
-        let wlen = u16::from_be_bytes([head[2], head[3]]) as usize;
-        let rlen = u16::from_be_bytes([head[4], head[5]]) as usize;
-        if wlen > i2c::MAX_LEN || rlen > i2c::MAX_LEN {
-            return;
-        }
-        let mut data = vec![0u8; wlen];
+        // An unknown operation is answered with a NACK once its data is read; lengths out of
+        // range mean the peer does not speak this protocol.
+        let (header, write_len) = match Header::decode(&head) {
+            Ok(header) => (Some(header), usize::from(header.write_len)),
+            Err(FrameError::UnknownOp { write_len, .. }) => (None, write_len),
+            Err(FrameError::OutOfRange { .. }) => return,
+        };
+        let mut data = vec![0u8; write_len];
         if conn.read_exact(&mut data).await.is_err() {
             return;
         }
         let reply = {
             let mut s = lock(&st);
-            if s.i2c_silent || addr != s.ina226.address {
-                vec![i2c::STATUS_NACK]
-            } else {
-                let ok = match op {
-                    i2c::OP_WRITE | i2c::OP_WRITE_READ => s.ina226.write(&data),
-                    i2c::OP_READ => true,
-                    _ => false,
-                };
-                if !ok {
-                    vec![i2c::STATUS_NACK]
-                } else {
-                    let mut out = vec![i2c::STATUS_OK];
-                    if op != i2c::OP_WRITE {
-                        out.extend(s.ina226.read(&s.site, rlen));
+            match header {
+                Some(h) if !s.i2c_silent && h.addr7 == s.ina226.address => {
+                    let ok = match h.op {
+                        Op::Write | Op::WriteRead => s.ina226.write(&data),
+                        Op::Read => true,
+                    };
+                    if ok {
+                        let mut out = vec![i2c_socket::STATUS_OK];
+                        out.extend(s.ina226.read(&s.site, h.response_len()));
+                        out
+                    } else {
+                        vec![i2c_socket::STATUS_NACK]
                     }
-                    out
                 }
+                _ => vec![i2c_socket::STATUS_NACK],
             }
         };
         if conn.write_all(&reply).await.is_err() {

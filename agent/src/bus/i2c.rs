@@ -1,5 +1,5 @@
 //! I2C buses: Linux i2c-dev (`/dev/i2c-N`, combined transfers through the `I2C_RDWR` ioctl)
-//! and the simulated bus of ems-sim on a Unix socket (protocol in `sim/src/i2c.rs`).
+//! and the simulated bus of ems-sim on a Unix socket (frame in `ems_driver_sdk::i2c_socket`).
 
 use std::fs::File;
 use std::os::fd::AsRawFd;
@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ems_driver_sdk::BusError;
+use ems_driver_sdk::i2c_socket::{self, Header};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 
@@ -15,7 +16,6 @@ use super::{Request, Response};
 
 /// A transaction that has not finished after this long is a timeout.
 const TIMEOUT: Duration = Duration::from_millis(500);
-const MAX_LEN: usize = 4096;
 
 pub(crate) enum I2cTransport {
     Dev {
@@ -44,23 +44,17 @@ impl I2cTransport {
             Request::I2cWriteRead { addr7, data, len } => (*addr7, data.clone(), *len),
             _ => return Err(BusError::Unsupported),
         };
-        if addr > 0x7F || write.len() > MAX_LEN || read_len > MAX_LEN {
-            return Err(BusError::Other(format!(
-                "I2C transfer out of range: address {addr:#x}, {} bytes out, {read_len} in",
-                write.len()
-            )));
-        }
+        // The simulated bus's limits are the ones both transports take.
+        let header = Header::for_transfer(addr, write.len(), read_len)
+            .map_err(|e| BusError::Other(e.to_string()))?;
         let result = match self {
             I2cTransport::Dev { path, file } => {
                 dev_transfer(path, file, addr, write, read_len).await
             }
             I2cTransport::Socket { path, conn } => {
-                let r = tokio::time::timeout(
-                    TIMEOUT,
-                    socket_transfer(path, conn, addr, &write, read_len),
-                )
-                .await
-                .unwrap_or(Err(BusError::Timeout));
+                let r = tokio::time::timeout(TIMEOUT, socket_transfer(path, conn, header, &write))
+                    .await
+                    .unwrap_or(Err(BusError::Timeout));
                 if matches!(r, Err(BusError::Timeout | BusError::Other(_))) {
                     *conn = None;
                 }
@@ -80,9 +74,8 @@ impl I2cTransport {
 async fn socket_transfer(
     path: &PathBuf,
     conn: &mut Option<UnixStream>,
-    addr: u8,
+    header: Header,
     write: &[u8],
-    read_len: usize,
 ) -> Result<Vec<u8>, BusError> {
     if conn.is_none() {
         let c = UnixStream::connect(path)
@@ -91,22 +84,15 @@ async fn socket_transfer(
         *conn = Some(c);
     }
     let c = conn.as_mut().expect("connected");
-    let op = match (write.is_empty(), read_len) {
-        (false, 0) => 1u8,
-        (true, _) => 2,
-        (false, _) => 3,
-    };
-    let mut frame = vec![op, addr];
-    frame.extend_from_slice(&(write.len() as u16).to_be_bytes());
-    frame.extend_from_slice(&(read_len as u16).to_be_bytes());
+    let mut frame = header.encode().to_vec();
     frame.extend_from_slice(write);
     let io = |e: std::io::Error| BusError::Other(format!("simulated I2C bus: {e}"));
     c.write_all(&frame).await.map_err(io)?;
     let status = c.read_u8().await.map_err(io)?;
-    if status != 0 {
+    if status != i2c_socket::STATUS_OK {
         return Err(BusError::Nack);
     }
-    let mut buf = vec![0u8; if op == 1 { 0 } else { read_len }];
+    let mut buf = vec![0u8; header.response_len()];
     c.read_exact(&mut buf).await.map_err(io)?;
     Ok(buf)
 }

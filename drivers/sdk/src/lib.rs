@@ -10,6 +10,8 @@
 //!   [`Readings`], [`Flag`], [`LogLevel`].
 //! - [`bus`]: the [`Bus`] trait (Modbus and I2C transactions, logging), [`BusError`], and
 //!   [`Request`], one transaction as a value.
+//! - [`i2c_socket`]: the frame of the simulated I2C bus, written by the agent, answered by
+//!   ems-sim.
 //! - [`driver`]: the [`Driver`] trait, [`DriverError`] and [`ConfigError`].
 //! - [`options`]: typed access to a device's TOML options with errors that name the key.
 //! - [`regs`]: exact-length register reads split at the 125-register limit, word order, float and
@@ -28,6 +30,7 @@ pub mod driver;
 pub mod export;
 #[cfg(feature = "host")]
 pub mod host;
+pub mod i2c_socket;
 pub mod memory;
 pub mod model;
 pub mod options;
