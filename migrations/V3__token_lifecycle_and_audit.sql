@@ -40,3 +40,11 @@ REVOKE ALL ON cluster_secret FROM PUBLIC;
 -- An API token may be limited to some devices (NULL: every device). Outside its scope a device
 -- does not exist for it (404).
 ALTER TABLE api_tokens ADD COLUMN devices text[];
+
+-- Device tokens rotate: after a rotation the previous token keeps working until
+-- `previous_valid_until` (a grace period for the device to take the new one), then its sockets
+-- close. A disabled device is refused (403) and its sockets are closed; its data stays.
+ALTER TABLE devices
+    ADD COLUMN previous_token_hash bytea,
+    ADD COLUMN previous_valid_until timestamptz,
+    ADD COLUMN disabled_at timestamptz;

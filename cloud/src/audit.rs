@@ -30,6 +30,10 @@ pub enum Action {
     TokenRevoked,
     TokenRotated,
     DeviceCreated,
+    DeviceTokenRotated,
+    DeviceDisabled,
+    DeviceEnabled,
+    DeviceDeleted,
     AuthFailed,
 }
 
@@ -41,6 +45,10 @@ impl Action {
             Action::TokenRevoked => "TOKEN_REVOKED",
             Action::TokenRotated => "TOKEN_ROTATED",
             Action::DeviceCreated => "DEVICE_CREATED",
+            Action::DeviceTokenRotated => "DEVICE_TOKEN_ROTATED",
+            Action::DeviceDisabled => "DEVICE_DISABLED",
+            Action::DeviceEnabled => "DEVICE_ENABLED",
+            Action::DeviceDeleted => "DEVICE_DELETED",
             Action::AuthFailed => "AUTH_FAILED",
         }
     }

@@ -302,6 +302,9 @@ role_guard!(
 /// A device token valid for the `<device_id>` of `/ws/device/<device_id>` (the third segment).
 pub struct DeviceAuth {
     pub device_id: String,
+    /// Set when the device used its previous token, which works until then (a rotation's grace
+    /// period): the socket closes at that time.
+    pub valid_until: Option<DateTime<Utc>>,
 }
 
 async fn authenticate_device(req: &Request<'_>) -> Result<DeviceAuth, ApiError> {
@@ -335,14 +338,36 @@ async fn check_device_token(
     let client = db.pool.get().await?;
     let stored = client
         .query_opt(
-            "SELECT token_hash FROM devices WHERE id = $1",
+            "SELECT token_hash, previous_token_hash, previous_valid_until, disabled_at \
+             FROM devices WHERE id = $1",
             &[&device_id],
         )
         .await?;
     if let Some(row) = stored {
-        let stored: Vec<u8> = row.get(0);
-        if bool::from(stored.ct_eq(&hash)) {
-            return Ok(DeviceAuth { device_id });
+        let current: Vec<u8> = row.get(0);
+        let previous: Option<Vec<u8>> = row.get(1);
+        let previous_until: Option<DateTime<Utc>> = row.get(2);
+        let disabled: Option<DateTime<Utc>> = row.get(3);
+        let valid_until = if bool::from(current.ct_eq(&hash)) {
+            Some(None)
+        } else {
+            match (previous, previous_until) {
+                (Some(p), Some(until)) if bool::from(p.ct_eq(&hash)) && until > Utc::now() => {
+                    Some(Some(until))
+                }
+                _ => None,
+            }
+        };
+        if let Some(valid_until) = valid_until {
+            if disabled.is_some() {
+                return Err(ApiError::Forbidden(format!(
+                    "device {device_id:?} is disabled"
+                )));
+            }
+            return Ok(DeviceAuth {
+                device_id,
+                valid_until,
+            });
         }
     }
     // Not this device's token: someone else's (403) or nobody's (401)?

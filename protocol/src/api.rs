@@ -95,6 +95,30 @@ pub struct DeviceInfo {
     pub online: bool,
     /// Latest of: last telemetry timestamp, connection and disconnection time.
     pub last_seen: Option<DateTime<Utc>>,
+    /// When it was disabled (its token is refused, its data kept); absent while enabled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disabled_at: Option<DateTime<Utc>>,
+}
+
+/// `POST /api/v1/devices/<id>/token` answer (201): the device's new token, shown only here.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeviceTokenRotated {
+    pub device_id: String,
+    pub token: String,
+    /// Until when the previous token still works (its sockets close then); absent when it
+    /// stopped at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_valid_until: Option<DateTime<Utc>>,
+}
+
+/// `DELETE /api/v1/devices/<id>` answer: what was deleted and what was kept.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeviceDeleted {
+    pub device_id: String,
+    /// Whether its telemetry was deleted too (`?purge=true`); else it is kept.
+    pub purged: bool,
+    /// Telemetry rows deleted (0 when kept).
+    pub telemetry_rows_deleted: u64,
 }
 
 /// `POST /api/v1/devices` body.
@@ -165,6 +189,7 @@ pub struct AuditRecord {
     pub actor: Option<String>,
     pub role: Option<Role>,
     /// `COMMAND_ISSUED`, `TOKEN_CREATED`, `TOKEN_REVOKED`, `TOKEN_ROTATED`, `DEVICE_CREATED`,
+    /// `DEVICE_TOKEN_ROTATED`, `DEVICE_DISABLED`, `DEVICE_ENABLED`, `DEVICE_DELETED`,
     /// `AUTH_FAILED`.
     pub action: String,
     pub device_id: Option<String>,

@@ -21,7 +21,7 @@ SELECT d.id, d.name, d.created_at, \
   (d.connected_instance IS NOT NULL AND EXISTS (SELECT 1 FROM instances i \
      WHERE i.id = d.connected_instance AND i.heartbeat_at > now() - interval '30 seconds')) AS online, \
   GREATEST(d.last_seen, (SELECT t.time FROM telemetry t WHERE t.device_id = d.id \
-     ORDER BY t.time DESC LIMIT 1)) AS last_seen \
+     ORDER BY t.time DESC LIMIT 1)) AS last_seen, d.disabled_at \
 FROM devices d";
 
 fn device_info(row: &Row) -> DeviceInfo {
@@ -31,6 +31,7 @@ fn device_info(row: &Row) -> DeviceInfo {
         created_at: row.get(2),
         online: row.get(3),
         last_seen: row.get(4),
+        disabled_at: row.get(5),
     }
 }
 

@@ -4,6 +4,7 @@
 
 pub mod commands;
 pub mod dashboard;
+pub mod device_access;
 pub mod devices;
 pub mod health;
 pub mod history;
@@ -21,6 +22,7 @@ pub fn routes() -> Vec<Route> {
         health::routes(),
         tokens::routes(),
         devices::routes(),
+        device_access::routes(),
         history::routes(),
         commands::routes(),
         dashboard::routes(),

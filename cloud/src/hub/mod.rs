@@ -18,8 +18,8 @@
 //! sweeper (pending deliveries) and the next interest announcement (live feeds).
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -50,6 +50,9 @@ pub const HEARTBEAT: Duration = Duration::from_secs(10);
 
 /// Close code sent to a socket that a newer connection of the same device replaced.
 pub const CLOSE_REPLACED: u16 = 4000;
+/// Close code sent to a socket whose device may no longer connect with the token it used: the
+/// token was rotated (after the grace period), or the device was disabled or deleted.
+pub const CLOSE_ACCESS_ENDED: u16 = 4001;
 
 /// What a device socket's task is asked to write.
 #[derive(Debug)]
@@ -184,6 +187,59 @@ impl Hub {
         self.events.subscribe()
     }
 
+    /// Closes the sockets of `device_id` that exist now, here and on every instance, at `until`
+    /// (at once when `None`), with [`CLOSE_ACCESS_ENDED`] and `reason`.
+    pub async fn end_device_access(
+        self: &Arc<Self>,
+        device_id: &str,
+        until: Option<DateTime<Utc>>,
+        reason: &str,
+    ) {
+        self.close_at(device_id, None, until, reason.to_string());
+        self.notify(NoticeKind::DeviceAccess {
+            device_id: device_id.to_string(),
+            until,
+            reason: reason.to_string(),
+        })
+        .await;
+    }
+
+    /// Closes the socket `conn_id` of `device_id` here (the current one when `None`) at `until`
+    /// (at once when `None`), unless it is gone or replaced by then.
+    pub fn close_at(
+        self: &Arc<Self>,
+        device_id: &str,
+        conn_id: Option<u64>,
+        until: Option<DateTime<Utc>>,
+        reason: String,
+    ) {
+        let Some(conn_id) = conn_id.or_else(|| {
+            self.devices
+                .lock()
+                .expect("not poisoned")
+                .get(device_id)
+                .map(|c| c.conn_id)
+        }) else {
+            return;
+        };
+        let wait = until
+            .and_then(|u| (u - Utc::now()).to_std().ok())
+            .unwrap_or_default();
+        let hub = self.clone();
+        let device_id = device_id.to_string();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = hub.stopped() => return,
+            }
+            let devices = hub.devices.lock().expect("not poisoned");
+            if let Some(c) = devices.get(&device_id).filter(|c| c.conn_id == conn_id) {
+                tracing::info!(device = %device_id, "closing its socket: {reason}");
+                let _ = c.tx.send(Outbound::Close(CLOSE_ACCESS_ENDED, reason));
+            }
+        });
+    }
+
     /// Names of API tokens that were revoked or rotated (on any instance).
     pub fn revocations(&self) -> broadcast::Receiver<String> {
         self.revocations.subscribe()
@@ -300,7 +356,7 @@ impl Hub {
     }
 
     /// Handles one notice from another instance; drops what no instance of this cluster sent.
-    async fn receive(&self, payload: &str) {
+    async fn receive(self: &Arc<Self>, payload: &str) {
         let notice = match self.signer.open(payload, Utc::now().timestamp_millis()) {
             Ok(n) => n,
             Err(e) => {
@@ -335,6 +391,11 @@ impl Hub {
             NoticeKind::Revoked { token } => {
                 let _ = self.revocations.send(token);
             }
+            NoticeKind::DeviceAccess {
+                device_id,
+                until,
+                reason,
+            } => self.close_at(&device_id, None, until, reason),
             NoticeKind::Connected { device_id, at } => {
                 // Only a socket that connected before the one announced closes: a late notice
                 // (delayed, or replayed within its minute) never closes a newer socket.

@@ -47,6 +47,13 @@ pub enum NoticeKind {
     Revoked {
         token: String,
     },
+    /// The sockets of `device_id` that exist now close at `until` (at once when absent): its
+    /// token was rotated or it was disabled or deleted.
+    DeviceAccess {
+        device_id: String,
+        until: Option<DateTime<Utc>>,
+        reason: String,
+    },
 }
 
 /// Why a notice was not believed.

@@ -57,6 +57,7 @@ fn device_socket(
     });
     let session = Session {
         device_id: auth.device_id,
+        valid_until: auth.valid_until,
         hub: hub.inner().clone(),
         budgets: budgets.inner().clone(),
         db: db.inner().clone(),
@@ -84,6 +85,8 @@ type Sink = futures_util::stream::SplitSink<rocket_ws::stream::DuplexStream, Mes
 
 struct Session {
     device_id: String,
+    /// When the token it connected with stops working (a rotation's grace period).
+    valid_until: Option<DateTime<Utc>>,
     hub: Arc<Hub>,
     budgets: Arc<Budgets>,
     db: Db,
@@ -126,6 +129,14 @@ impl Session {
         // The start-up and tear-down steps are boxed so their futures do not stay inside the
         // state of every idle socket's task.
         Box::pin(async {
+            if let Some(until) = self.valid_until {
+                self.hub.close_at(
+                    &self.device_id,
+                    Some(conn_id),
+                    Some(until),
+                    "the device token was replaced; connect with the new one".into(),
+                );
+            }
             let at = self.mark_connected().await;
             self.hub.connected_since(&self.device_id, conn_id, at);
             self.hub.announce_connected(&self.device_id, at).await;

@@ -14,6 +14,7 @@ mod command_lifecycle;
 mod compression_and_retention;
 mod dashboard_browser;
 mod dashboard_serving;
+mod device_access;
 mod events_derived;
 mod extreme_values_keep_history_working;
 mod forged_notices;
