@@ -172,6 +172,26 @@ pub enum Devices {
         #[arg(long)]
         name: Option<String>,
     },
+    /// Give a device a new token (admin), printed once; the old one stops after --grace
+    RotateToken {
+        id: String,
+        /// How long the old token keeps working, e.g. 10m, 1h, 1d (at most 1w; default: it
+        /// stops at once and the device's sockets close)
+        #[arg(long)]
+        grace: Option<String>,
+    },
+    /// Refuse a device (admin): its token stops working and its sockets close; data stays
+    Disable { id: String },
+    /// Let a disabled device connect again (admin)
+    Enable { id: String },
+    /// Delete a device (admin): its token, commands and events; its telemetry stays unless
+    /// --purge
+    Delete {
+        id: String,
+        /// Also delete its telemetry
+        #[arg(long)]
+        purge: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

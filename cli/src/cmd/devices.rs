@@ -1,11 +1,11 @@
-//! `devices list|show|add`.
+//! `devices list|show|add|rotate-token|disable|enable|delete`.
 
 use chrono::Utc;
-use ems_protocol::api::{DeviceCreated, DeviceInfo, NewDevice};
+use ems_protocol::api::{DeviceCreated, DeviceDeleted, DeviceInfo, DeviceTokenRotated, NewDevice};
 
 use super::{Ctx, checked_id};
 use crate::cli::{Devices, Format};
-use crate::exit::Exit;
+use crate::exit::{Exit, Failure};
 use crate::output::{self, pairs};
 use crate::render;
 use crate::timespec::rfc3339;
@@ -65,6 +65,77 @@ pub async fn run(ctx: &Ctx, sub: Devices) -> anyhow::Result<Exit> {
                 Format::Json => output::print_json(&created),
             }
         }
+        Devices::RotateToken { id, grace } => {
+            let id = checked_id("device", &id)?;
+            let grace_s = match grace.as_deref() {
+                None => 0,
+                Some(text) => ems_protocol::duration::parse_seconds(text)
+                    .map_err(|e| Failure::usage(format!("--grace: {e}")))?,
+            };
+            let rotated: DeviceTokenRotated = ctx
+                .api
+                .post(
+                    &format!("/devices/{id}/token"),
+                    &[("grace_s", grace_s.to_string())],
+                    &(),
+                )
+                .await?;
+            let until = rotated
+                .previous_valid_until
+                .map(|t| format!("the old token works until {}", rfc3339(t)))
+                .unwrap_or_else(|| "the old token stopped working now".into());
+            match ctx.format {
+                Format::Json => output::print_json(&rotated),
+                _ => output::emit(&pairs(&[
+                    ("id", rotated.device_id.clone()),
+                    ("token", rotated.token.clone()),
+                    ("note", format!("shown only now; {until}")),
+                ])),
+            }
+        }
+        Devices::Disable { id } => switch(ctx, &id, "disable").await?,
+        Devices::Enable { id } => switch(ctx, &id, "enable").await?,
+        Devices::Delete { id, purge } => {
+            let id = checked_id("device", &id)?;
+            let path = if purge {
+                format!("/devices/{id}?purge=true")
+            } else {
+                format!("/devices/{id}")
+            };
+            let deleted: DeviceDeleted = ctx.api.delete(&path).await?;
+            match ctx.format {
+                Format::Json => output::print_json(&deleted),
+                _ => output::emit(&pairs(&[
+                    ("deleted", deleted.device_id.clone()),
+                    (
+                        "telemetry",
+                        if deleted.purged {
+                            format!("{} rows deleted", deleted.telemetry_rows_deleted)
+                        } else {
+                            "kept".into()
+                        },
+                    ),
+                ])),
+            }
+        }
     }
     Ok(Exit::Success)
+}
+
+/// `devices disable|enable ID`: prints the device afterwards.
+async fn switch(ctx: &Ctx, id: &str, what: &str) -> anyhow::Result<()> {
+    let id = checked_id("device", id)?;
+    let device: DeviceInfo = ctx
+        .api
+        .post(&format!("/devices/{id}/{what}"), &[], &())
+        .await?;
+    let state = device
+        .disabled_at
+        .map(|t| format!("disabled since {}", rfc3339(t)))
+        .unwrap_or_else(|| "enabled".into());
+    match ctx.format {
+        Format::Json => output::print_json(&device),
+        _ => output::emit(&pairs(&[("id", device.id.clone()), ("state", state)])),
+    }
+    Ok(())
 }
