@@ -48,3 +48,12 @@ ALTER TABLE devices
     ADD COLUMN previous_token_hash bytea,
     ADD COLUMN previous_valid_until timestamptz,
     ADD COLUMN disabled_at timestamptz;
+
+-- Single-use tickets for opening a live feed from a browser (which cannot set headers on a
+-- WebSocket), so API tokens stay out of URLs and logs. Only their SHA-256 is stored.
+CREATE TABLE live_tickets (
+    ticket_hash bytea PRIMARY KEY,
+    token_name  text NOT NULL,
+    device_id   text NOT NULL,
+    expires_at  timestamptz NOT NULL
+);

@@ -183,20 +183,10 @@ impl ApiUser {
     }
 }
 
-async fn lookup_api_token(
-    db: &Db,
-    token: &str,
-    source: Option<IpAddr>,
-) -> Result<ApiUser, ApiError> {
-    let client = db.pool.get().await?;
-    let row = client
-        .query_opt(
-            "SELECT name, role, expires_at, devices FROM api_tokens \
-             WHERE token_hash = $1 AND revoked_at IS NULL",
-            &[&hash_token(token)],
-        )
-        .await?;
-    let row = row.ok_or_else(|| ApiError::Unauthorized("unknown or revoked API token".into()))?;
+/// The columns [`user_from_row`] reads.
+const USER_COLUMNS: &str = "name, role, expires_at, devices";
+
+fn user_from_row(row: &tokio_postgres::Row, source: Option<IpAddr>) -> Result<ApiUser, ApiError> {
     let role: String = row.get(1);
     let expires_at: Option<DateTime<Utc>> = row.get(2);
     if let Some(at) = expires_at.filter(|at| *at <= Utc::now()) {
@@ -216,15 +206,125 @@ async fn lookup_api_token(
     })
 }
 
+async fn lookup_api_token(
+    db: &Db,
+    token: &str,
+    source: Option<IpAddr>,
+) -> Result<ApiUser, ApiError> {
+    let client = db.pool.get().await?;
+    let row = client
+        .query_opt(
+            &format!(
+                "SELECT {USER_COLUMNS} FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL"
+            ),
+            &[&hash_token(token)],
+        )
+        .await?;
+    let row = row.ok_or_else(|| ApiError::Unauthorized("unknown or revoked API token".into()))?;
+    user_from_row(&row, source)
+}
+
+/// Prefix of live-feed tickets.
+pub const TICKET_PREFIX: &str = "emst_";
+
+/// Takes the single-use ticket for the live feed of `device_id`: the API token it was issued
+/// to, if that token still works.
+async fn redeem_ticket(
+    db: &Db,
+    ticket: &str,
+    device_id: &str,
+    source: Option<IpAddr>,
+) -> Result<ApiUser, ApiError> {
+    if !well_formed(ticket, TICKET_PREFIX) {
+        return Err(ApiError::Unauthorized(format!(
+            "malformed ticket: expected {TICKET_PREFIX} and 43 base64url characters"
+        )));
+    }
+    let client = db.pool.get().await?;
+    let row = client
+        .query_opt(
+            &format!(
+                "WITH taken AS (DELETE FROM live_tickets WHERE ticket_hash = $1 \
+                   AND expires_at > now() AND device_id = $2 RETURNING token_name) \
+                 SELECT {USER_COLUMNS} FROM api_tokens \
+                 WHERE name = (SELECT token_name FROM taken) AND revoked_at IS NULL"
+            ),
+            &[&hash_token(ticket), &device_id],
+        )
+        .await?
+        .ok_or_else(|| {
+            ApiError::Unauthorized(
+                "unknown, used or expired ticket, or one for another device".into(),
+            )
+        })?;
+    user_from_row(&row, source)
+}
+
+/// Issues a single-use ticket for `user` to open the live feed of `device_id` within `ttl`.
+pub async fn issue_ticket(
+    db: &Db,
+    user: &ApiUser,
+    device_id: &str,
+    ttl: chrono::Duration,
+) -> ApiResult<(String, DateTime<Utc>)> {
+    let ticket = generate_token(TICKET_PREFIX);
+    let expires_at = Utc::now() + ttl;
+    let client = db.pool.get().await?;
+    // Expired tickets go as new ones come: the table stays as small as the feeds being opened.
+    client
+        .execute(
+            "DELETE FROM live_tickets WHERE expires_at < now() - interval '1 minute'",
+            &[],
+        )
+        .await?;
+    client
+        .execute(
+            "INSERT INTO live_tickets (ticket_hash, token_name, device_id, expires_at) \
+             VALUES ($1, $2, $3, $4)",
+            &[&hash_token(&ticket), &user.name, &device_id, &expires_at],
+        )
+        .await?;
+    Ok((ticket, expires_at))
+}
+
+/// The API user of a request: from `Authorization: Bearer`, or for the live feed
+/// (`allow_query`) from a `?ticket=` (or `?token=` when `live_query_token` allows it).
 async fn authenticate(req: &Request<'_>, allow_query: bool) -> Result<ApiUser, ApiError> {
-    let from_query = || {
-        req.query_value::<&str>("token")
+    let db = || {
+        req.rocket()
+            .state::<Db>()
+            .ok_or_else(|| ApiError::Internal("database not managed".into()))
+    };
+    let query = |name: &str| {
+        req.query_value::<&str>(name)
             .and_then(|r| r.ok())
             .filter(|_| allow_query)
     };
-    let Some(token) = bearer(req).or_else(from_query) else {
+    if bearer(req).is_none()
+        && let Some(ticket) = query("ticket")
+    {
+        let device_id = req.routed_segment(2).unwrap_or_default();
+        return throttled(req, async {
+            redeem_ticket(db()?, ticket, device_id, req.client_ip()).await
+        })
+        .await;
+    }
+    let query_token = query("token").filter(|_| {
+        req.rocket()
+            .state::<crate::config::CloudConfig>()
+            .is_some_and(|c| c.live_query_token)
+    });
+    if bearer(req).is_none() && query_token.is_none() && query("token").is_some() {
+        return Err(ApiError::Unauthorized(
+            "`?token=` is off (live_query_token = false): API tokens stay out of URLs; get a \
+             single-use ticket with POST /api/v1/devices/<id>/live-ticket and open the feed \
+             with `?ticket=`"
+                .into(),
+        ));
+    }
+    let Some(token) = bearer(req).or(query_token) else {
         return Err(ApiError::Unauthorized(if allow_query {
-            "missing API token: send `Authorization: Bearer <token>` or `?token=`".into()
+            "missing API token: send `Authorization: Bearer <token>` or `?ticket=`".into()
         } else {
             "missing API token: send `Authorization: Bearer <token>`".into()
         }));
@@ -235,11 +335,7 @@ async fn authenticate(req: &Request<'_>, allow_query: bool) -> Result<ApiUser, A
                 "malformed API token: expected {API_TOKEN_PREFIX} and 43 base64url characters"
             )));
         }
-        let db = req
-            .rocket()
-            .state::<Db>()
-            .ok_or_else(|| ApiError::Internal("database not managed".into()))?;
-        lookup_api_token(db, token, req.client_ip()).await
+        lookup_api_token(db()?, token, req.client_ip()).await
     })
     .await
 }
@@ -294,8 +390,9 @@ role_guard!(
     Admin, Role::Admin, false
 );
 role_guard!(
-    /// Any valid API token from the header or the `?token=` query (browsers cannot set headers on
-    /// WebSockets). Used by the live feed only, so tokens do not end up in other URLs.
+    /// Any valid API token from the header, or a single-use `?ticket=` (browsers cannot set
+    /// headers on WebSockets), or `?token=` where `live_query_token` allows it. Used by the
+    /// live feed only.
     LiveViewer, Role::Viewer, true
 );
 

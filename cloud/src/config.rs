@@ -77,6 +77,9 @@ pub struct CloudConfig {
     pub aggregate_retention_days: Option<u32>,
     /// Most rows or buckets one history request may return.
     pub history_max_points: usize,
+    /// Whether the live feed still takes an API token in its URL (`?token=`). Off: browsers
+    /// open it with a single-use ticket, so tokens stay out of URLs, proxy logs and history.
+    pub live_query_token: bool,
     /// Name of this process among the instances sharing the database; generated when absent.
     pub instance_id: Option<String>,
     /// Key that signs the notices between instances (at least 16 characters); when absent the
@@ -115,6 +118,7 @@ impl Default for CloudConfig {
             history_max_points: 10_000,
             instance_id: None,
             notice_secret: None,
+            live_query_token: false,
         }
     }
 }

@@ -1,5 +1,6 @@
 // The REST API (`/api/v1`, `Authorization: Bearer <token>`) and the live feed
-// (`/ws/live/<id>?token=`: browsers cannot set headers on WebSockets). The token lives in
+// (`/ws/live/<id>?ticket=`: browsers cannot set headers on WebSockets, so each connection
+// takes a single-use ticket from `POST /devices/<id>/live-ticket`). The token lives in
 // sessionStorage: it is gone when the tab closes, and other tabs do not see it.
 
 const KEY = 'ems.token';
@@ -55,12 +56,25 @@ export const enc = encodeURIComponent;
  */
 export function liveFeed(deviceId, onEvent, onState) {
   const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
-  const url = `${scheme}://${location.host}/ws/live/${enc(deviceId)}?token=${enc(token())}`;
   let ws = null;
   let stopped = false;
   let retry = null;
-  const connect = () => {
-    ws = new WebSocket(url);
+  const again = () => {
+    onState('closed');
+    if (!stopped) retry = setTimeout(connect, 2000);
+  };
+  // Each connection takes a fresh single-use ticket: the API token never goes into a URL.
+  const connect = async () => {
+    let ticket;
+    try {
+      ({ ticket } = await api(`/devices/${enc(deviceId)}/live-ticket`, { method: 'POST' }));
+    } catch (e) {
+      console.error('no live ticket', e);
+      again();
+      return;
+    }
+    if (stopped) return;
+    ws = new WebSocket(`${scheme}://${location.host}/ws/live/${enc(deviceId)}?ticket=${enc(ticket)}`);
     ws.onopen = () => onState('open');
     ws.onmessage = (m) => {
       try {
@@ -69,10 +83,7 @@ export function liveFeed(deviceId, onEvent, onState) {
         console.error('bad live frame', e);
       }
     };
-    ws.onclose = () => {
-      onState('closed');
-      if (!stopped) retry = setTimeout(connect, 2000);
-    };
+    ws.onclose = again;
   };
   connect();
   return () => {

@@ -81,6 +81,9 @@ let failed = false;
 try {
   const page = context.pages()[0] ?? (await context.newPage());
   page.on('pageerror', (e) => console.error(`e2e: page error: ${e.message}`));
+  // Every WebSocket URL the page opens: an API token must never be in one.
+  const socketUrls = [];
+  page.on('websocket', (ws) => socketUrls.push(ws.url()));
 
   log('an unknown token is refused');
   await page.goto(url);
@@ -116,6 +119,13 @@ try {
     ['battery-current', /(into|out of) the battery|no current/],
   ]) {
     if (!re.test(second[k])) throw new Error(`${k} reads ${JSON.stringify(second[k])}, expected words for the sign`);
+  }
+
+  log('the live feed was opened with a ticket, never with the token in its URL');
+  if (socketUrls.length === 0) throw new Error('no WebSocket seen');
+  for (const u of socketUrls) {
+    if (u.includes('emsa_') || u.includes('token=')) throw new Error(`API token in a URL: ${u}`);
+    if (!u.includes('ticket=emst_')) throw new Error(`live feed without a ticket: ${u}`);
   }
 
   log('history charts are drawn by uPlot');

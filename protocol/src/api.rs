@@ -111,6 +111,14 @@ pub struct DeviceTokenRotated {
     pub previous_valid_until: Option<DateTime<Utc>>,
 }
 
+/// `POST /api/v1/devices/<id>/live-ticket` answer (201): opens `/ws/live/<id>?ticket=…` once,
+/// before `expires_at`, as the token that asked for it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LiveTicket {
+    pub ticket: String,
+    pub expires_at: DateTime<Utc>,
+}
+
 /// `DELETE /api/v1/devices/<id>` answer: what was deleted and what was kept.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DeviceDeleted {

@@ -1,7 +1,7 @@
 //! Devices: registration (admin), listing with online state, latest telemetry, events.
 
 use chrono::{DateTime, Utc};
-use ems_protocol::api::{DeviceCreated, DeviceInfo, EventRecord, NewDevice};
+use ems_protocol::api::{DeviceCreated, DeviceInfo, EventRecord, LiveTicket, NewDevice};
 use ems_protocol::{Telemetry, validate_id};
 use rocket::http::Status;
 use rocket::serde::json::Json;
@@ -11,7 +11,7 @@ use tokio_postgres::Row;
 use super::ensure_device;
 use super::history::{parse_time, telemetry_from_row};
 use crate::audit::{Action, Audit};
-use crate::auth::{Admin, DEVICE_TOKEN_PREFIX, Viewer, generate_token, hash_token};
+use crate::auth::{Admin, DEVICE_TOKEN_PREFIX, Viewer, generate_token, hash_token, issue_ticket};
 use crate::db::{Db, columns};
 use crate::error::{ApiError, ApiResult};
 
@@ -170,7 +170,36 @@ async fn events(
     ))
 }
 
+/// How long a live-feed ticket may wait to be used.
+const TICKET_TTL_S: i64 = 30;
+
+/// `POST /api/v1/devices/<id>/live-ticket` (viewer): a single-use ticket to open the device's
+/// live feed within 30 s (`/ws/live/<id>?ticket=…`), so the API token stays out of the URL.
+#[post("/devices/<device_id>/live-ticket")]
+async fn live_ticket(
+    device_id: &str,
+    viewer: Viewer,
+    db: &State<Db>,
+) -> ApiResult<(Status, Json<LiveTicket>)> {
+    ensure_device(db, &viewer.0, device_id).await?;
+    let (ticket, expires_at) = issue_ticket(
+        db,
+        &viewer.0,
+        device_id,
+        chrono::Duration::seconds(TICKET_TTL_S),
+    )
+    .await?;
+    Ok((Status::Created, Json(LiveTicket { ticket, expires_at })))
+}
+
 /// Mounted under `/api/v1`.
 pub fn routes() -> Vec<Route> {
-    routes![list_devices, post_device, get_device, latest, events]
+    routes![
+        list_devices,
+        post_device,
+        get_device,
+        latest,
+        events,
+        live_ticket
+    ]
 }

@@ -114,10 +114,7 @@ async fn forged_and_replayed_notices_change_nothing() {
     device.await_acks(&[p.timestamp]).await;
 
     // A live feed on A for the device on B (B forwards its telemetry to A).
-    let (mut feed, _) =
-        tokio_tungstenite::connect_async(a.ws(&format!("/ws/live/ems_target?token={viewer}")))
-            .await
-            .unwrap();
+    let mut feed = a.live_feed("ems_target", &viewer).await.unwrap();
 
     // Forgeries: unsigned, signed with a guessed key, and the overheard notice with its text
     // altered to name another moment; then the overheard notice itself, replayed.

@@ -1,5 +1,6 @@
 //! The live feed pushes each stored packet and each command status change of one device;
-//! browsers authenticate with `?token=`.
+//! browsers open it with a single-use ticket (an API token in the URL is refused unless
+//! `live_query_token` allows it).
 
 use crate::common;
 
@@ -37,17 +38,50 @@ async fn feed_shows_telemetry_and_command_status() {
     assert!(
         matches!(no_token, Err(tokio_tungstenite::tungstenite::Error::Http(r)) if r.status() == 401)
     );
-    let unknown =
-        tokio_tungstenite::connect_async(server.ws(&format!("/ws/live/nobody?token={viewer}")))
-            .await;
+    let unknown = server.live_feed("nobody", &viewer).await;
     assert!(
         matches!(unknown, Err(tokio_tungstenite::tungstenite::Error::Http(r)) if r.status() == 404)
     );
 
-    let (mut feed, _) =
+    // The API token in the URL: refused by default, saying what to do instead.
+    let in_url =
         tokio_tungstenite::connect_async(server.ws(&format!("/ws/live/ems_live?token={viewer}")))
-            .await
-            .unwrap();
+            .await;
+    match in_url {
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => {
+            assert_eq!(r.status(), 401);
+            let body = String::from_utf8(r.into_body().unwrap_or_default()).unwrap();
+            assert!(body.contains("ticket"), "{body}");
+        }
+        other => panic!("?token= was not refused: {other:?}"),
+    }
+    // A ticket works once, for its device only.
+    let ticket: ems_protocol::api::LiveTicket = server
+        .live_ticket("ems_live", &viewer)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(ticket.ticket.starts_with("emst_"));
+    server.add_device("ems_other").await;
+    let wrong = tokio_tungstenite::connect_async(
+        server.ws(&format!("/ws/live/ems_other?ticket={}", ticket.ticket)),
+    )
+    .await;
+    assert!(
+        matches!(wrong, Err(tokio_tungstenite::tungstenite::Error::Http(ref r)) if r.status() == 401),
+        "{wrong:?}"
+    );
+    let url = server.ws(&format!("/ws/live/ems_live?ticket={}", ticket.ticket));
+    let (first, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    drop(first);
+    let again = tokio_tungstenite::connect_async(&url).await;
+    assert!(
+        matches!(again, Err(tokio_tungstenite::tungstenite::Error::Http(ref r)) if r.status() == 401),
+        "a used ticket: {again:?}"
+    );
+
+    let mut feed = server.live_feed("ems_live", &viewer).await.unwrap();
     let mut device = server.device("ems_live", &token).await;
     let ts = recent_seconds(1);
     let sent = packet("ems_live", ts[0], 42.0);

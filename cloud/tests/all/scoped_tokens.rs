@@ -94,20 +94,20 @@ async fn a_token_scoped_to_device_a_cannot_see_or_command_device_b() {
     assert_eq!(rec.issued_by, "installer-a");
 
     // The live feed of B: 404 before the upgrade.
-    let refused =
-        tokio_tungstenite::connect_async(server.ws(&format!("/ws/live/site_b?token={scoped}")))
-            .await;
-    match refused {
+    assert_eq!(server.live_ticket("site_b", &scoped).await.status(), 404);
+    let mut req = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
+        server.ws("/ws/live/site_b"),
+    )
+    .unwrap();
+    req.headers_mut()
+        .insert("Authorization", format!("Bearer {scoped}").parse().unwrap());
+    match tokio_tungstenite::connect_async(req).await {
         Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
             assert_eq!(resp.status(), 404)
         }
         other => panic!("live feed of B: {other:?}"),
     }
-    assert!(
-        tokio_tungstenite::connect_async(server.ws(&format!("/ws/live/site_a?token={scoped}")))
-            .await
-            .is_ok()
-    );
+    assert!(server.live_feed("site_a", &scoped).await.is_ok());
 
     // The token list shows the scope; an admin token cannot be scoped; nor an empty scope.
     let tokens: Vec<TokenInfo> = server.get_json("/tokens").await;

@@ -15,11 +15,10 @@ type Feed =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 async fn feed(server: &TestServer, device: &str, token: &str) -> Feed {
-    let (ws, _) =
-        tokio_tungstenite::connect_async(server.ws(&format!("/ws/live/{device}?token={token}")))
-            .await
-            .expect("live feed opens");
-    ws
+    server
+        .live_feed(device, token)
+        .await
+        .expect("live feed opens")
 }
 
 /// Waits for the feed to be closed by the server; returns the close reason and how long it waited.

@@ -37,10 +37,7 @@ async fn command_and_live_feed_cross_instances() {
     // Live feed on B, device on A: keep sending until B's feed shows a packet (B's interest
     // notice has to reach A first).
     let viewer = b.token("dash", Role::Viewer).await;
-    let (mut feed, _) =
-        tokio_tungstenite::connect_async(b.ws(&format!("/ws/live/ems_multi?token={viewer}")))
-            .await
-            .unwrap();
+    let mut feed = b.live_feed("ems_multi", &viewer).await.unwrap();
     let start = tokio::time::Instant::now();
     let mut second = Timestamp::now().unix() - 600;
     let seen = loop {

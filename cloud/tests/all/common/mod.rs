@@ -198,6 +198,41 @@ impl TestServer {
         )
     }
 
+    /// A single-use ticket for the live feed of `device`, asked for with `token`.
+    pub async fn live_ticket(&self, device: &str, token: &str) -> reqwest::Response {
+        self.http
+            .post(self.api(&format!("/devices/{device}/live-ticket")))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Opens the live feed of `device` as a browser does: a ticket from `token`, then
+    /// `?ticket=`.
+    pub async fn live_feed(
+        &self,
+        device: &str,
+        token: &str,
+    ) -> Result<WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>, WsError> {
+        let resp = self.live_ticket(device, token).await;
+        let status = resp.status();
+        if status != 201 {
+            return Err(WsError::Http(
+                tokio_tungstenite::tungstenite::http::Response::builder()
+                    .status(status.as_u16())
+                    .body(None)
+                    .unwrap(),
+            ));
+        }
+        let ticket: ems_protocol::api::LiveTicket = resp.json().await.unwrap();
+        let (ws, _) = tokio_tungstenite::connect_async(
+            self.ws(&format!("/ws/live/{device}?ticket={}", ticket.ticket)),
+        )
+        .await?;
+        Ok(ws)
+    }
+
     pub async fn device(
         &self,
         id: &str,
