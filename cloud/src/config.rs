@@ -90,7 +90,7 @@ pub struct CloudConfig {
 impl Default for CloudConfig {
     fn default() -> Self {
         CloudConfig {
-            database_url: "postgres://postgres@localhost/ems".into(),
+            database_url: "postgres://ems@localhost/ems".into(),
             database_wait_s: 30,
             database_pool_size: 16,
             batch_max_rows: 5000,
