@@ -11,7 +11,7 @@
 //! (`EMS_BENCH_SECS` sets the duration, default 600 s). With `--profile release` in both
 //! commands it measures the speed-optimised build instead.
 
-#[path = "../tests/common/mod.rs"]
+#[path = "../tests/all/common/mod.rs"]
 mod common;
 
 use std::path::PathBuf;

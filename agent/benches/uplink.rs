@@ -7,7 +7,7 @@
 //!
 //! `cargo build --release && cargo bench -p ems-agent --bench uplink`
 
-#[path = "../tests/common/mod.rs"]
+#[path = "../tests/all/common/mod.rs"]
 mod common;
 
 use std::time::{Duration, Instant};

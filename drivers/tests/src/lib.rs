@@ -1,15 +1,16 @@
-//! Integration tests of the driver plugins through the real C ABI (in `tests/`), and the helpers
-//! they share: finding the `.so` files cargo built.
+//! Integration tests of the driver plugins through the real C ABI (in `tests/all/`, one binary),
+//! and the helpers they share: finding the `.so` files cargo built.
 //!
 //! The tests load `target/<profile>/lib*.so`, so the plugins must be built first:
 //! `cargo build --workspace && cargo test --workspace`.
 //!
 //! # Layout
 //! - this file: [`artifact_dir`], [`plugin_file`], [`dir_with`], [`options`].
-//! - `tests/loader.rs`: finding, checking and refusing plugin files.
-//! - `tests/faulty_plugins.rs`: panics and poisoning.
-//! - `tests/sdm630_map_matches_driver.rs`: `sdm630` and `modbus-map` with the shipped map agree.
-//! - `tests/drivers_through_the_abi.rs`: every real driver, polled and driven through the ABI.
+//! - `tests/all/loader.rs`: finding, checking and refusing plugin files.
+//! - `tests/all/faulty_plugins.rs`: panics and poisoning.
+//! - `tests/all/sdm630_map_matches_driver.rs`: `sdm630` and `modbus-map` with the shipped map
+//!   agree.
+//! - `tests/all/drivers_through_the_abi.rs`: every real driver, polled and driven through the ABI.
 
 use std::path::PathBuf;
 

@@ -1,0 +1,126 @@
+//! The inverter's driver sleeps 60 s in a poll: the 1 Hz loop goes on (no second without a
+//! packet), the inverter counts as lost once the call overruns its 2 s budget, a fresh instance
+//! takes over, and while the old call still sleeps a BMS over-temperature leads to ERROR and
+//! 0 W at the inverter within 2 s.
+
+use crate::common;
+
+use std::time::Instant;
+
+use ems_protocol::{AnswerStatus, Command, ErrorFlag, State};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poll_that_sleeps_60_s_does_not_stall_the_loop() {
+    let dir = tempfile::tempdir().unwrap();
+    let trigger = dir.path().join("hang-now");
+    let inverter = common::panicky_sunspec(&format!(
+        r#"fault = "sleep", sleep_s = 60, fault_in = "poll", trigger_file = "{}""#,
+        trigger.display()
+    ));
+    let mut bench =
+        common::start_with_inverter(dir, 60.0, common::ModbusLink::Rtu, &inverter, "").await;
+    bench.wait_running().await;
+    bench.discharge_at_500_w("c1").await;
+    let inv = bench
+        .agent
+        .devices
+        .iter()
+        .find(|d| d.name == "inverter")
+        .unwrap()
+        .clone();
+    let seconds = common::record_seconds(bench.agent.status.clone());
+
+    std::fs::write(&trigger, b"").unwrap();
+    common::wait_for("the poll to start sleeping", 5.0, || !trigger.exists()).await;
+    let hung_at = Instant::now();
+
+    // Past its budget the inverter is lost: ERROR, COMM_LOSS, 0 W.
+    let s = bench
+        .wait_status("ERROR with COMM_LOSS", 5, |s| {
+            s.telemetry.system_status.state == State::Error
+        })
+        .await;
+    assert!(
+        s.telemetry
+            .system_status
+            .error_flags
+            .contains(&ErrorFlag::CommLoss),
+        "{:?}",
+        s.telemetry.system_status.error_flags
+    );
+    assert_eq!(s.setpoint_w, 0.0);
+
+    // A fresh instance reads the inverter again and the reset is accepted.
+    common::wait_for("a fresh instance polling", 10.0, || {
+        let slot = inv.snapshot();
+        slot.restarts == 1 && slot.outage.is_none()
+    })
+    .await;
+    bench
+        .wait_status("a cycle with the inverter back", 3, |s| {
+            s.lost_devices.is_empty()
+        })
+        .await;
+    let answer = bench
+        .agent
+        .command(Command::reset_error("r1"))
+        .await
+        .unwrap();
+    assert_eq!(answer.status, AnswerStatus::Accepted, "{answer:?}");
+    bench
+        .wait_status("discharging at 500 W again", 10, |s| {
+            s.telemetry.system_status.state == State::Discharging && s.setpoint_w == -500.0
+        })
+        .await;
+    common::wait_for("the inverter at -500 W", 5.0, || {
+        bench.sim.state().site.setpoint_w == -500.0
+    })
+    .await;
+
+    // The abandoned call is still asleep; an over-temperature is acted on all the same.
+    assert!(
+        hung_at.elapsed().as_secs() < 50,
+        "the scenario took too long to prove anything"
+    );
+    bench.sim.state().site.temperature_c = 62.0;
+    let hot_at = Instant::now();
+    let s = bench
+        .wait_status("ERROR with OVERHEAT", 2, |s| {
+            s.telemetry.system_status.state == State::Error
+        })
+        .await;
+    assert!(
+        s.telemetry
+            .system_status
+            .error_flags
+            .contains(&ErrorFlag::Overheat),
+        "{:?}",
+        s.telemetry.system_status.error_flags
+    );
+    assert_eq!(s.setpoint_w, 0.0);
+    println!(
+        "ERROR with OVERHEAT {:.2} s after the over-temperature",
+        hot_at.elapsed().as_secs_f64()
+    );
+    let took = common::wait_for("the inverter at 0 W", 2.0, || {
+        bench.sim.state().site.setpoint_w == 0.0
+    })
+    .await;
+    println!(
+        "inverter at 0 W {:.2} s after OVERHEAT was reported",
+        took.as_secs_f64()
+    );
+
+    let seen = seconds.lock().unwrap().clone();
+    println!("{} cycles recorded while the driver hung", seen.len());
+    assert_eq!(
+        common::missing_seconds(&seen),
+        Vec::<i64>::new(),
+        "the loop skipped seconds"
+    );
+    assert!(
+        hung_at.elapsed().as_secs() < 60,
+        "the sleeping call should still be asleep"
+    );
+    bench.agent.stop().await;
+}

@@ -1,0 +1,24 @@
+//! The agent's integration tests in one binary (one link instead of one per scenario, one
+//! PostgreSQL server for all): a module per scenario, named for what it proves, and the shared
+//! bench in `common`.
+
+mod common;
+
+mod auto_brings_grid_to_zero;
+mod broken_queue_file_does_not_stop_control;
+mod clock_steps_lose_no_packet;
+mod faults_latch_error_until_reset;
+mod hung_driver_does_not_stall_the_loop;
+mod manual_discharge_moves_the_battery;
+mod modbus_tcp;
+mod panicking_inverter_driver_is_replaced;
+mod silent_device_gives_comm_loss;
+mod state_machine_invariants;
+mod systemd_notify;
+mod telemetry_follows_the_simulated_site;
+mod uplink_black_hole_is_detected;
+mod uplink_end_to_end;
+mod uplink_over_tls;
+mod uplink_refused_packets_are_quarantined;
+mod uplink_survives_cloud_outage_and_kill9;
+mod uplink_survives_database_outage;

@@ -1,0 +1,82 @@
+//! The inverter's driver panics once while writing a setpoint: its instance is poisoned, the
+//! site goes to ERROR with INVERTER_FAULT at once, a fresh instance is made and the battery is
+//! commanded again (0 W) within 5 s; after RESET_ERROR the manual setpoint is back.
+
+use crate::common;
+
+use ems_protocol::{AnswerStatus, Command, ErrorFlag, State};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_in_set_power_costs_the_instance_not_the_battery() {
+    let dir = tempfile::tempdir().unwrap();
+    let trigger = dir.path().join("panic-now");
+    let inverter = common::panicky_sunspec(&format!(
+        r#"fault_in = "set_power", trigger_file = "{}""#,
+        trigger.display()
+    ));
+    let mut bench =
+        common::start_with_inverter(dir, 60.0, common::ModbusLink::Rtu, &inverter, "").await;
+    bench.wait_running().await;
+    bench.discharge_at_500_w("c1").await;
+    let inv = bench
+        .agent
+        .devices
+        .iter()
+        .find(|d| d.name == "inverter")
+        .unwrap()
+        .clone();
+    assert_eq!(inv.snapshot().restarts, 0);
+    assert_eq!(bench.sim.state().site.setpoint_w, -500.0);
+
+    std::fs::write(&trigger, b"").unwrap();
+    common::wait_for("the driver to panic", 5.0, || !trigger.exists()).await;
+    let writes_before = inv.snapshot().writes_ok;
+
+    // ERROR with the flag that says why, in the very next cycle.
+    let s = bench
+        .wait_status("ERROR with INVERTER_FAULT", 3, |s| {
+            s.telemetry.system_status.state == State::Error
+        })
+        .await;
+    assert!(
+        s.telemetry
+            .system_status
+            .error_flags
+            .contains(&ErrorFlag::InverterFault),
+        "{:?}",
+        s.telemetry.system_status.error_flags
+    );
+    assert_eq!(s.setpoint_w, 0.0);
+
+    // A fresh instance writes 0 W to the inverter.
+    let took = common::wait_for("a fresh instance to write 0 W", 5.0, || {
+        let slot = inv.snapshot();
+        slot.restarts == 1
+            && slot.writes_ok > writes_before
+            && bench.sim.state().site.setpoint_w == 0.0
+    })
+    .await;
+    println!(
+        "battery commanded again {:.2} s after the panic",
+        took.as_secs_f64()
+    );
+
+    // Latched until reset; the reset is accepted because the driver works again.
+    let answer = bench
+        .agent
+        .command(Command::reset_error("r1"))
+        .await
+        .unwrap();
+    assert_eq!(answer.status, AnswerStatus::Accepted, "{answer:?}");
+    bench
+        .wait_status("discharging at 500 W again", 10, |s| {
+            s.telemetry.system_status.state == State::Discharging && s.setpoint_w == -500.0
+        })
+        .await;
+    common::wait_for("the inverter at -500 W", 5.0, || {
+        bench.sim.state().site.setpoint_w == -500.0
+    })
+    .await;
+    assert_eq!(inv.snapshot().restarts, 1);
+    bench.agent.stop().await;
+}

@@ -1,0 +1,20 @@
+//! emsctl's integration tests in one binary (one link instead of one per scenario, one
+//! PostgreSQL server for all): a module per scenario, named for what it proves, and the shared
+//! helpers in `common`.
+
+mod common;
+
+mod admin_and_records;
+mod auth_and_connection_failures;
+mod bad_arguments;
+mod completions_and_man;
+mod expired_command;
+mod history_formats;
+mod history_progress_on_terminal;
+mod no_wait_and_silent_device;
+mod set_mode_accepted;
+mod set_mode_rejected;
+mod settings_precedence;
+mod status_shows_directions;
+mod tls_with_ca_file;
+mod watch_live;
