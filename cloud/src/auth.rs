@@ -126,6 +126,9 @@ async fn throttled<T>(
     // Only refusals of the token count; a database outage is nobody's failed attempt.
     match &result {
         Err(ApiError::Unauthorized(why) | ApiError::Forbidden(why)) => {
+            if let Some(hub) = req.rocket().state::<std::sync::Arc<crate::hub::Hub>>() {
+                hub.metrics.auth_failures.inc();
+            }
             if let Some(audit) = req.rocket().state::<Audit>() {
                 let target = req
                     .routed_segment(2)

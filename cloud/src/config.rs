@@ -80,6 +80,9 @@ pub struct CloudConfig {
     /// Whether the live feed still takes an API token in its URL (`?token=`). Off: browsers
     /// open it with a single-use ticket, so tokens stay out of URLs, proxy logs and history.
     pub live_query_token: bool,
+    /// When set, `GET /metrics` wants `Authorization: Bearer <metrics_token>`; else it is open
+    /// (put it behind the firewall).
+    pub metrics_token: Option<String>,
     /// Name of this process among the instances sharing the database; generated when absent.
     pub instance_id: Option<String>,
     /// Key that signs the notices between instances (at least 16 characters); when absent the
@@ -119,6 +122,7 @@ impl Default for CloudConfig {
             instance_id: None,
             notice_secret: None,
             live_query_token: false,
+            metrics_token: None,
         }
     }
 }

@@ -19,6 +19,7 @@
 //!   [`audit`]: the audit trail (queued, written in batches).
 //! - [`db`]: pool, refinery migrations from `migrations/`, [`db::timescale`] setup,
 //!   [`db::retention`].
+//! - [`metrics`]: `GET /metrics` for Prometheus.
 //! - [`config`], [`budget`] (token buckets), [`error`] ([`ApiError`](error::ApiError), catchers),
 //!   `stage` and `logsafe` (private helpers).
 
@@ -33,6 +34,7 @@ pub mod error;
 pub mod hub;
 pub mod ingest;
 mod logsafe;
+pub mod metrics;
 pub mod server;
 mod stage;
 pub mod tokens;

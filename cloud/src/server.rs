@@ -12,7 +12,7 @@ use tokio::task::JoinHandle;
 use crate::config::CloudConfig;
 use crate::hub::Hub;
 use crate::stage::need;
-use crate::{api, audit, commands, db, error, hub, ingest, ws};
+use crate::{api, audit, commands, db, error, hub, ingest, metrics, ws};
 
 /// The whole server on `figment` (see [`crate::config::figment`]): stages in dependency order,
 /// sockets at `/ws/…`, the REST API under `/api/v1`, the dashboard at `/`, JSON catchers.
@@ -33,6 +33,7 @@ pub fn build(figment: Figment) -> Rocket<Build> {
         .attach(ingest::stage())
         .attach(commands::stage())
         .mount("/", ws::routes())
+        .mount("/", metrics::routes())
         .mount("/api/v1", api::routes())
         .attach(api::dashboard::stage())
         .register("/", error::catchers())

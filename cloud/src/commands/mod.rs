@@ -97,7 +97,9 @@ pub async fn deliver_pending(hub: &Hub, db: &Db, device_id: &str, include_sent: 
         match wire_text(&rec) {
             Ok(text) => {
                 tracing::info!(device = device_id, command = %rec.command_id, "command sent");
-                let _ = tx.send(Outbound::Command(text));
+                if tx.send(Outbound::Command(text)).is_ok() {
+                    hub.metrics.commands_delivered.inc();
+                }
             }
             Err(e) => tracing::error!("{e}"),
         }
@@ -131,6 +133,8 @@ pub async fn record_answer(
         .await?;
     let Some(row) = row else { return Ok(None) };
     let rec = record(&row)?;
+    let latency = (chrono::Utc::now() - rec.issued_at).num_milliseconds() as f64 / 1000.0;
+    hub.metrics.command_answer_seconds.observe(latency.max(0.0));
     hub.publish_command(rec.clone()).await;
     Ok(Some(rec))
 }

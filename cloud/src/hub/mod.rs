@@ -78,6 +78,8 @@ struct DeviceConn {
 
 pub struct Hub {
     pub instance_id: String,
+    /// This server's metrics (`GET /metrics`).
+    pub metrics: Arc<crate::metrics::Metrics>,
     db: Db,
     signer: Signer,
     /// Notices dropped as forged, altered or stale.
@@ -101,6 +103,7 @@ pub struct Hub {
 impl Hub {
     pub fn new(instance_id: String, db: Db, signer: Signer) -> Self {
         Hub {
+            metrics: Arc::new(crate::metrics::Metrics::new(&instance_id)),
             instance_id,
             db,
             signer,

@@ -76,6 +76,11 @@ pub struct Ingest {
 pub struct WriterStopped;
 
 impl Ingest {
+    /// Packets waiting for the writer.
+    pub fn depth(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
+    }
+
     /// Queues as many of `waiting` as the queue has room for, in order and next to each other
     /// (so a device's backlog lands in one batch and is acknowledged together), without
     /// waiting; the rest stays in `waiting`.
@@ -133,9 +138,21 @@ async fn run(
                 _ = tokio::time::sleep_until(deadline) => break,
             }
         }
+        let started = std::time::Instant::now();
         let Some(outcome) = store(&mut writer, &batch).await else {
             break;
         };
+        let metrics = &writer.hub.metrics;
+        metrics
+            .commit_seconds
+            .observe(started.elapsed().as_secs_f64());
+        metrics.batch_rows.observe(batch.len() as f64);
+        metrics
+            .rows_stored
+            .inc_by(outcome.fresh.iter().filter(|f| **f).count() as u64);
+        metrics
+            .rejected
+            .inc_by(outcome.refused.iter().filter(|r| r.is_some()).count() as u64);
         let committed = std::mem::replace(&mut batch, Vec::with_capacity(max_rows));
         let _ = committed_tx.send((committed, outcome));
     }

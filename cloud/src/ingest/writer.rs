@@ -132,6 +132,7 @@ impl Writer {
         if all.events.is_empty() && all_newer(&self.last, batch) {
             match copy_batch(conn, batch).await {
                 Ok(()) => {
+                    self.hub.metrics.batch("copy");
                     self.remember(all.updates);
                     return Ok(vec![true; batch.len()]);
                 }
@@ -141,6 +142,7 @@ impl Writer {
                 Err(e) => return Err(e.into()),
             }
         }
+        self.hub.metrics.batch("insert");
         let columns = Columns::of(batch);
         let insert = &conn.insert;
         let client = &mut conn.client;

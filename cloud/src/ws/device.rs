@@ -187,7 +187,7 @@ impl Session {
                     while let Ok(more) = rx.try_recv() {
                         batch.push(more);
                     }
-                    match write_out(&mut sink, batch).await {
+                    match write_out(&mut sink, batch, &self.hub.metrics).await {
                         Ok(None) => {}
                         Ok(Some(frame)) => break Some(frame),
                         Err(()) => break None,
@@ -235,6 +235,7 @@ impl Session {
             let refusal = match msg {
                 Ok(Message::Text(text)) => match self.handle_text(&text, tx, conn_id).await {
                     Ok(Handled::Packet(packet)) => {
+                        self.hub.metrics.frame_in("telemetry");
                         packets.push(packet);
                         None
                     }
@@ -271,6 +272,7 @@ impl Session {
                 }
             };
             let Some(refusal) = refusal else { continue };
+            self.hub.metrics.frame_in("refused");
             tracing::debug!(device = %self.device_id, "refused frame: {}", refusal.error.message);
             let text = serde_json::to_string(&refusal.error).expect("serialises");
             if sink.send(Message::Text(text)).await.is_err() {
@@ -376,6 +378,7 @@ impl Session {
                 }))
             }
             Upstream::CommandAnswer(answer) => {
+                self.hub.metrics.frame_in("answer");
                 // Boxed: rare, and its database future would otherwise enlarge every idle socket.
                 match Box::pin(record_answer(&self.hub, &self.db, &self.device_id, &answer)).await {
                     Ok(Some(rec)) => {
@@ -401,6 +404,7 @@ impl Session {
                 }
             }
             Upstream::Error(e) => {
+                self.hub.metrics.frame_in("error");
                 tracing::warn!(device = %self.device_id, code = ?e.code,
                     "device reports: {}", logsafe::truncate(&e.message, 300));
                 Ok(Handled::DeviceError)
@@ -445,7 +449,11 @@ impl Session {
 
 /// Writes what the rest of the server queued for this socket: all acks as one `TELEMETRY_ACK`,
 /// then commands. `Ok(Some(frame))` asks to close with `frame`; `Err` means the socket is gone.
-async fn write_out<S>(sink: &mut S, batch: Vec<Outbound>) -> Result<Option<CloseFrame<'static>>, ()>
+async fn write_out<S>(
+    sink: &mut S,
+    batch: Vec<Outbound>,
+    metrics: &crate::metrics::Metrics,
+) -> Result<Option<CloseFrame<'static>>, ()>
 where
     S: futures_util::Sink<Message> + Unpin,
 {
@@ -460,10 +468,14 @@ where
     if !timestamps.is_empty() {
         let ack = serde_json::to_string(&TelemetryAck { timestamps }).expect("serialises");
         sink.feed(Message::Text(ack)).await.map_err(|_| ())?;
+        metrics.frame_out("ack");
     }
     for out in others {
         match out {
-            Outbound::Command(text) => sink.feed(Message::Text(text)).await.map_err(|_| ())?,
+            Outbound::Command(text) => {
+                sink.feed(Message::Text(text)).await.map_err(|_| ())?;
+                metrics.frame_out("command");
+            }
             Outbound::Close(code, reason) => {
                 sink.flush().await.map_err(|_| ())?;
                 return Ok(Some(close(code, reason)));
@@ -476,7 +488,8 @@ where
                     timestamps,
                 };
                 let text = serde_json::to_string(&error).expect("serialises");
-                sink.feed(Message::Text(text)).await.map_err(|_| ())?
+                sink.feed(Message::Text(text)).await.map_err(|_| ())?;
+                metrics.frame_out("rejected");
             }
             Outbound::Acks(_) => unreachable!("acks were taken out above"),
         }

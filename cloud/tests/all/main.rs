@@ -24,6 +24,7 @@ mod ingest_and_resend;
 mod keepalive_and_replacement;
 mod live_feed;
 mod malformed_frames;
+mod metrics_scrape;
 mod migrations_from_empty;
 mod poison_packet_isolated;
 mod scoped_tokens;
