@@ -23,20 +23,9 @@ async fn overheat_then_reset() {
         .await;
 
     bench.sim.state().site.temperature_c = 62.0;
-    let s = bench
-        .wait_status("ERROR with OVERHEAT", 10, |s| {
-            s.telemetry.system_status.state == State::Error
-        })
+    bench
+        .wait_error("ERROR with OVERHEAT", 10, ErrorFlag::Overheat)
         .await;
-    assert!(
-        s.telemetry
-            .system_status
-            .error_flags
-            .contains(&ErrorFlag::Overheat),
-        "{:?}",
-        s.telemetry.system_status.error_flags
-    );
-    assert_eq!(s.setpoint_w, 0.0);
     // The inverter got 0 W.
     bench.wait_status("inverter at 0 W", 5, |_| true).await;
     assert_eq!(bench.sim.state().site.setpoint_w, 0.0);

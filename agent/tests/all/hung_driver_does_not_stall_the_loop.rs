@@ -7,7 +7,7 @@ use crate::common;
 
 use std::time::Instant;
 
-use ems_protocol::{AnswerStatus, Command, ErrorFlag, State};
+use ems_protocol::ErrorFlag;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_poll_that_sleeps_60_s_does_not_stall_the_loop() {
@@ -35,20 +35,9 @@ async fn a_poll_that_sleeps_60_s_does_not_stall_the_loop() {
     let hung_at = Instant::now();
 
     // Past its budget the inverter is lost: ERROR, COMM_LOSS, 0 W.
-    let s = bench
-        .wait_status("ERROR with COMM_LOSS", 5, |s| {
-            s.telemetry.system_status.state == State::Error
-        })
+    bench
+        .wait_error("ERROR with COMM_LOSS", 5, ErrorFlag::CommLoss)
         .await;
-    assert!(
-        s.telemetry
-            .system_status
-            .error_flags
-            .contains(&ErrorFlag::CommLoss),
-        "{:?}",
-        s.telemetry.system_status.error_flags
-    );
-    assert_eq!(s.setpoint_w, 0.0);
 
     // A fresh instance reads the inverter again and the reset is accepted.
     common::wait_for("a fresh instance polling", 10.0, || {
@@ -61,21 +50,7 @@ async fn a_poll_that_sleeps_60_s_does_not_stall_the_loop() {
             s.lost_devices.is_empty()
         })
         .await;
-    let answer = bench
-        .agent
-        .command(Command::reset_error("r1"))
-        .await
-        .unwrap();
-    assert_eq!(answer.status, AnswerStatus::Accepted, "{answer:?}");
-    bench
-        .wait_status("discharging at 500 W again", 10, |s| {
-            s.telemetry.system_status.state == State::Discharging && s.setpoint_w == -500.0
-        })
-        .await;
-    common::wait_for("the inverter at -500 W", 5.0, || {
-        bench.sim.state().site.setpoint_w == -500.0
-    })
-    .await;
+    bench.reset_back_to_500_w_discharge("r1").await;
 
     // The abandoned call is still asleep; an over-temperature is acted on all the same.
     assert!(
@@ -84,20 +59,9 @@ async fn a_poll_that_sleeps_60_s_does_not_stall_the_loop() {
     );
     bench.sim.state().site.temperature_c = 62.0;
     let hot_at = Instant::now();
-    let s = bench
-        .wait_status("ERROR with OVERHEAT", 2, |s| {
-            s.telemetry.system_status.state == State::Error
-        })
+    bench
+        .wait_error("ERROR with OVERHEAT", 2, ErrorFlag::Overheat)
         .await;
-    assert!(
-        s.telemetry
-            .system_status
-            .error_flags
-            .contains(&ErrorFlag::Overheat),
-        "{:?}",
-        s.telemetry.system_status.error_flags
-    );
-    assert_eq!(s.setpoint_w, 0.0);
     println!(
         "ERROR with OVERHEAT {:.2} s after the over-temperature",
         hot_at.elapsed().as_secs_f64()

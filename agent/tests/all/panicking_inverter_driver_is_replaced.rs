@@ -4,7 +4,7 @@
 
 use crate::common;
 
-use ems_protocol::{AnswerStatus, Command, ErrorFlag, State};
+use ems_protocol::ErrorFlag;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panic_in_set_power_costs_the_instance_not_the_battery() {
@@ -33,20 +33,9 @@ async fn a_panic_in_set_power_costs_the_instance_not_the_battery() {
     let writes_before = inv.snapshot().writes_ok;
 
     // ERROR with the flag that says why, in the very next cycle.
-    let s = bench
-        .wait_status("ERROR with INVERTER_FAULT", 3, |s| {
-            s.telemetry.system_status.state == State::Error
-        })
+    bench
+        .wait_error("ERROR with INVERTER_FAULT", 3, ErrorFlag::InverterFault)
         .await;
-    assert!(
-        s.telemetry
-            .system_status
-            .error_flags
-            .contains(&ErrorFlag::InverterFault),
-        "{:?}",
-        s.telemetry.system_status.error_flags
-    );
-    assert_eq!(s.setpoint_w, 0.0);
 
     // A fresh instance writes 0 W to the inverter.
     let took = common::wait_for("a fresh instance to write 0 W", 5.0, || {
@@ -62,21 +51,7 @@ async fn a_panic_in_set_power_costs_the_instance_not_the_battery() {
     );
 
     // Latched until reset; the reset is accepted because the driver works again.
-    let answer = bench
-        .agent
-        .command(Command::reset_error("r1"))
-        .await
-        .unwrap();
-    assert_eq!(answer.status, AnswerStatus::Accepted, "{answer:?}");
-    bench
-        .wait_status("discharging at 500 W again", 10, |s| {
-            s.telemetry.system_status.state == State::Discharging && s.setpoint_w == -500.0
-        })
-        .await;
-    common::wait_for("the inverter at -500 W", 5.0, || {
-        bench.sim.state().site.setpoint_w == -500.0
-    })
-    .await;
+    bench.reset_back_to_500_w_discharge("r1").await;
     assert_eq!(inv.snapshot().restarts, 1);
     bench.agent.stop().await;
 }

@@ -11,6 +11,7 @@ use std::time::Duration;
 use ems_agent::app::RunningAgent;
 use ems_agent::config::AgentConfig;
 use ems_agent::run::Status;
+use ems_protocol::{AnswerStatus, Command, ErrorFlag, State};
 use ems_sim::site::{SimOptions, SimSite};
 
 /// `target/debug` (or release) of this build, where the driver `.so` files are.
@@ -195,7 +196,7 @@ impl Bench {
     /// until the battery discharges at 500 W AC (526 W DC with the inverter's losses) in manual
     /// mode with a -500 W setpoint; returns that cycle's status.
     pub async fn discharge_at_500_w(&mut self, command_id: &str) -> Status {
-        use ems_protocol::{AnswerStatus, Command, Mode, State, TargetMode};
+        use ems_protocol::{Mode, TargetMode};
         let answer = self
             .agent
             .command(Command::set_mode(
@@ -218,6 +219,43 @@ impl Bench {
         assert_eq!(status.telemetry.system_status.mode, Mode::Manual);
         assert_eq!(status.setpoint_w, -500.0);
         status
+    }
+
+    /// Waits up to `secs` for a cycle in ERROR (`what` names it in the failure) and checks that
+    /// it raises `flag` and commands 0 W; returns that cycle's status.
+    pub async fn wait_error(&mut self, what: &str, secs: u64, flag: ErrorFlag) -> Status {
+        let s = self
+            .wait_status(what, secs, |s| {
+                s.telemetry.system_status.state == State::Error
+            })
+            .await;
+        assert!(
+            s.telemetry.system_status.error_flags.contains(&flag),
+            "{:?}",
+            s.telemetry.system_status.error_flags
+        );
+        assert_eq!(s.setpoint_w, 0.0);
+        s
+    }
+
+    /// Sends RESET_ERROR as `command_id`, checks it is accepted, and waits until the MANUAL
+    /// DISCHARGE at 500 W from before the fault resumes: a discharging cycle with a -500 W
+    /// setpoint, then the inverter at -500 W.
+    pub async fn reset_back_to_500_w_discharge(&mut self, command_id: &str) {
+        let answer = self
+            .agent
+            .command(Command::reset_error(command_id))
+            .await
+            .unwrap();
+        assert_eq!(answer.status, AnswerStatus::Accepted, "{answer:?}");
+        self.wait_status("discharging at 500 W again", 10, |s| {
+            s.telemetry.system_status.state == State::Discharging && s.setpoint_w == -500.0
+        })
+        .await;
+        wait_for("the inverter at -500 W", 5.0, || {
+            self.sim.state().site.setpoint_w == -500.0
+        })
+        .await;
     }
 
     /// Waits for the first cycle past start-up.
