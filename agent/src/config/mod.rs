@@ -102,5 +102,6 @@ fn figment_error(err: figment::Error, file: &str) -> ConfigError {
     ConfigError::new(source_name, key, err.kind.to_string())
 }
 
+/// The tests, and their two-device site (`tests::BASE`) that other modules' tests build on.
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

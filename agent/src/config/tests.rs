@@ -4,7 +4,9 @@ fn parse(text: &str) -> Result<AgentConfig, ConfigError> {
     AgentConfig::from_toml_str(text, "test.toml")
 }
 
-const BASE: &str = r#"
+/// A valid site: a SunSpec inverter on RS-485 and an INA226 battery meter on I2C. Tests change
+/// it with `replace` or add sections after it (the devices tests too).
+pub(crate) const BASE: &str = r#"
 device_id = "site_1"
 [buses.rs485]
 kind = "rtu"

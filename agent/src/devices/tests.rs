@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use super::*;
 use crate::config::AgentConfig;
+use crate::config::tests::BASE;
 
 /// `target/<profile>`, where `cargo build --workspace` puts the driver plugins.
 fn built_drivers() -> PathBuf {
@@ -19,30 +20,19 @@ fn built_drivers() -> PathBuf {
     dir.to_path_buf()
 }
 
+/// The config tests' site ([`BASE`]) with its plugins in `driver_dir` and the meter's
+/// `roles = …` line (and options) replaced by `meter`.
 fn config(driver_dir: &Path, meter: &str) -> AgentConfig {
-    let text = format!(
-        r#"
-device_id = "site_1"
-driver_dir = "{}"
-[buses.rs485]
-kind = "rtu"
-port = "/dev/ttyUSB0"
-[buses.i2c]
-kind = "i2c"
-device = "/dev/i2c-1"
-[devices.inv]
-driver = "sunspec"
-bus = "rs485"
-unit = 1
-roles = ["inverter", "battery"]
-[devices.meter]
-driver = "ina226"
-bus = "i2c"
-address = 0x40
-{meter}
-"#,
-        driver_dir.display()
-    );
+    let text = BASE
+        .replacen(
+            "device_id = \"site_1\"\n",
+            &format!(
+                "device_id = \"site_1\"\ndriver_dir = \"{}\"\n",
+                driver_dir.display()
+            ),
+            1,
+        )
+        .replacen("roles = [\"battery_meter\"]\n", &format!("{meter}\n"), 1);
     AgentConfig::from_toml_str(&text, "test.toml").unwrap_or_else(|e| panic!("{e}"))
 }
 
