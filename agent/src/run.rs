@@ -264,6 +264,7 @@ impl Agent {
             CommandAction::SetMode {
                 target_mode,
                 target_power,
+                duration_s: _,
             } => self.controller.set_mode(*target_mode, *target_power),
             CommandAction::ResetError => {
                 if self.controller.state() == State::Error {

@@ -1,6 +1,7 @@
 //! Property tests: every valid message survives serialise → parse unchanged, and arbitrary bytes
 //! never make a parser panic.
 
+use ems_protocol::command::MAX_LEASE_S;
 use ems_protocol::{
     AnswerStatus, Battery, Command, CommandAnswer, Downstream, ErrorFlag, Grid, Mode, State,
     SystemStatus, TargetMode, Telemetry, TelemetryAck, Timestamp, Upstream, parse_downstream,
@@ -54,8 +55,21 @@ prop_compose! {
 fn command() -> impl Strategy<Value = Command> {
     let mode = proptest::sample::select(TargetMode::ALL.to_vec());
     prop_oneof![
-        (id(), mode, 0.0..100_000.0f64)
-            .prop_map(|(id, m, p)| { Command::set_mode(id, m, m.needs_power().then_some(p)) }),
+        (
+            id(),
+            mode,
+            0.0..100_000.0f64,
+            proptest::option::of(1u32..=MAX_LEASE_S)
+        )
+            .prop_map(|(id, m, p, lease)| {
+                let power = m.needs_power().then_some(p);
+                match lease {
+                    Some(d) if m != TargetMode::Auto => {
+                        Command::set_mode_with_lease(id, m, power, d)
+                    }
+                    _ => Command::set_mode(id, m, power),
+                }
+            }),
         id().prop_map(Command::reset_error),
     ]
 }

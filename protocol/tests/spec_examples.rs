@@ -99,7 +99,8 @@ fn set_mode_example_round_trips() {
         command.action,
         CommandAction::SetMode {
             target_mode: TargetMode::ManualDischarge,
-            target_power: Some(500.0)
+            target_power: Some(500.0),
+            duration_s: None
         }
     );
     let original: Value = serde_json::from_str(text).unwrap();

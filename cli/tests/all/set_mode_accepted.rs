@@ -23,7 +23,8 @@ async fn accepted_commands_exit_zero() {
         command.action,
         CommandAction::SetMode {
             target_mode: TargetMode::ManualDischarge,
-            target_power: Some(500.0)
+            target_power: Some(500.0),
+            duration_s: None
         }
     );
     device

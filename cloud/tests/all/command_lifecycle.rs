@@ -99,7 +99,8 @@ async fn online_command_is_delivered_answered_and_waited_for() {
             cmd.action,
             CommandAction::SetMode {
                 target_mode: TargetMode::ManualDischarge,
-                target_power: Some(500.0)
+                target_power: Some(500.0),
+                duration_s: None
             }
         );
         device

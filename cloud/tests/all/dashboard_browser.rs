@@ -171,6 +171,7 @@ fn answer(action: &CommandAction, set: &mut Setpoint) -> (AnswerStatus, Option<S
         CommandAction::SetMode {
             target_mode,
             target_power,
+            ..
         } => {
             *set = Setpoint {
                 mode: *target_mode,
