@@ -164,18 +164,27 @@ impl Agent {
             && view.lost.is_empty()
             && !view.waiting.is_empty();
         let decision = if starting {
-            // Devices still coming up inside the start-up window: hold 0 W, no verdict yet.
+            // Devices still coming up inside the start-up window: hold 0 W, no verdict yet; a
+            // lease still ends on time.
+            let lease_ended = self.controller.expire_lease(self.mono_s());
             Decision {
                 state: State::Starting,
                 setpoint_w: 0.0,
                 error_flags: Vec::new(),
                 mode: self.controller.mode(),
                 fell_back_to_auto: false,
+                lease_ended,
             }
         } else {
             self.controller
                 .step(self.mono_s(), &view.measurements, link_up)
         };
+        if let Some(lapsed) = decision.lease_ended {
+            tracing::warn!(
+                mode = %lapsed,
+                "the lease of the manual mode ended: back to AUTO"
+            );
+        }
         if decision.fell_back_to_auto {
             tracing::warn!(
                 "cloud link down for {} s: manual mode fell back to AUTO",
@@ -264,8 +273,13 @@ impl Agent {
             CommandAction::SetMode {
                 target_mode,
                 target_power,
-                duration_s: _,
-            } => self.controller.set_mode(*target_mode, *target_power),
+                duration_s,
+            } => {
+                // The lease runs on the loop's monotonic clock from acceptance.
+                let until = duration_s.map(|d| self.mono_s() + f64::from(d));
+                self.controller
+                    .set_mode_until(*target_mode, *target_power, until)
+            }
             CommandAction::ResetError => {
                 if self.controller.state() == State::Error {
                     // The devices' alarms were reset and read again: look before deciding.
@@ -390,7 +404,32 @@ fn until(clock: &Clock, t: SystemTime) -> Duration {
 
 #[cfg(test)]
 mod tests {
-    use super::SecondGuard;
+    use super::{Agent, SecondGuard};
+    use crate::clock::Clock;
+    use crate::config::AgentConfig;
+    use ems_protocol::{AnswerStatus, Command, TargetMode};
+
+    #[tokio::test]
+    async fn a_lease_runs_on_the_monotonic_clock_not_the_wall_clock() {
+        let config = AgentConfig::from_toml_str(crate::config::tests::BASE, "test.toml").unwrap();
+        let clock = Clock::default();
+        let mut agent = Agent::new(config, Vec::new(), clock.clone());
+        let lease = Command::set_mode_with_lease("c1", TargetMode::ManualIdle, None, 3600);
+        let answer = agent.handle_command(lease, true).await;
+        assert_eq!(answer.status, AnswerStatus::Accepted, "{answer:?}");
+        let until = agent.controller().lease_until_s().unwrap();
+        assert!((until - agent.mono_s() - 3600.0).abs() < 1.0, "{until}");
+
+        // NTP moves the wall clock two days ahead: the lease is still on, and ends when it did.
+        clock.set_offset_for_tests(2.0 * 86_400.0);
+        agent.cycle(clock.now(), true).await;
+        assert_eq!(agent.controller().mode(), TargetMode::ManualIdle);
+        assert_eq!(agent.controller().lease_until_s(), Some(until));
+        // And back by two days: not extended either.
+        clock.set_offset_for_tests(-2.0 * 86_400.0);
+        agent.cycle(clock.now(), true).await;
+        assert_eq!(agent.controller().lease_until_s(), Some(until));
+    }
 
     #[test]
     fn seconds_are_published_once_and_in_order_unless_the_clock_steps_far_back() {

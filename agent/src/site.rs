@@ -237,6 +237,7 @@ mod tests {
             error_flags: vec![ErrorFlag::GridFault],
             mode: ems_protocol::TargetMode::Auto,
             fell_back_to_auto: false,
+            lease_ended: None,
         };
         let t = telemetry(
             "d1",

@@ -5,6 +5,11 @@
 //! go through [`Controller::set_mode`] and [`Controller::reset_error`], which either apply or
 //! return a [`Rejection`] that says why.
 //!
+//! A manual mode may hold on a lease (`SET_MODE` with `duration_s`): it ends at a time on the
+//! same clock as [`Controller::step`]'s `now_s`, which the loop takes from a monotonic clock, so
+//! a wall-clock step neither ends nor extends it. The first step at or after that time returns
+//! to AUTO, before anything else, in ERROR too: a reset never brings back a lapsed lease.
+//!
 //! Order of precedence in a step, highest first:
 //! 1. a fault (detected now, or latched earlier) → ERROR, 0 W, in the same step;
 //! 2. limits: SoC min/max with hysteresis, voltage and temperature windows, configured and
@@ -52,6 +57,8 @@ pub struct Decision {
     pub mode: TargetMode,
     /// The mode changed this step by the link-loss fallback.
     pub fell_back_to_auto: bool,
+    /// The manual mode whose lease ended this step (the mode is AUTO now).
+    pub lease_ended: Option<TargetMode>,
 }
 
 /// Why a command was not applied; sent to the cloud as the REJECTED reason.
@@ -76,6 +83,9 @@ pub struct Controller {
     empty: bool,
     last_step_s: Option<f64>,
     link_down_since_s: Option<f64>,
+    /// When the manual mode's lease ends, on the clock of `step`'s `now_s`; `None`: no lease
+    /// (AUTO, or a manual mode set without one).
+    lease_until_s: Option<f64>,
 }
 
 impl Controller {
@@ -93,6 +103,7 @@ impl Controller {
             empty: false,
             last_step_s: None,
             link_down_since_s: None,
+            lease_until_s: None,
         }
     }
 
@@ -117,9 +128,35 @@ impl Controller {
         self.latched.union(&self.active).cloned().collect()
     }
 
+    /// When the current manual mode's lease ends (on the clock of `step`), if it has one.
+    pub fn lease_until_s(&self) -> Option<f64> {
+        self.lease_until_s
+    }
+
+    /// `SET_MODE` without a lease: the mode holds until the next `SET_MODE` (and any lease the
+    /// previous mode had is gone). See [`Controller::set_mode_until`].
+    pub fn set_mode(&mut self, mode: TargetMode, power_w: Option<f64>) -> Result<(), Rejection> {
+        self.set_mode_until(mode, power_w, None)
+    }
+
     /// `SET_MODE`: validated against the local limits; the mode applies from the next step.
     /// Accepted in ERROR too (it takes effect after a reset), the battery stays at 0 W.
-    pub fn set_mode(&mut self, mode: TargetMode, power_w: Option<f64>) -> Result<(), Rejection> {
+    /// `lease_until_s` (on the clock of `step`'s `now_s`) ends a manual mode: from then on the
+    /// mode is AUTO. It replaces the previous mode's lease, or clears it when `None`.
+    pub fn set_mode_until(
+        &mut self,
+        mode: TargetMode,
+        power_w: Option<f64>,
+        lease_until_s: Option<f64>,
+    ) -> Result<(), Rejection> {
+        if mode == TargetMode::Auto && lease_until_s.is_some() {
+            return Err(Rejection(
+                "duration_s is not used by AUTO; a lease returns a manual mode to AUTO".into(),
+            ));
+        }
+        if lease_until_s.is_some_and(|t| !t.is_finite()) {
+            return Err(Rejection("the lease must end at a finite time".into()));
+        }
         let b = &self.limits.battery;
         let power = match (mode.needs_power(), power_w) {
             (true, None) => return Err(Rejection(format!("target_power is required for {mode}"))),
@@ -151,6 +188,7 @@ impl Controller {
         }
         self.mode = mode;
         self.manual_power_w = power;
+        self.lease_until_s = lease_until_s;
         Ok(())
     }
 
@@ -180,6 +218,7 @@ impl Controller {
             _ => 0.0,
         };
         self.last_step_s = Some(now_s);
+        let lease_ended = self.expire_lease(now_s);
         let fell_back = self.apply_link_fallback(now_s, link_up);
 
         self.active = faults::detect(m, &self.limits);
@@ -187,7 +226,7 @@ impl Controller {
             self.latched.extend(self.active.iter().cloned());
             self.state = State::Error;
             self.setpoint_w = 0.0;
-            return self.decision(fell_back);
+            return self.decision(fell_back, lease_ended);
         }
 
         // No fault: SoC and voltage are known (faults::detect flags them otherwise).
@@ -209,16 +248,32 @@ impl Controller {
         } else {
             State::Idle
         };
-        self.decision(fell_back)
+        self.decision(fell_back, lease_ended)
     }
 
-    fn decision(&self, fell_back_to_auto: bool) -> Decision {
+    /// Ends the manual mode whose lease has run out by `now_s`: the mode becomes AUTO. Returns
+    /// the mode that lapsed. [`Controller::step`] calls it first; the loop also calls it in the
+    /// cycles where it does not step (devices still starting).
+    pub fn expire_lease(&mut self, now_s: f64) -> Option<TargetMode> {
+        let until = self.lease_until_s?;
+        if now_s < until {
+            return None;
+        }
+        self.lease_until_s = None;
+        let lapsed = self.mode;
+        self.mode = TargetMode::Auto;
+        self.manual_power_w = 0.0;
+        Some(lapsed)
+    }
+
+    fn decision(&self, fell_back_to_auto: bool, lease_ended: Option<TargetMode>) -> Decision {
         Decision {
             state: self.state,
             setpoint_w: self.setpoint_w,
             error_flags: self.error_flags(),
             mode: self.mode,
             fell_back_to_auto,
+            lease_ended,
         }
     }
 
@@ -233,6 +288,7 @@ impl Controller {
         {
             self.mode = TargetMode::Auto;
             self.manual_power_w = 0.0;
+            self.lease_until_s = None;
             return true;
         }
         false

@@ -152,3 +152,115 @@ fn bms_current_limit_caps_power() {
     let d = c.step(6.0, &m, true);
     assert_eq!(d.setpoint_w, 20.0 * 52.0);
 }
+
+#[test]
+fn a_leased_manual_mode_holds_until_its_lease_ends_then_auto() {
+    let mut c = Controller::new(Limits::default());
+    c.step(0.0, &site(50.0, 0.0, 0.0), true);
+    c.set_mode_until(TargetMode::ManualDischarge, Some(500.0), Some(3.5))
+        .unwrap();
+    for t in [1.0, 2.0, 3.0, 3.499] {
+        let d = c.step(t, &site(50.0, 0.0, -500.0), true);
+        assert_eq!(d.mode, TargetMode::ManualDischarge, "at {t} s");
+        assert_eq!(d.lease_ended, None);
+    }
+    assert_eq!(c.state(), State::Discharging);
+    // The site imports nothing: AUTO heads for 0 W at once (towards 0 W needs no ramp).
+    let d = c.step(3.5, &site(50.0, 0.0, -500.0), true);
+    assert_eq!(d.mode, TargetMode::Auto);
+    assert_eq!(d.lease_ended, Some(TargetMode::ManualDischarge));
+    assert_eq!(c.lease_until_s(), None);
+    let d = c.step(4.5, &site(50.0, 0.0, -500.0), true);
+    assert_eq!(
+        (d.mode, d.lease_ended),
+        (TargetMode::Auto, None),
+        "ends once"
+    );
+}
+
+#[test]
+fn a_new_set_mode_replaces_the_lease_or_clears_it() {
+    let mut c = Controller::new(Limits::default());
+    c.step(0.0, &site(50.0, 0.0, 0.0), true);
+    c.set_mode_until(TargetMode::ManualDischarge, Some(500.0), Some(10.0))
+        .unwrap();
+    // Replaced by a longer one: the first end passes unnoticed.
+    c.set_mode_until(TargetMode::ManualCharge, Some(300.0), Some(20.0))
+        .unwrap();
+    let d = c.step(15.0, &site(50.0, 0.0, 0.0), true);
+    assert_eq!((d.mode, d.lease_ended), (TargetMode::ManualCharge, None));
+    // Replaced by a shorter one: it ends at its own time.
+    c.set_mode_until(TargetMode::ManualIdle, None, Some(16.0))
+        .unwrap();
+    let d = c.step(16.0, &site(50.0, 0.0, 0.0), true);
+    assert_eq!(d.lease_ended, Some(TargetMode::ManualIdle));
+    // Without a lease: holds for good, and clears a lease given before.
+    c.set_mode_until(TargetMode::ManualIdle, None, Some(17.0))
+        .unwrap();
+    c.set_mode(TargetMode::ManualIdle, None).unwrap();
+    let d = c.step(10_000.0, &site(50.0, 0.0, 0.0), true);
+    assert_eq!((d.mode, d.lease_ended), (TargetMode::ManualIdle, None));
+    // A rejected command leaves the lease alone.
+    c.set_mode_until(TargetMode::ManualCharge, Some(300.0), Some(10_005.0))
+        .unwrap();
+    assert!(
+        c.set_mode_until(TargetMode::ManualCharge, Some(9000.0), None)
+            .is_err()
+    );
+    assert_eq!(c.lease_until_s(), Some(10_005.0));
+    assert!(c.set_mode_until(TargetMode::Auto, None, Some(1.0)).is_err());
+}
+
+#[test]
+fn error_wins_over_a_lease_and_a_reset_does_not_bring_a_lapsed_one_back() {
+    let mut c = Controller::new(Limits::default());
+    c.step(0.0, &site(50.0, 0.0, 0.0), true);
+    c.set_mode_until(TargetMode::ManualDischarge, Some(500.0), Some(5.0))
+        .unwrap();
+    c.step(1.0, &site(50.0, 0.0, 0.0), true);
+    let mut hot = site(50.0, 0.0, -500.0);
+    hot.battery_temperature_c = Some(70.0);
+    let d = c.step(2.0, &hot, true);
+    assert_eq!(
+        (d.state, d.setpoint_w),
+        (State::Error, 0.0),
+        "leased or not"
+    );
+    // The lease ends while in ERROR: still ERROR and 0 W, but the mode is AUTO now.
+    let d = c.step(5.0, &site(50.0, 0.0, 0.0), true);
+    assert_eq!((d.state, d.setpoint_w), (State::Error, 0.0));
+    assert_eq!(d.lease_ended, Some(TargetMode::ManualDischarge));
+    assert_eq!(d.mode, TargetMode::Auto);
+    c.reset_error().unwrap();
+    let d = c.step(6.0, &site(50.0, 0.0, 0.0), true);
+    assert_eq!(d.mode, TargetMode::Auto);
+    assert_eq!(d.setpoint_w, 0.0, "no discharge after the reset");
+
+    // A lease still running through ERROR and its reset goes on to its end.
+    c.set_mode_until(TargetMode::ManualDischarge, Some(500.0), Some(20.0))
+        .unwrap();
+    c.step(7.0, &hot, true);
+    c.step(8.0, &site(50.0, 0.0, 0.0), true);
+    c.reset_error().unwrap();
+    let d = c.step(9.0, &site(50.0, 0.0, 0.0), true);
+    assert_eq!(
+        (d.mode, d.state),
+        (TargetMode::ManualDischarge, State::Discharging)
+    );
+    let d = c.step(20.0, &site(50.0, 0.0, -500.0), true);
+    assert_eq!(d.mode, TargetMode::Auto);
+}
+
+#[test]
+fn the_link_fallback_also_ends_a_lease() {
+    let mut c = Controller::new(Limits::default());
+    c.step(0.0, &site(50.0, 0.0, 0.0), true);
+    c.set_mode_until(TargetMode::ManualIdle, None, Some(5000.0))
+        .unwrap();
+    c.step(1.0, &site(50.0, 0.0, 0.0), false);
+    let d = c.step(601.0, &site(50.0, 0.0, 0.0), false);
+    assert!(d.fell_back_to_auto);
+    assert_eq!(c.lease_until_s(), None);
+    let d = c.step(5000.0, &site(50.0, 0.0, 0.0), true);
+    assert_eq!(d.lease_ended, None, "nothing left to end");
+}

@@ -4,7 +4,8 @@
 //! - never charge at or above SoC max, never discharge at or below SoC min;
 //! - never exceed the configured power limits, nor the BMS-allowed current × voltage;
 //! - 0 W in ERROR, and ERROR in the very step a fault appears;
-//! - no way out of ERROR except a successful RESET_ERROR, which needs all faults gone.
+//! - no way out of ERROR except a successful RESET_ERROR, which needs all faults gone;
+//! - a manual mode with a lease is AUTO from the first step at or after its end, ERROR or not.
 
 use ems_agent::control::{Controller, Limits, Measurements};
 use ems_protocol::{ErrorFlag, State, TargetMode};
@@ -13,7 +14,8 @@ use proptest::prelude::*;
 #[derive(Debug, Clone)]
 enum Event {
     Measure(Measurements),
-    SetMode(TargetMode, Option<f64>),
+    /// Mode, power, lease length in s.
+    SetMode(TargetMode, Option<f64>, Option<f64>),
     Reset,
     Link(bool),
 }
@@ -64,8 +66,12 @@ fn measurements() -> impl Strategy<Value = Measurements> {
 fn event() -> impl Strategy<Value = Event> {
     prop_oneof![
         6 => measurements().prop_map(Event::Measure),
-        2 => (proptest::sample::select(TargetMode::ALL.to_vec()), proptest::option::of(-100.0..10_000.0f64))
-            .prop_map(|(m, p)| Event::SetMode(m, p)),
+        2 => (
+            proptest::sample::select(TargetMode::ALL.to_vec()),
+            proptest::option::of(-100.0..10_000.0f64),
+            proptest::option::of(0.5..10.0f64),
+        )
+            .prop_map(|(m, p, lease)| Event::SetMode(m, p, lease)),
         1 => Just(Event::Reset),
         1 => any::<bool>().prop_map(Event::Link),
     ]
@@ -82,10 +88,17 @@ proptest! {
         let mut now = 0.0;
         let mut last_m = Measurements::default();
         let mut link = true;
+        // When the lease of the mode last accepted ends.
+        let mut lease_end: Option<f64> = None;
         for ev in events {
             match ev {
                 Event::Measure(m) => last_m = m,
-                Event::SetMode(mode, p) => { let _ = c.set_mode(mode, p); }
+                Event::SetMode(mode, p, lease) => {
+                    let until = lease.map(|l| now + l);
+                    if c.set_mode_until(mode, p, until).is_ok() {
+                        lease_end = until;
+                    }
+                }
                 Event::Reset => {
                     let before = c.state();
                     let result = c.reset_error();
@@ -107,6 +120,12 @@ proptest! {
             now += 1.0;
             let d = c.step(now, &last_m, link);
             let faults = ems_agent::control::faults::detect(&last_m, c.limits());
+
+            // A lease that has ended leaves AUTO behind, whatever else happens.
+            if lease_end.is_some_and(|end| now >= end) {
+                prop_assert_eq!(d.mode, TargetMode::Auto);
+                lease_end = None;
+            }
 
             // ERROR in the same step as the fault, with 0 W.
             if !faults.is_empty() {
