@@ -114,6 +114,10 @@ pub struct SetMode {
     /// MANUAL_DISCHARGE, refused for AUTO and MANUAL_IDLE
     #[arg(long, short = 'p', value_name = "W", allow_negative_numbers = true)]
     pub power: Option<f64>,
+    /// Hold a manual mode only this long (90s, 10m, 2h; 1 s to 1 d), then the device returns to
+    /// AUTO by itself. Without it the mode holds until the next set-mode
+    #[arg(long = "for", value_name = "DURATION")]
+    pub lease: Option<String>,
     #[command(flatten)]
     pub wait: Wait,
 }

@@ -205,13 +205,18 @@ pub fn devices_table(devices: &[DeviceInfo]) -> Table {
     t
 }
 
-/// `MANUAL_DISCHARGE 500 W`, or the payload as JSON for anything unexpected.
+/// `MANUAL_DISCHARGE 500 W` (`… for 600 s` with a lease), or the payload as JSON for anything
+/// unexpected.
 pub fn command_target(c: &CommandRecord) -> String {
     let mode = c.payload.get("target_mode").and_then(|m| m.as_str());
     let power = c.payload.get("target_power").and_then(|p| p.as_f64());
+    let lease = match c.payload.get("duration_s").and_then(|d| d.as_u64()) {
+        Some(d) => format!(" for {d} s"),
+        None => String::new(),
+    };
     match (mode, power) {
-        (Some(m), Some(p)) => format!("{m} {} W", num(p)),
-        (Some(m), None) => m.to_string(),
+        (Some(m), Some(p)) => format!("{m} {} W{lease}", num(p)),
+        (Some(m), None) => format!("{m}{lease}"),
         _ if c.payload.as_object().is_some_and(|o| o.is_empty()) => String::new(),
         _ => c.payload.to_string(),
     }

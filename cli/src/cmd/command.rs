@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use ems_protocol::api::CommandRecord;
+use ems_protocol::command::MAX_LEASE_S;
 use ems_protocol::{Command, CommandStatus, ProtocolError};
 use serde_json::Value;
 use tokio::time::Instant;
@@ -21,7 +22,11 @@ const SERVER_MAX_WAIT_S: f64 = 60.0;
 const POLL: Duration = Duration::from_millis(500);
 
 pub async fn set_mode(ctx: &Ctx, args: cli::SetMode) -> anyhow::Result<Exit> {
-    let command = Command::set_mode(placeholder_id(&args.wait), args.mode, args.power);
+    let id = placeholder_id(&args.wait);
+    let command = match args.lease.as_deref() {
+        None => Command::set_mode(id, args.mode, args.power),
+        Some(text) => Command::set_mode_with_lease(id, args.mode, args.power, lease_seconds(text)?),
+    };
     command.validate().map_err(local_refusal)?;
     send(ctx, command, &args.wait).await
 }
@@ -32,10 +37,25 @@ pub async fn reset_error(ctx: &Ctx, wait: cli::Wait) -> anyhow::Result<Exit> {
     send(ctx, command, &wait).await
 }
 
+/// `--for`'s length in seconds, in the grammar of [`ems_protocol::duration`]; the range is the
+/// protocol's to check (and name).
+fn lease_seconds(text: &str) -> Result<u32, Failure> {
+    let s = ems_protocol::duration::parse_seconds(text)
+        .map_err(|e| Failure::usage(format!("--for: {e}")))?;
+    u32::try_from(s).map_err(|_| {
+        Failure::usage(format!(
+            "--for: {text:?} is longer than the longest lease, {MAX_LEASE_S} s (1d)"
+        ))
+    })
+}
+
 /// The user's `--id`, or a stand-in used only for local validation (the cloud generates ids).
 fn placeholder_id(wait: &cli::Wait) -> String {
     wait.id.clone().unwrap_or_else(|| "local_check".into())
 }
+
+const POWER_HINT: &str = "MANUAL_CHARGE and MANUAL_DISCHARGE need --power <W> (a magnitude); \
+                          AUTO and MANUAL_IDLE take no --power";
 
 /// A command the protocol refuses, in terms of the command line's flags.
 fn local_refusal(e: ProtocolError) -> Failure {
@@ -43,15 +63,16 @@ fn local_refusal(e: ProtocolError) -> Failure {
         ProtocolError::Invalid { field, reason } => (field.as_str(), reason.clone()),
         ProtocolError::Malformed { path, message } => (path.as_str(), message.clone()),
     };
-    let flag = match field {
-        "payload.target_power" => "--power",
-        "command_id" => "--id",
-        other => other,
+    let (flag, hint) = match field {
+        "payload.duration_s" => (
+            "--for",
+            "--for holds a manual mode for 1s to 1d (24h), then the device returns to AUTO",
+        ),
+        "payload.target_power" => ("--power", POWER_HINT),
+        "command_id" => ("--id", POWER_HINT),
+        other => (other, POWER_HINT),
     };
-    Failure::usage(format!("{flag} {reason}")).hint(
-        "MANUAL_CHARGE and MANUAL_DISCHARGE need --power <W> (a magnitude); AUTO and \
-         MANUAL_IDLE take no --power",
-    )
+    Failure::usage(format!("{flag} {reason}")).hint(hint)
 }
 
 async fn send(ctx: &Ctx, command: Command, wait: &cli::Wait) -> anyhow::Result<Exit> {

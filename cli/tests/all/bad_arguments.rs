@@ -29,6 +29,22 @@ async fn usage_errors_exit_two() {
         ),
         (&["set-mode", "AUTO", "--id", "bad id!"], "--id contains"),
         (
+            &["set-mode", "MANUAL_IDLE", "--for", "0s"],
+            "--for 0 s is outside 1 to 86400 s",
+        ),
+        (
+            &["set-mode", "MANUAL_IDLE", "--for", "2d"],
+            "--for 172800 s is outside 1 to 86400 s",
+        ),
+        (
+            &["set-mode", "MANUAL_IDLE", "--for", "a while"],
+            "--for: \"a while\" is not a duration",
+        ),
+        (
+            &["set-mode", "AUTO", "--for", "10m"],
+            "--for is not used by AUTO",
+        ),
+        (
             &["history", "--from", "yesterday"],
             "--from: \"yesterday\" is not a time",
         ),

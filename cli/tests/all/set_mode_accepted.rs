@@ -1,6 +1,6 @@
 //! set-mode and reset-error answered ACCEPTED by a connected device: exit 0, the device gets
-//! exactly the spec command, and `--output json` is the command record. The only device is
-//! picked without `--device`.
+//! exactly the spec command (with `duration_s` for `--for`), and `--output json` is the command
+//! record. The only device is picked without `--device`.
 
 use crate::common;
 
@@ -35,6 +35,37 @@ async fn accepted_commands_exit_zero() {
     assert!(run.stdout.contains(&command.command_id), "{}", run.stdout);
     assert!(
         run.stdout.contains("MANUAL_DISCHARGE 500 W"),
+        "{}",
+        run.stdout
+    );
+
+    // A lease: the device gets duration_s in seconds, the answer shows it.
+    let child = cloud
+        .ctl(&[
+            "set-mode",
+            "MANUAL_DISCHARGE",
+            "--power",
+            "500",
+            "--for",
+            "10m",
+        ])
+        .spawn_guarded()
+        .unwrap();
+    let command = device.next_command().await;
+    assert_eq!(
+        command.action,
+        CommandAction::SetMode {
+            target_mode: TargetMode::ManualDischarge,
+            target_power: Some(500.0),
+            duration_s: Some(600)
+        }
+    );
+    device
+        .answer(&command.command_id, AnswerStatus::Accepted, None)
+        .await;
+    let run = common::finish(child).await.expect(0);
+    assert!(
+        run.stdout.contains("MANUAL_DISCHARGE 500 W for 600 s"),
         "{}",
         run.stdout
     );
