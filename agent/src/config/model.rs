@@ -87,7 +87,12 @@ pub struct UplinkSettings {
     /// Cloud base URL, `wss://host[:port]` (`ws://` for local development). The agent connects
     /// to `{url}/ws/device/{device_id}`. Absent: no uplink (telemetry is still queued).
     pub url: Option<String>,
-    /// File holding the device token; must not be readable by other users.
+    /// Allows a `ws://` url to a host that is not this machine (loopback). Off by default
+    /// because over plain `ws://` the device token and every command cross the network
+    /// unencrypted: readable and alterable by anyone on the path.
+    pub allow_insecure: bool,
+    /// File holding the device token; must be owned by the agent's user with no access for
+    /// group or others (mode 600), checked at start.
     pub token_file: Option<PathBuf>,
     /// Extra CA certificate (PEM) trusted besides the system roots, for self-signed servers.
     pub ca_file: Option<PathBuf>,
@@ -104,6 +109,7 @@ impl Default for UplinkSettings {
     fn default() -> Self {
         UplinkSettings {
             url: None,
+            allow_insecure: false,
             token_file: None,
             ca_file: None,
             queue_max_packets: 7 * 86_400,

@@ -141,3 +141,57 @@ fn missing_file_is_named() {
     assert_eq!(e.source_name, "/nonexistent/agent.toml");
     assert!(e.reason.contains("not found"));
 }
+
+fn with_uplink(url: &str, extra: &str) -> String {
+    format!("{BASE}\n[uplink]\nurl = \"{url}\"\ntoken_file = \"/etc/ems/device.token\"\n{extra}\n")
+}
+
+#[test]
+fn plain_ws_is_for_this_machine_only() {
+    for url in [
+        "ws://127.0.0.1:8000",
+        "ws://127.8.9.10",
+        "ws://localhost:8000/",
+        "ws://LOCALHOST",
+        "ws://[::1]:8000",
+        "wss://cloud.example.com",
+        "wss://192.0.2.10:8443",
+    ] {
+        parse(&with_uplink(url, "")).unwrap_or_else(|e| panic!("{url}: {e}"));
+    }
+    for url in [
+        "ws://192.0.2.10:8000",
+        "ws://cloud.example.com",
+        "ws://0.0.0.0:8000",
+        "ws://[2001:db8::1]:8000",
+        // The host is what the connection would use: after the user info.
+        "ws://127.0.0.1@cloud.example.com",
+        "ws://localhost.example.com",
+    ] {
+        let e = parse(&with_uplink(url, "")).unwrap_err();
+        assert_eq!(
+            (e.key.as_str(), e.source_name.as_str()),
+            ("uplink.url", "test.toml"),
+            "{url}: {e}"
+        );
+        assert!(
+            e.reason.contains("not this machine")
+                && e.reason.contains("unencrypted")
+                && e.reason.contains("uplink.allow_insecure = true"),
+            "{url}: {e}"
+        );
+    }
+}
+
+#[test]
+fn allow_insecure_permits_plain_ws_to_another_host() {
+    let c = parse(&with_uplink(
+        "ws://192.0.2.10:8000",
+        "allow_insecure = true",
+    ))
+    .unwrap();
+    assert!(c.uplink.allow_insecure);
+    // Off by default, in the embedded default config too.
+    assert!(!parse(BASE).unwrap().uplink.allow_insecure);
+    assert!(!parse(DEFAULT_CONFIG).unwrap().uplink.allow_insecure);
+}

@@ -1,11 +1,36 @@
 //! Rules serde cannot express. Each failure names the key and why.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 
 use ems_driver_sdk::Role;
+use tokio_tungstenite::tungstenite::http::Uri;
 
 use super::ConfigError;
 use super::model::{AgentConfig, BusConfig};
+
+/// A `ws://` url is only for this machine: its host must be `localhost` or a loopback address.
+/// The host is read by the same parser the uplink connects with, so the check and the
+/// connection cannot disagree about it (`ws://127.0.0.1@example.com` is example.com).
+fn check_plain_ws(url: &str) -> Result<(), String> {
+    let uri: Uri = url
+        .parse()
+        .map_err(|e| format!("{url:?} is not a URL: {e}"))?;
+    let host = uri
+        .host()
+        .ok_or_else(|| format!("{url:?} names no host"))?
+        .trim_matches(['[', ']']);
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    if loopback {
+        return Ok(());
+    }
+    Err(format!(
+        "{url:?} is plain ws:// to {host}, which is not this machine: the device token and every \
+         command would cross the network unencrypted; use wss://, or set \
+         uplink.allow_insecure = true on a network you trust"
+    ))
+}
 
 pub fn check(c: &AgentConfig, file: &str) -> Result<(), ConfigError> {
     let err = |key: &str, reason: String| Err(ConfigError::new(file, key, reason));
@@ -106,13 +131,16 @@ pub fn check(c: &AgentConfig, file: &str) -> Result<(), ConfigError> {
         );
     }
 
-    if let Some(url) = &c.uplink.url
-        && !(url.starts_with("wss://") || url.starts_with("ws://"))
-    {
-        return err(
-            "uplink.url",
-            format!("{url:?} must start with wss:// (or ws:// for development)"),
-        );
+    if let Some(url) = &c.uplink.url {
+        if !(url.starts_with("wss://") || url.starts_with("ws://")) {
+            return err(
+                "uplink.url",
+                format!("{url:?} must start with wss:// (or ws:// for development)"),
+            );
+        }
+        if url.starts_with("ws://") && !c.uplink.allow_insecure {
+            check_plain_ws(url).or_else(|reason| err("uplink.url", reason))?;
+        }
     }
     if c.uplink.reconnect_max_s < 1.0 {
         return err("uplink.reconnect_max_s", "must be at least 1 s".into());
