@@ -1,7 +1,9 @@
 //! Opening the device socket: `wss://` through rustls (system roots plus an optional CA file)
-//! or `ws://` for development, with the bearer token from a file only its owner can read.
+//! or `ws://` for development, with the bearer token from a file that only the agent's user owns
+//! and can read.
 
-use std::os::unix::fs::PermissionsExt;
+use std::io::Read;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,22 +40,39 @@ pub enum ConnectError {
     Io { endpoint: String, reason: String },
 }
 
-/// Reads the device token; refuses a file that other users can read.
+/// Reads the device token; refuses a file that another user owns or that group or others may
+/// access at all (mode & 0o077), since whoever can read it can speak for the site, and whoever
+/// owns it can change which token the agent presents. The checks look at the opened file, so
+/// they are about the very file that is read.
 pub fn read_token(path: &Path) -> Result<String, ConnectError> {
     let err = |reason: String| ConnectError::Token {
         path: path.display().to_string(),
         reason,
     };
-    let meta = std::fs::metadata(path).map_err(|e| err(e.to_string()))?;
-    let mode = meta.permissions().mode();
-    if mode & 0o004 != 0 {
+    let mut file = std::fs::File::open(path).map_err(|e| err(e.to_string()))?;
+    let meta = file.metadata().map_err(|e| err(e.to_string()))?;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    if meta.uid() != euid {
         return Err(err(format!(
-            "is readable by every user (mode {:o}); run `chmod 600 {}`",
+            "is owned by uid {}, but the agent runs as uid {euid}: only the agent's user may own \
+             it; run `chown {euid} {p}` and `chmod 600 {p}` as root (config key uplink.token_file)",
+            meta.uid(),
+            p = path.display()
+        )));
+    }
+    let mode = meta.permissions().mode();
+    if mode & 0o077 != 0 {
+        return Err(err(format!(
+            "mode {:03o} gives group or others access: only its owner may read it; run \
+             `chmod 600 {}` (config key uplink.token_file)",
             mode & 0o777,
             path.display()
         )));
     }
-    let token = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+    let mut token = String::new();
+    file.read_to_string(&mut token)
+        .map_err(|e| err(e.to_string()))?;
     let token = token.trim().to_string();
     if token.is_empty() || token.contains(char::is_whitespace) {
         return Err(err("must hold exactly one token".into()));

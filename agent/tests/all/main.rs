@@ -17,6 +17,7 @@ mod silent_device_gives_comm_loss;
 mod state_machine_invariants;
 mod systemd_notify;
 mod telemetry_follows_the_simulated_site;
+mod token_file_must_be_the_agents_alone;
 mod uplink_black_hole_is_detected;
 mod uplink_end_to_end;
 mod uplink_over_tls;
