@@ -120,3 +120,36 @@ async fn random_tokens_are_cheap_to_refuse_and_lock_nobody_out() {
     assert_eq!(command.command_id, body["command_id"].as_str().unwrap());
     server.running.stop().await;
 }
+
+/// Many honest devices behind one address (a site's NAT, or all of them after a restart of the
+/// cloud) connect at the same moment: none is refused, because only failures count against an
+/// address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reconnect_storm_from_one_address_is_not_throttled() {
+    let server = TestServer::fresh().await;
+    let db = common::test_db(&server.db_url).await;
+    let mut tokens = Vec::new();
+    for i in 0..150 {
+        let id = format!("storm_{i:03}");
+        let created = ems_cloud::api::devices::add_device(&db, &id, None)
+            .await
+            .unwrap();
+        tokens.push((id, created.token));
+    }
+    let connects = tokens.iter().map(|(id, token)| {
+        let url = server.ws(&format!("/ws/device/{id}"));
+        async move { common::Device::connect(&url, token).await }
+    });
+    let results = futures_util::future::join_all(connects).await;
+    let refused: Vec<String> = results
+        .iter()
+        .filter_map(|r| r.as_ref().err().map(|e| e.to_string()))
+        .collect();
+    assert!(
+        refused.is_empty(),
+        "{} of 150 refused: {:?}",
+        refused.len(),
+        &refused[..refused.len().min(3)]
+    );
+    server.running.stop().await;
+}
