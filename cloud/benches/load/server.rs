@@ -1,0 +1,98 @@
+//! The server under test, its process, and waiting for it.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub(crate) fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+pub(crate) fn raise_fd_limit() -> u64 {
+    // SAFETY: plain getrlimit/setrlimit on our own process with a valid struct.
+    unsafe {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+        lim.rlim_cur = lim.rlim_max;
+        libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        lim.rlim_cur
+    }
+}
+
+pub(crate) fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// `EMS_BENCH_WRAP="heaptrack"` (or `"perf record -g"`) runs the server under a profiler.
+pub(crate) fn spawn_server(url: &str, port: u16) -> Child {
+    let bin = env!("CARGO_BIN_EXE_ems-cloud");
+    let wrap = std::env::var("EMS_BENCH_WRAP").unwrap_or_default();
+    let mut argv: Vec<&str> = wrap.split_whitespace().collect();
+    argv.push(bin);
+    Command::new(argv[0])
+        .args(&argv[1..])
+        .arg("serve")
+        .env("EMS_CLOUD_DATABASE_URL", url)
+        .env("EMS_CLOUD_DATABASE_POOL_SIZE", "16")
+        // Ingest at saturation is measured, not the per-device budget (10 packets/s by default).
+        .env("EMS_CLOUD_DEVICE_PACKET_RATE", "1000000")
+        .env("EMS_CLOUD_DEVICE_PACKET_BURST", "1000000")
+        .env("ROCKET_ADDRESS", "127.0.0.1")
+        .env("ROCKET_PORT", port.to_string())
+        .env("ROCKET_LOG_LEVEL", "off")
+        .env("ROCKET_CLI_COLORS", "false")
+        .env("RUST_LOG", "warn")
+        .env("EMS_CLOUD_CONFIG", "/nonexistent/cloud.toml")
+        .env("ROCKET_CONFIG", "/nonexistent/Rocket.toml")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("starting ems-cloud")
+}
+
+pub(crate) async fn wait_healthy(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(r) = reqwest::get(format!("http://127.0.0.1:{port}/api/v1/health")).await
+            && r.status().is_success()
+        {
+            return;
+        }
+        assert!(Instant::now() < deadline, "server not healthy after 60 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+pub(crate) async fn wait_connected(url: &str, n: i64) -> Duration {
+    let client = ems_cloud::db::connect(url).await.unwrap();
+    let start = Instant::now();
+    loop {
+        let c: i64 = client
+            .query_one(
+                "SELECT count(*) FROM devices WHERE connected_instance IS NOT NULL",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if c >= n {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(300),
+            "only {c} of {n} devices connected"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
