@@ -161,26 +161,23 @@ async fn throttled<T>(
     let result = check.await;
     drop(turn);
     // Only refusals of the token count; a database outage is nobody's failed attempt.
-    match &result {
-        Err(ApiError::Unauthorized(why) | ApiError::Forbidden(why)) => {
-            if let Some(throttle) = throttle {
-                throttle.failed(ip);
-            }
-            if let Some(hub) = req.rocket().state::<std::sync::Arc<crate::hub::Hub>>() {
-                hub.metrics.auth_failures.inc();
-            }
-            if let Some(audit) = req.rocket().state::<Audit>() {
-                let target = req
-                    .routed_segment(2)
-                    .filter(|_| req.uri().path().starts_with("/ws/device/"));
-                audit.record(Entry::failed_auth(
-                    ip,
-                    target.map(str::to_string),
-                    why.clone(),
-                ));
-            }
+    if let Err(ApiError::Unauthorized(why) | ApiError::Forbidden(why)) = &result {
+        if let Some(throttle) = throttle {
+            throttle.failed(ip);
         }
-        _ => {}
+        if let Some(hub) = req.rocket().state::<std::sync::Arc<crate::hub::Hub>>() {
+            hub.metrics.auth_failures.inc();
+        }
+        if let Some(audit) = req.rocket().state::<Audit>() {
+            let target = req
+                .routed_segment(2)
+                .filter(|_| req.uri().path().starts_with("/ws/device/"));
+            audit.record(Entry::failed_auth(
+                ip,
+                target.map(str::to_string),
+                why.clone(),
+            ));
+        }
     }
     result
 }
