@@ -29,11 +29,21 @@ async fn devices_tokens_commands_and_events() {
     assert!(r.stdout.contains("token"), "{}", r.stdout);
 
     let mut device = cloud.device("ems_007", &device_token).await;
-    let listed = cloud
-        .run(&["devices", "list", "-o", "csv"])
-        .await
-        .expect(0)
-        .csv();
+    // The cloud records the connection just after the handshake: wait for it to show.
+    let listed = ems_testkit::wait::until(
+        "the device to be listed online",
+        std::time::Duration::from_secs(15),
+        std::time::Duration::from_millis(50),
+        || async {
+            let listed = cloud
+                .run(&["devices", "list", "-o", "csv"])
+                .await
+                .expect(0)
+                .csv();
+            (listed.first().is_some_and(|d| d["online"] == "yes")).then_some(listed)
+        },
+    )
+    .await;
     assert_eq!(listed.len(), 2);
     assert_eq!(listed[0]["id"], "ems_007");
     assert_eq!(listed[0]["online"], "yes");
