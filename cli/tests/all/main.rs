@@ -8,6 +8,7 @@ mod admin_and_records;
 mod auth_and_connection_failures;
 mod bad_arguments;
 mod completions_and_man;
+mod credentials;
 mod expired_command;
 mod history_formats;
 mod history_progress_on_terminal;
