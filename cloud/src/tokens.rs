@@ -120,6 +120,15 @@ pub async fn list(db: &Db, revoked: bool) -> ApiResult<Vec<TokenInfo>> {
 /// Revokes the live token `name`; 404 when there is none.
 pub async fn revoke(db: &Db, name: &str, by: &str) -> ApiResult<TokenInfo> {
     let client = db.pool.get().await?;
+    revoke_on(&client, name, by).await
+}
+
+/// Marks the live token `name` revoked by `by`, on `client` (a connection or a transaction).
+async fn revoke_on(
+    client: &impl deadpool_postgres::GenericClient,
+    name: &str,
+    by: &str,
+) -> ApiResult<TokenInfo> {
     let row = client
         .query_opt(
             &format!(
@@ -138,17 +147,7 @@ pub async fn revoke(db: &Db, name: &str, by: &str) -> ApiResult<TokenInfo> {
 pub async fn rotate(db: &Db, name: &str, by: &str) -> ApiResult<TokenCreated> {
     let mut client = db.pool.get().await?;
     let tx = client.transaction().await?;
-    let old = tx
-        .query_opt(
-            &format!(
-                "UPDATE api_tokens SET revoked_at = now(), revoked_by = $2 \
-                 WHERE name = $1 AND revoked_at IS NULL RETURNING {COLUMNS}"
-            ),
-            &[&name, &by],
-        )
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no live API token named {name:?}")))?;
-    let old = info(&old)?;
+    let old = revoke_on(&tx, name, by).await?;
     let token = generate_token(API_TOKEN_PREFIX);
     tx.execute(
         "INSERT INTO api_tokens (name, role, token_hash, created_by, expires_at, devices) \
