@@ -250,6 +250,35 @@ pub struct EventRecord {
     pub flag: Option<String>,
 }
 
+/// `GET /api/v1/devices/<id>/energy` answer: energy through the battery and the grid, per bucket,
+/// integrated from the stored packets.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Energy {
+    pub device_id: String,
+    /// The covered range, aligned to whole buckets (UTC).
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    pub bucket_s: i64,
+    /// Longest gap between packets that is bridged by holding the earlier packet's power; a
+    /// packet before a longer gap stands for its own second only.
+    pub max_gap_s: i64,
+    /// Buckets with packets, oldest first.
+    pub buckets: Vec<EnergyBucket>,
+}
+
+/// Energy in one bucket, kWh, each direction on its own (the spec's signs: battery power + is
+/// charging, grid power − is exporting).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct EnergyBucket {
+    pub time: DateTime<Utc>,
+    pub charged_kwh: f64,
+    pub discharged_kwh: f64,
+    pub imported_kwh: f64,
+    pub exported_kwh: f64,
+    /// Seconds the packets of the bucket stand for (86,400 for a full day at 1 Hz).
+    pub covered_s: f64,
+}
+
 /// `GET /api/v1/devices/<id>/telemetry` answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct History {

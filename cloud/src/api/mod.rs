@@ -6,6 +6,7 @@ pub mod commands;
 pub mod dashboard;
 pub mod device_access;
 pub mod devices;
+pub mod energy;
 pub mod health;
 pub mod history;
 pub mod tokens;
@@ -24,6 +25,7 @@ pub fn routes() -> Vec<Route> {
         devices::routes(),
         device_access::routes(),
         history::routes(),
+        energy::routes(),
         commands::routes(),
         dashboard::routes(),
     ]

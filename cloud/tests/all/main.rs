@@ -15,6 +15,7 @@ mod compression_and_retention;
 mod dashboard_browser;
 mod dashboard_serving;
 mod device_access;
+mod energy_accounting;
 mod events_derived;
 mod extreme_values_keep_history_working;
 mod forged_notices;
