@@ -88,6 +88,8 @@ pub enum Command {
     Commands(Commands),
     /// Events derived from the device's telemetry (state changes, errors), newest first
     Events(Events),
+    /// Energy per day (or --bucket): kWh charged, discharged, imported, exported
+    Energy(EnergyArgs),
     /// API tokens (admin)
     #[command(subcommand)]
     Tokens(Tokens),
@@ -224,6 +226,20 @@ pub struct Events {
     /// At most this many (1 to 10000)
     #[arg(long, default_value_t = 50)]
     pub limit: u32,
+}
+
+/// `energy`: kWh per bucket from the stored telemetry.
+#[derive(Debug, Args)]
+pub struct EnergyArgs {
+    /// Start, same forms as `history --from` (default: a day before --to)
+    #[arg(long, allow_hyphen_values = true)]
+    pub from: Option<String>,
+    /// End (exclusive) (default: now)
+    #[arg(long, allow_hyphen_values = true)]
+    pub to: Option<String>,
+    /// Bucket width, 1m to 31d (default 1d, UTC days)
+    #[arg(long)]
+    pub bucket: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -5,6 +5,7 @@ mod command;
 mod commands;
 mod devices;
 mod docs;
+mod energy;
 mod events;
 mod history;
 mod status;
@@ -79,6 +80,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Devices(sub) => devices::run(&ctx, sub).await,
         Command::Commands(sub) => commands::run(&ctx, sub).await,
         Command::Events(args) => events::run(&ctx, args).await,
+        Command::Energy(args) => energy::run(&ctx, args).await,
         Command::Tokens(sub) => tokens::run(&ctx, sub).await,
         Command::Audit(args) => audit::run(&ctx, args).await,
         Command::Completions { .. } | Command::Man { .. } => unreachable!("handled above"),
