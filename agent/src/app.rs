@@ -1,6 +1,8 @@
 //! Wiring: buses, devices and the loop from a config, as the binary and the tests start them.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use ems_protocol::{Command, CommandAnswer};
@@ -11,6 +13,7 @@ use crate::bus::{self, BusHandle};
 use crate::clock::Clock;
 use crate::config::AgentConfig;
 use crate::devices::{self, DeviceHandle, LoadError};
+use crate::metrics::{DeviceSource, Metrics};
 use crate::run::{Agent, Channels, CommandRequest, Status};
 use crate::uplink::connect::ConnectError;
 use crate::uplink::queue::{Budget, Queue};
@@ -26,6 +29,12 @@ pub enum StartError {
     /// A device's driver plugin or options.
     #[error(transparent)]
     Device(#[from] LoadError),
+    /// The metrics endpoint's address (`metrics.listen`) could not be bound.
+    #[error("metrics.listen {addr}: {source}")]
+    Metrics {
+        addr: String,
+        source: std::io::Error,
+    },
 }
 
 /// A running agent and the ends of its channels.
@@ -37,6 +46,9 @@ pub struct RunningAgent {
     pub uplink: watch::Receiver<UplinkStats>,
     /// The wall clock of the telemetry timestamps (tests shift it).
     pub clock: Clock,
+    /// Where `GET /metrics` is served, when `metrics.listen` is set (the bound address, so a
+    /// config with port 0 learns its port).
+    pub metrics_addr: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -64,6 +76,11 @@ impl RunningAgent {
 /// Spawns the buses, loads the drivers, starts one poller per device, the loop and the uplink
 /// (its queue always; its socket when `uplink.url` is set).
 pub fn start(config: AgentConfig) -> Result<RunningAgent, StartError> {
+    // Bound first, so a taken port fails the start before any device is touched.
+    let metrics_listener = match &config.metrics.listen {
+        Some(addr) => Some(bind_metrics(addr)?),
+        None => None,
+    };
     let up = &config.uplink;
     let token = match &up.token_file {
         Some(path) if up.url.is_some() => connect::read_token(path)?,
@@ -110,7 +127,35 @@ pub fn start(config: AgentConfig) -> Result<RunningAgent, StartError> {
     let (uplink, uplink_rx) = Uplink::new(uplink_opts, queue, tel_rx, cmd_tx.clone(), link_tx);
     let uplink_task = tokio::spawn(uplink.run(stop_rx.clone()));
     let clock = Clock::default();
-    let agent = Agent::new(config, devices.clone(), clock.clone());
+    let agent = Agent::new(config.clone(), devices.clone(), clock.clone());
+    let mut tasks = vec![uplink_task];
+    let mut metrics_addr = None;
+    if let Some(listener) = metrics_listener {
+        let mut metrics = Metrics::new(
+            &agent.cycle_metrics(),
+            buses.clone(),
+            status_rx.clone(),
+            uplink_rx.clone(),
+        );
+        for d in &devices {
+            let cfg = &config.devices[&d.name];
+            metrics.add_device(DeviceSource {
+                device: d.clone(),
+                bus: cfg.bus.clone(),
+                target: cfg.unit.or(cfg.address),
+            });
+        }
+        metrics_addr = listener.local_addr().ok();
+        tracing::info!(
+            "metrics on http://{}/metrics",
+            metrics_addr.map_or_else(String::new, |a| a.to_string())
+        );
+        tasks.push(tokio::spawn(crate::metrics::serve(
+            listener,
+            Arc::new(metrics),
+            stop_rx.clone(),
+        )));
+    }
     let task = tokio::spawn(agent.run(Channels {
         telemetry: tel_tx,
         commands: cmd_rx,
@@ -118,6 +163,7 @@ pub fn start(config: AgentConfig) -> Result<RunningAgent, StartError> {
         status: status_tx,
         shutdown: stop_rx,
     }));
+    tasks.insert(0, task);
     Ok(RunningAgent {
         buses,
         devices,
@@ -125,7 +171,19 @@ pub fn start(config: AgentConfig) -> Result<RunningAgent, StartError> {
         status: status_rx,
         uplink: uplink_rx,
         clock,
+        metrics_addr,
         shutdown: stop_tx,
-        tasks: vec![task, uplink_task],
+        tasks,
     })
+}
+
+/// Binds the metrics endpoint (must run inside the tokio runtime).
+fn bind_metrics(addr: &str) -> Result<tokio::net::TcpListener, StartError> {
+    let fail = |source| StartError::Metrics {
+        addr: addr.to_string(),
+        source,
+    };
+    let listener = std::net::TcpListener::bind(addr).map_err(fail)?;
+    listener.set_nonblocking(true).map_err(fail)?;
+    tokio::net::TcpListener::from_std(listener).map_err(fail)
 }

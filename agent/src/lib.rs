@@ -11,6 +11,7 @@
 //! - [`devices`]: driver plugins per device, and one poller task per device with backoff.
 //! - [`site`]: composing measurements from the devices (which device stands for what,
 //!   COMM_LOSS) and the spec's telemetry packet.
+//! - [`metrics`]: Prometheus metrics and the minimal HTTP responder serving `GET /metrics`.
 //! - [`run`]: the 1 Hz loop, aligned to wall-clock seconds, and command handling.
 //! - [`uplink`]: the WSS client to the cloud and the store-and-forward queue; its rules
 //!   (window, resend, backlog, command de-duplication, liveness) are plain state in
@@ -22,6 +23,7 @@ pub mod clock;
 pub mod config;
 pub mod control;
 pub mod devices;
+pub mod metrics;
 pub mod run;
 pub mod site;
 pub mod uplink;

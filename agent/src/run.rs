@@ -18,6 +18,7 @@ use crate::clock::Clock;
 use crate::config::AgentConfig;
 use crate::control::{Controller, Decision};
 use crate::devices::DeviceHandle;
+use crate::metrics::CycleMetrics;
 use crate::site::{self, Source};
 
 /// How many answered command ids are remembered for de-duplication.
@@ -63,6 +64,8 @@ pub struct Agent {
     /// Telemetry fields currently sent as `null` because their values are implausible (logged
     /// when the set changes, not every second).
     implausible: Vec<&'static str>,
+    /// Cycle duration and count, for the metrics endpoint.
+    cycle_metrics: CycleMetrics,
 }
 
 impl Agent {
@@ -77,7 +80,13 @@ impl Agent {
             answered: HashMap::new(),
             answered_order: VecDeque::new(),
             implausible: Vec::new(),
+            cycle_metrics: CycleMetrics::default(),
         }
+    }
+
+    /// The loop's cycle metrics (clones share the values).
+    pub fn cycle_metrics(&self) -> CycleMetrics {
+        self.cycle_metrics.clone()
     }
 
     fn inverter(&self) -> Option<&DeviceHandle> {
@@ -145,7 +154,10 @@ impl Agent {
                 }
                 _ = tokio::time::sleep(until(&self.clock, next)) => {
                     let link = *ch.link_up.borrow();
+                    let started = Instant::now();
                     let status = self.cycle(next, link).await;
+                    self.cycle_metrics.seconds.observe(started.elapsed().as_secs_f64());
+                    self.cycle_metrics.cycles.inc();
                     let publish = self.seconds.check(status.telemetry.timestamp.unix());
                     if publish && ch.telemetry.try_send(status.telemetry.clone()).is_err() {
                         tracing::warn!("telemetry channel full or closed; packet {} not queued", status.telemetry.timestamp);

@@ -17,7 +17,9 @@ use std::path::{Path, PathBuf};
 use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 
-pub use model::{AgentConfig, BusConfig, CommSettings, DeviceConfig, Parity, UplinkSettings};
+pub use model::{
+    AgentConfig, BusConfig, CommSettings, DeviceConfig, MetricsSettings, Parity, UplinkSettings,
+};
 
 /// The commented default config printed by `ems-agent generate-config`.
 pub const DEFAULT_CONFIG: &str = include_str!("../../../config/agent.default.toml");

@@ -30,6 +30,9 @@ pub struct AgentConfig {
     pub comm: CommSettings,
     #[serde(default)]
     pub uplink: UplinkSettings,
+    /// Prometheus metrics (`GET /metrics`); off unless `listen` is set.
+    #[serde(default)]
+    pub metrics: MetricsSettings,
     /// Physical buses by name.
     #[serde(default)]
     pub buses: BTreeMap<String, BusConfig>,
@@ -117,6 +120,15 @@ impl Default for UplinkSettings {
             reconnect_max_s: 60.0,
         }
     }
+}
+
+/// The Prometheus endpoint. Off by default: the Pi's loopback-only by choice of address.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSettings {
+    /// Address to serve `GET /metrics` on, `ip:port` (e.g. `127.0.0.1:9101`). Absent: no
+    /// metrics endpoint, no socket.
+    pub listen: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

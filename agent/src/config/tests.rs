@@ -195,3 +195,15 @@ fn allow_insecure_permits_plain_ws_to_another_host() {
     assert!(!parse(BASE).unwrap().uplink.allow_insecure);
     assert!(!parse(DEFAULT_CONFIG).unwrap().uplink.allow_insecure);
 }
+
+#[test]
+fn metrics_listen_must_be_an_address() {
+    expect_err(
+        &format!("{BASE}\n[metrics]\nlisten = \"localhost\"\n"),
+        "metrics.listen",
+        "not an ip:port address",
+    );
+    let c = parse(&format!("{BASE}\n[metrics]\nlisten = \"127.0.0.1:9101\"\n")).unwrap();
+    assert_eq!(c.metrics.listen.as_deref(), Some("127.0.0.1:9101"));
+    assert_eq!(parse(BASE).unwrap().metrics.listen, None);
+}

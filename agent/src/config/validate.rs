@@ -39,6 +39,15 @@ pub fn check(c: &AgentConfig, file: &str) -> Result<(), ConfigError> {
         return err("device_id", e.to_string());
     }
 
+    if let Some(listen) = &c.metrics.listen
+        && let Err(e) = listen.parse::<std::net::SocketAddr>()
+    {
+        return err(
+            "metrics.listen",
+            format!("{listen:?} is not an ip:port address ({e})"),
+        );
+    }
+
     let b = &c.battery;
     let finite = [
         ("battery.soc_min_pct", b.soc_min_pct),

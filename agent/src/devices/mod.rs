@@ -48,6 +48,9 @@ pub struct DeviceSlot {
     pub write_failing_since: Option<Instant>,
     /// How the last failed write failed.
     pub write_failure: Option<WriteFailure>,
+    /// Seconds per poll, observed by the poller when metrics are on (shared with
+    /// [`crate::metrics::Metrics`]).
+    pub poll_seconds: Option<prometheus_client::metrics::histogram::Histogram>,
 }
 
 /// Why a device has no working driver instance at the moment.

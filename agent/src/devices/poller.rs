@@ -175,11 +175,15 @@ impl Poller {
 
     /// Polls once, records the outcome and returns when to poll next.
     async fn poll(&mut self) -> tokio::time::Instant {
+        let started = Instant::now();
         let result = self.call("poll", |i, b| i.poll(b)).await;
         let failures = {
             let name = self.name.clone();
             let mut s = self.slot();
             s.polls += 1;
+            if let Some(h) = &s.poll_seconds {
+                h.observe(started.elapsed().as_secs_f64());
+            }
             match result {
                 Ok(readings) => {
                     s.readings = Some(readings);
