@@ -84,6 +84,33 @@ pub const PLAUSIBLE: &[(&str, f64, f64, &str)] = &[
 ];
 
 impl Telemetry {
+    /// A plausible packet of `device_id` at `timestamp` with `soc`: the spec example's values
+    /// (charging 558.6 W, 10.5 A at 53.2 V; exporting 200 W at 230.1 V, 50 Hz; AUTO), without
+    /// error flags. For tests, benches and examples.
+    pub fn example(device_id: &str, timestamp: Timestamp, soc: f64) -> Self {
+        Telemetry {
+            device_id: device_id.into(),
+            timestamp,
+            system_status: SystemStatus {
+                state: State::Charging,
+                mode: Mode::Auto,
+                error_flags: Vec::new(),
+                wifi_strength: Some(-45),
+            },
+            battery: Battery {
+                voltage: Some(53.2),
+                current: Some(10.5),
+                power: Some(558.6),
+                soc: Some(soc),
+            },
+            grid: Grid {
+                voltage: Some(230.1),
+                power: Some(-200.0),
+                frequency: Some(50.0),
+            },
+        }
+    }
+
     /// Parses and validates one packet. Unknown fields are ignored here (they are additive
     /// extensions; see [`telemetry_extensions`] to keep them).
     pub fn parse(text: &str) -> Result<Self, ProtocolError> {

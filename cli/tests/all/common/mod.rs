@@ -12,10 +12,7 @@ use ems_cloud::db::Db;
 use ems_cloud::server::Running;
 use ems_protocol::api::{DeviceCreated, NewDevice, NewToken, Role, TokenCreated};
 use ems_protocol::telemetry::Timestamp;
-use ems_protocol::{
-    AnswerStatus, Battery, Command, CommandAnswer, Downstream, Grid, Mode, State, SystemStatus,
-    Telemetry, parse_downstream,
-};
+use ems_protocol::{AnswerStatus, Command, CommandAnswer, Downstream, Telemetry, parse_downstream};
 use ems_testkit::process::{AsyncChildGuard, SpawnGuarded};
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
@@ -236,27 +233,7 @@ pub fn write_default_config(home: &Path, body: &str) -> PathBuf {
 
 /// A spec packet: charging 558.6 W, exporting 200 W; `soc` varies so packets differ.
 pub fn packet(device_id: &str, ts: Timestamp, soc: f64) -> Telemetry {
-    Telemetry {
-        device_id: device_id.into(),
-        timestamp: ts,
-        system_status: SystemStatus {
-            state: State::Charging,
-            mode: Mode::Auto,
-            error_flags: vec![],
-            wifi_strength: Some(-45),
-        },
-        battery: Battery {
-            voltage: Some(53.2),
-            current: Some(10.5),
-            power: Some(558.6),
-            soc: Some(soc),
-        },
-        grid: Grid {
-            voltage: Some(230.1),
-            power: Some(-200.0),
-            frequency: Some(50.0),
-        },
-    }
+    Telemetry::example(device_id, ts, soc)
 }
 
 /// `n` consecutive seconds ending `before_s` seconds ago.

@@ -9,9 +9,7 @@ use ems_cloud::db::Db;
 use ems_cloud::server::Running;
 use ems_protocol::api::{DeviceCreated, NewDevice, NewToken, Role, TokenCreated};
 use ems_protocol::telemetry::Timestamp;
-use ems_protocol::{
-    Battery, Downstream, ErrorFlag, Grid, Mode, State, SystemStatus, Telemetry, parse_downstream,
-};
+use ems_protocol::{Downstream, Telemetry, parse_downstream};
 use futures_util::{SinkExt, StreamExt};
 use rocket::figment::Figment;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -274,27 +272,7 @@ pub async fn count_rows(url: &str, sql: &str) -> i64 {
 
 /// A spec packet with easy values; `soc` varies so packets differ.
 pub fn packet(device_id: &str, ts: Timestamp, soc: f64) -> Telemetry {
-    Telemetry {
-        device_id: device_id.into(),
-        timestamp: ts,
-        system_status: SystemStatus {
-            state: State::Charging,
-            mode: Mode::Auto,
-            error_flags: Vec::<ErrorFlag>::new(),
-            wifi_strength: Some(-45),
-        },
-        battery: Battery {
-            voltage: Some(53.2),
-            current: Some(10.5),
-            power: Some(558.6),
-            soc: Some(soc),
-        },
-        grid: Grid {
-            voltage: Some(230.1),
-            power: Some(-200.0),
-            frequency: Some(50.0),
-        },
-    }
+    Telemetry::example(device_id, ts, soc)
 }
 
 /// `n` consecutive seconds ending a minute ago.
