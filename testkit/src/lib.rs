@@ -9,10 +9,13 @@
 //! - [`process`]: child processes (agent, emsctl, any program a test runs) that are killed when
 //!   the test ends, panics or is killed.
 //! - [`pty`]: linked pseudo-terminal pairs in raw mode, with an async stream for the master side.
+//! - [`tls`] (feature `tls`): a self-signed certificate for 127.0.0.1 in PEM files.
 //! - [`wait`]: wait for a condition with a deadline instead of sleeping "long enough".
 
 #[cfg(feature = "pg")]
 pub mod pg;
 pub mod process;
 pub mod pty;
+#[cfg(feature = "tls")]
+pub mod tls;
 pub mod wait;

@@ -17,14 +17,11 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn self_signed_server_needs_the_ca_file() {
-    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let cert_path = dir.path().join("cert.pem");
-    let key_path = dir.path().join("key.pem");
-    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
-    std::fs::write(&key_path, cert.key_pair.serialize_pem()).unwrap();
+    let tls = ems_testkit::tls::SelfSigned::for_localhost(dir.path()).unwrap();
+    let (cert_path, key_path) = (tls.cert_path.clone(), tls.key_path.clone());
     let http = reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap())
+        .add_root_certificate(reqwest::Certificate::from_pem(tls.cert_pem.as_bytes()).unwrap())
         .build()
         .unwrap();
     let (c, k) = (cert_path.clone(), key_path.clone());
@@ -75,7 +72,11 @@ async fn self_signed_server_needs_the_ca_file() {
     assert!(line.starts_with("watching"), "{line}");
     // The test's device connects over WSS with the same certificate.
     let mut roots = RootCertStore::empty();
-    roots.add(cert.cert.der().clone()).unwrap();
+    roots
+        .add(tokio_rustls::rustls::pki_types::CertificateDer::from(
+            tls.cert_der.clone(),
+        ))
+        .unwrap();
     let config = ClientConfig::builder_with_provider(Arc::new(crypto::ring::default_provider()))
         .with_safe_default_protocol_versions()
         .unwrap()

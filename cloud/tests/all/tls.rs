@@ -14,19 +14,16 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn https_api_and_wss_device_socket() {
-    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let cert_path = dir.path().join("cert.pem");
-    let key_path = dir.path().join("key.pem");
-    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
-    std::fs::write(&key_path, cert.key_pair.serialize_pem()).unwrap();
+    let tls = ems_testkit::tls::SelfSigned::for_localhost(dir.path()).unwrap();
+    let (cert_path, key_path) = (tls.cert_path.clone(), tls.key_path.clone());
 
     let url = ems_testkit::pg::fresh_database().await;
     let fig = figment(&url)
         .merge(("tls.certs", cert_path.to_str().unwrap()))
         .merge(("tls.key", key_path.to_str().unwrap()));
     let http = reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap())
+        .add_root_certificate(reqwest::Certificate::from_pem(tls.cert_pem.as_bytes()).unwrap())
         .build()
         .unwrap();
     let server = TestServer::with(fig, &url, http).await;
@@ -39,7 +36,11 @@ async fn https_api_and_wss_device_socket() {
 
     // WSS with the generated certificate as the only trusted root.
     let mut roots = RootCertStore::empty();
-    roots.add(cert.cert.der().clone()).unwrap();
+    roots
+        .add(tokio_rustls::rustls::pki_types::CertificateDer::from(
+            tls.cert_der.clone(),
+        ))
+        .unwrap();
     let config = ClientConfig::builder()
         .with_root_certificates(roots)
         .with_no_client_auth();
