@@ -125,6 +125,7 @@ pub fn start(config: AgentConfig) -> Result<RunningAgent, StartError> {
     let (link_tx, link_rx) = watch::channel(false);
     let (stop_tx, stop_rx) = watch::channel(false);
     let (uplink, uplink_rx) = Uplink::new(uplink_opts, queue, tel_rx, cmd_tx.clone(), link_tx);
+    let shared_queue = uplink.shared_queue();
     let uplink_task = tokio::spawn(uplink.run(stop_rx.clone()));
     let clock = Clock::default();
     let agent = Agent::new(config.clone(), devices.clone(), clock.clone());
@@ -137,6 +138,7 @@ pub fn start(config: AgentConfig) -> Result<RunningAgent, StartError> {
             status_rx.clone(),
             uplink_rx.clone(),
         );
+        metrics.set_queue(shared_queue);
         for d in &devices {
             let cfg = &config.devices[&d.name];
             metrics.add_device(DeviceSource {

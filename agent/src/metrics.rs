@@ -10,7 +10,8 @@
 //! slow or hostile client cannot hold the endpoint or the agent's memory.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -19,7 +20,6 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
-use std::sync::atomic::AtomicU64;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -28,6 +28,7 @@ use crate::bus::BusHandle;
 use crate::devices::DeviceHandle;
 use crate::run::Status;
 use crate::uplink::UplinkStats;
+use crate::uplink::queue::Queue;
 
 /// A request larger than this (request line and headers) is refused with 431.
 pub const MAX_REQUEST_BYTES: usize = 4096;
@@ -84,6 +85,8 @@ pub struct Metrics {
     buses: BTreeMap<String, BusHandle>,
     status: watch::Receiver<Option<Status>>,
     uplink: watch::Receiver<UplinkStats>,
+    /// The uplink's queue, for the oldest packet's age.
+    queue: Option<Arc<Mutex<Queue>>>,
     device_transactions: Family<DeviceLabel, Counter>,
     device_errors: Family<DeviceLabel, Counter>,
     device_timeouts: Family<DeviceLabel, Counter>,
@@ -92,6 +95,7 @@ pub struct Metrics {
     bus_transactions: Family<BusLabel, Counter>,
     link_up: Gauge,
     queue_depth: Gauge,
+    queue_oldest_age_s: Gauge,
     quarantined: Counter,
     evicted: Counter,
     setpoint_w: Gauge<f64, AtomicU64>,
@@ -119,7 +123,9 @@ impl Metrics {
             device_poll_failures: Family::default(),
             bus_transactions: Family::default(),
             link_up: Gauge::default(),
+            queue: None,
             queue_depth: Gauge::default(),
+            queue_oldest_age_s: Gauge::default(),
             quarantined: Counter::default(),
             evicted: Counter::default(),
             setpoint_w: Gauge::default(),
@@ -178,6 +184,11 @@ impl Metrics {
             m.queue_depth.clone(),
         );
         registry.register(
+            "uplink_queue_oldest_age_seconds",
+            "How long the oldest queued packet has waited, s (0 when empty)",
+            m.queue_oldest_age_s.clone(),
+        );
+        registry.register(
             "uplink_quarantined",
             "Packets the cloud refused for good (quarantined, never resent)",
             m.quarantined.clone(),
@@ -210,6 +221,11 @@ impl Metrics {
         self.devices.push(source);
     }
 
+    /// Reads the oldest queued packet's age from `queue` at each scrape.
+    pub fn set_queue(&mut self, queue: Arc<Mutex<Queue>>) {
+        self.queue = Some(queue);
+    }
+
     /// Reads the agent's state into the gauges and counters, then writes the text format.
     pub fn encode(&self) -> String {
         for d in &self.devices {
@@ -239,6 +255,13 @@ impl Metrics {
         let up = self.uplink.borrow().clone();
         self.link_up.set(i64::from(up.connected));
         self.queue_depth.set(up.queued as i64);
+        if let Some(queue) = &self.queue {
+            let age = queue
+                .lock()
+                .map_or(Ok(None), |q| q.oldest_age_s())
+                .unwrap_or(None);
+            self.queue_oldest_age_s.set(age.unwrap_or(0));
+        }
         self.quarantined
             .inner()
             .store(up.quarantined_total, Ordering::Relaxed);
@@ -270,7 +293,7 @@ where
 /// Serves `GET /metrics` on `listener` until `shutdown` becomes true.
 pub async fn serve(
     listener: TcpListener,
-    metrics: std::sync::Arc<Metrics>,
+    metrics: Arc<Metrics>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {

@@ -139,6 +139,11 @@ impl Uplink {
         lock(&self.queue)
     }
 
+    /// The queue, shared (the metrics endpoint reads the oldest packet's age from it).
+    pub fn shared_queue(&self) -> Arc<Mutex<Queue>> {
+        self.queue.clone()
+    }
+
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
         if let (Some(telemetry), Some(live)) = (self.telemetry.take(), self.live_tx.take()) {
             tokio::spawn(write_queue(

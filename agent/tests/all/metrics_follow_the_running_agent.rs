@@ -61,6 +61,19 @@ async fn metrics_move_with_the_agent() {
     assert_eq!(sample(&second, "ems_agent_uplink_link_up"), 0.0);
     assert_eq!(sample(&second, "ems_agent_uplink_quarantined_total"), 0.0);
     assert!(sample(&second, "ems_agent_uplink_queue_depth") >= 1.0);
+    // Nothing leaves the queue without a cloud: the oldest packet ages (whole seconds).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let t = scrape().await;
+        if sample(&t, "ems_agent_uplink_queue_oldest_age_seconds") >= 2.0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "oldest packet does not age:\n{t}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     assert!(second.contains("ems_agent_battery_setpoint_watts "));
     assert!(second.contains("ems_agent_battery_power_watts "));
     assert!(second.contains("ems_agent_device_bus_crc_errors_total{device=\"inverter\"} 0"));

@@ -255,6 +255,21 @@ impl Queue {
         Ok(moved)
     }
 
+    /// How long the oldest packet (by timestamp) has been queued, s on the queue's clock; `None`
+    /// when the queue is empty. One primary-key lookup (cheap enough for every scrape).
+    pub fn oldest_age_s(&self) -> Result<Option<i64>, QueueError> {
+        let queued_at: Option<Option<i64>> = self
+            .conn
+            .query_row(
+                "SELECT queued_at FROM telemetry ORDER BY ts LIMIT 1",
+                [],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(self.err())?;
+        Ok(queued_at.flatten().map(|at| (self.queue_now() - at).max(0)))
+    }
+
     /// Packets quarantined since the queue was created.
     pub fn quarantined_total(&self) -> Result<u64, QueueError> {
         self.counter("quarantined")

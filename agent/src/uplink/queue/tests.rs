@@ -267,3 +267,14 @@ fn answers_are_remembered() {
     assert_eq!(q.answer("c1").unwrap(), Some(a));
     assert_eq!(q.answer("c2").unwrap(), None);
 }
+
+#[test]
+fn oldest_age_is_read_on_the_queue_clock() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut q, _) = Queue::open_or_recover(&dir.path().join("q.sqlite"), Budget::default());
+    assert_eq!(q.oldest_age_s().unwrap(), None);
+    let now = q.queue_now();
+    q.push_at(&packet(1000), now - 30).unwrap();
+    q.push_at(&packet(1001), now - 10).unwrap();
+    assert_eq!(q.oldest_age_s().unwrap(), Some(30));
+}
