@@ -4,6 +4,7 @@
 #                   with EMS_TIMESCALEDB_SRC=path/timescaledb-<version>.tar.gz also TimescaleDB
 #   ./dev.sh test   deps, build everything (driver .so files included), run all tests
 #   ./dev.sh up     deps, build, start PostgreSQL + ems-cloud + ems-sim + ems-agent locally
+#                   (`source .ems-local/env` then sets emsctl up for it in any shell)
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -108,5 +109,5 @@ case "${1:-}" in
     deps) deps ;;
     test) deps; run_tests ;;
     up) shift; deps; up "$@" ;;
-    *) sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+    *) sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

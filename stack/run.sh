@@ -4,8 +4,14 @@
 # and ems-agent with the drivers from this build. Ctrl-C stops everything (the agent sets the
 # battery to 0 W first). Running it again reuses the data, the device and the tokens.
 #
+# When it runs it writes $EMS_LOCAL_DIR/env: `source .ems-local/env` in any shell puts emsctl on
+# the PATH and points it at this stack (URL, operator token, device), so `emsctl status` works
+# as typed. A personal ~/.config/emsctl/config.toml is never touched.
+#
+# Options: --no-build  use the binaries already built (for tests; the dashboard is not built).
 # Environment: EMS_LOCAL_DIR (state, default .ems-local), EMS_PG_PORT (55432),
-# EMS_CLOUD_PORT (8000), EMS_PROFILE (debug | release, default debug).
+# EMS_CLOUD_PORT (8000), EMS_PROFILE (debug | release, default debug), EMS_BIN_DIR (the built
+# binaries and driver .so files, default target/$EMS_PROFILE).
 set -euo pipefail
 # Each component in its own process group: Ctrl-C reaches only this script, which then stops
 # them in order (the agent must still reach the inverter to command 0 W).
@@ -17,7 +23,14 @@ PG_PORT=${EMS_PG_PORT:-55432}
 CLOUD_PORT=${EMS_CLOUD_PORT:-8000}
 PROFILE=${EMS_PROFILE:-debug}
 DEVICE=sim_001
-BIN=$ROOT/target/$PROFILE
+BIN=${EMS_BIN_DIR:-$ROOT/target/$PROFILE}
+BUILD=1
+for arg in "$@"; do
+    case $arg in
+        --no-build) BUILD=0 ;;
+        *) echo "usage: $0 [--no-build]" >&2; exit 2 ;;
+    esac
+done
 
 step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
@@ -43,12 +56,26 @@ wait_port() { # host port what seconds
     done
 }
 
+# Every component also gets a signal when this script dies, even by SIGKILL (a test that is
+# killed, a closed terminal): no PostgreSQL or agent is left behind on the ports.
+TERM_WITH_US=() INT_WITH_US=()
+if setpriv --help 2>/dev/null | grep -q -- --pdeathsig; then
+    TERM_WITH_US=(setpriv --pdeathsig TERM --)
+    INT_WITH_US=(setpriv --pdeathsig INT --) # PostgreSQL's fast shutdown
+fi
+
 mkdir -p "$STATE"
+STATE=$(cd "$STATE" && pwd)
 
-step "building ($PROFILE)"
-if [[ $PROFILE == release ]]; then cargo build --workspace --release; else cargo build --workspace; fi
+if ((BUILD)); then
+    step "building ($PROFILE)"
+    if [[ $PROFILE == release ]]; then cargo build --workspace --release; else cargo build --workspace; fi
+fi
+for exe in ems-cloud ems-sim ems-agent emsctl; do
+    [[ -x $BIN/$exe ]] || die "$BIN/$exe is missing: build the workspace first (cargo build --workspace)"
+done
 
-if [[ -f dashboard/package.json ]]; then
+if ((BUILD)) && [[ -f dashboard/package.json ]]; then
     if command -v npm >/dev/null; then
         step "building the dashboard"
         if ! (cd dashboard && { [[ -d node_modules ]] || npm ci --no-audit --no-fund; } && npm run build); then
@@ -87,7 +114,11 @@ if [[ -f $PGBIN/../lib/timescaledb.so ]]; then
 else
     echo "TimescaleDB not installed: ems-cloud uses plain PostgreSQL tables (see README)"
 fi
-"${RUNAS[@]}" "$PGBIN/postgres" -D "$PGDATA" -p "$PG_PORT" -k "$PGDATA" "${PGOPTS[@]}" \
+PGRUN=("${INT_WITH_US[@]}")
+# runuser ignores SIGINT but passes SIGTERM on; it drops the parent-death signal with the user
+# change, so postgres gets its own.
+((${#RUNAS[@]} == 0)) || PGRUN=("${TERM_WITH_US[@]}" "${RUNAS[@]}" "${INT_WITH_US[@]}")
+"${PGRUN[@]}" "$PGBIN/postgres" -D "$PGDATA" -p "$PG_PORT" -k "$PGDATA" "${PGOPTS[@]}" \
     >"$STATE/postgres.log" 2>&1 &
 PIDS+=($!)
 wait_port 127.0.0.1 "$PG_PORT" PostgreSQL 30
@@ -100,22 +131,22 @@ export ROCKET_ADDRESS=127.0.0.1 ROCKET_PORT=$CLOUD_PORT ROCKET_LOG_LEVEL=critica
 export EMS_CLOUD_DASHBOARD_DIR=$ROOT/dashboard/dist
 
 step "ems-cloud on http://127.0.0.1:$CLOUD_PORT"
-"$BIN/ems-cloud" serve >"$STATE/cloud.log" 2>&1 &
+"${TERM_WITH_US[@]}" "$BIN/ems-cloud" serve >"$STATE/cloud.log" 2>&1 &
 PIDS+=($!)
 wait_port 127.0.0.1 "$CLOUD_PORT" ems-cloud 60
 if [[ ! -s $STATE/$DEVICE.token ]]; then
-    "$BIN/ems-cloud" add-device "$DEVICE" --name "Simulated site" >"$STATE/$DEVICE.token.new" ||
+    "$BIN/ems-cloud" add-device "$DEVICE" --name "Simulated site" >"$STATE/$DEVICE.token.new" 2>>"$STATE/cloud.log" ||
         die "cannot register $DEVICE; if it exists but $STATE/$DEVICE.token was lost (tokens are shown once), start afresh: rm -rf $STATE $PGDATA"
     mv "$STATE/$DEVICE.token.new" "$STATE/$DEVICE.token"
 fi
 chmod 600 "$STATE/$DEVICE.token"
 if [[ ! -s $STATE/operator.token ]]; then
-    "$BIN/ems-cloud" create-token --role operator --name local-operator >"$STATE/operator.token"
+    "$BIN/ems-cloud" create-token --role operator --name local-operator >"$STATE/operator.token" 2>>"$STATE/cloud.log"
     chmod 600 "$STATE/operator.token"
 fi
 
 step "ems-sim (simulated site) in $STATE/sim"
-"$BIN/ems-sim" --dir "$STATE/sim" >"$STATE/sim.log" 2>&1 &
+"${TERM_WITH_US[@]}" "$BIN/ems-sim" --dir "$STATE/sim" >"$STATE/sim.log" 2>&1 &
 PIDS+=($!)
 for _ in $(seq 100); do [[ -S $STATE/sim/i2c.sock ]] && break; sleep 0.1; done
 [[ -S $STATE/sim/i2c.sock ]] || die "ems-sim did not start (see $STATE/sim.log)"
@@ -129,18 +160,39 @@ sed -e "s|^data_dir = .*|data_dir = \"$STATE/agent\"|" \
     -e "s|^path = .*|path = \"$STATE/sim/i2c.sock\"|" \
     config/sim.toml >"$STATE/agent.toml"
 "$BIN/ems-agent" --config "$STATE/agent.toml" check-config >/dev/null
-EMS_LOG=${EMS_LOG:-warn} "$BIN/ems-agent" --config "$STATE/agent.toml" run >"$STATE/agent.log" 2>&1 &
+EMS_LOG=${EMS_LOG:-warn} "${TERM_WITH_US[@]}" "$BIN/ems-agent" --config "$STATE/agent.toml" run >"$STATE/agent.log" 2>&1 &
 PIDS+=($!)
 
 OPERATOR=$(cat "$STATE/operator.token")
+
+# emsctl's settings for this stack in a file of its own (a personal config is left alone), and an
+# env file that points emsctl at it; rewritten on every start, as the port may have changed.
+(
+    umask 077
+    printf 'url = "http://127.0.0.1:%s"\ntoken = "%s"\ndevice = "%s"\n' \
+        "$CLOUD_PORT" "$OPERATOR" "$DEVICE" >"$STATE/emsctl.toml.new"
+    mv "$STATE/emsctl.toml.new" "$STATE/emsctl.toml"
+)
+cat >"$STATE/env.new" <<ENV
+# \`source $STATE/env\`: emsctl (and the other ems programs) on the PATH, set up for the local
+# stack in $STATE. Written by stack/run.sh.
+case ":\$PATH:" in *:$(printf %q "$BIN"):*) ;; *) export PATH=$(printf %q "$BIN"):"\$PATH" ;; esac
+export EMSCTL_CONFIG=$(printf %q "$STATE/emsctl.toml")
+# These would take precedence over the file: in this shell emsctl talks to the local stack.
+unset EMS_URL EMS_TOKEN EMS_DEVICE EMS_CA_FILE
+ENV
+mv "$STATE/env.new" "$STATE/env"
+
 cat <<MSG
 
 ems is running.
   Dashboard:       http://127.0.0.1:$CLOUD_PORT/
   Operator token:  $OPERATOR
-  Try:             $BIN/emsctl --url http://127.0.0.1:$CLOUD_PORT --token $OPERATOR --device $DEVICE set-mode MANUAL_DISCHARGE --power 500
-                   $BIN/emsctl --url http://127.0.0.1:$CLOUD_PORT --token $OPERATOR --device $DEVICE status
-  Inject a fault:  $BIN/ems-sim --dir $STATE/sim --send 'temperature 60'   (see sim/README.md)
+  In any shell:    source $(printf %q "$STATE/env")
+  Then try:        emsctl set-mode MANUAL_DISCHARGE --power 500
+                   emsctl status
+                   emsctl watch
+  Inject a fault:  ems-sim --dir $(printf %q "$STATE/sim") --send 'temperature 60'   (see sim/README.md)
   Logs:            $STATE/{postgres,cloud,sim,agent}.log
 Ctrl-C stops everything.
 MSG
