@@ -109,5 +109,5 @@ case "${1:-}" in
     deps) deps ;;
     test) deps; run_tests ;;
     up) shift; deps; up "$@" ;;
-    *) sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+    *) sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac
