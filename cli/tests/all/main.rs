@@ -17,6 +17,7 @@ mod no_wait_and_silent_device;
 mod set_mode_accepted;
 mod set_mode_rejected;
 mod settings_precedence;
+mod stack_env_makes_emsctl_work_as_typed;
 mod status_shows_directions;
 mod tls_with_ca_file;
 mod watch_live;
