@@ -95,6 +95,12 @@ pub enum Command {
     Tokens(Tokens),
     /// The audit trail (admin): commands, token and device changes, failed sign-ins
     Audit(Audit),
+    /// Check an API token against the server and save it with the URL in the config file
+    /// (mode 0600); the token is read at a prompt without echo, or from stdin
+    Login(Login),
+    /// Remove the API token from the config file (the token itself stays valid; `tokens revoke`
+    /// ends it)
+    Logout,
     /// Print a shell completion script
     Completions {
         #[arg(value_enum)]
@@ -122,6 +128,16 @@ pub struct SetMode {
     pub lease: Option<String>,
     #[command(flatten)]
     pub wait: Wait,
+}
+
+/// `login`: the URL comes from --url (or EMS_URL, or the file); --device and --ca-file are
+/// saved too when given.
+#[derive(Debug, Args)]
+pub struct Login {
+    /// Read the token from stdin (one line) instead of a prompt, e.g. `emsctl login --url …
+    /// --token-stdin < token-file`
+    #[arg(long)]
+    pub token_stdin: bool,
 }
 
 /// How long to wait for the device's answer.

@@ -5,11 +5,13 @@
 //! - `main.rs`: parses the arguments, runs the subcommand, turns the outcome into an exit code.
 //! - `cli`: the clap definition (every subcommand, option and help text, the exit codes).
 //! - `settings`: connection settings layered flags > `EMS_…` environment > config file (figment).
+//! - `config_file`: rewrites the config file for `login`/`logout` (atomically, mode 0600).
 //! - `client`: the REST client (reqwest) and the mapping of HTTP failures to exit codes.
 //! - `live`: opens the live feed `/ws/live/<id>` (tokio-tungstenite over TCP or rustls).
 //! - `tls`: trusted roots plus `--ca-file`, for both.
 //! - `cmd/`: one module per subcommand (`command` = set-mode and reset-error, `status`,
-//!   `watch`, `history`, `devices`, `commands`, `events`, `tokens`, `docs` = completions and man).
+//!   `watch`, `history`, `devices`, `commands`, `events`, `tokens`, `login` = login and logout,
+//!   `docs` = completions and man).
 //! - `render`: how telemetry and records look to a person (units, directions, tables).
 //! - `output`: aligned tables, CSV and JSON on stdout.
 //! - `timespec`: `now`, `-1h`, dates and RFC 3339 as points in time.
@@ -18,6 +20,7 @@
 mod cli;
 mod client;
 mod cmd;
+mod config_file;
 mod exit;
 mod live;
 mod output;

@@ -125,6 +125,33 @@ impl Settings {
     }
 }
 
+/// The keys of a config file as written there (a relative `ca_file` left relative), for
+/// `login` and `logout`, which rewrite the file.
+#[derive(Debug, Default, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileKeys {
+    pub url: Option<String>,
+    pub token: Option<String>,
+    pub device: Option<String>,
+    pub ca_file: Option<PathBuf>,
+}
+
+/// Reads the config file at `path` (which must exist) as it is.
+pub fn read_file(path: &Path) -> Result<FileKeys, Failure> {
+    Figment::from(Toml::file_exact(path))
+        .extract::<FileKeys>()
+        .map_err(|e| {
+            Failure::usage(format!("config file {}: {e}", path.display())).hint(
+                "allowed keys: url, token, device, ca_file (all strings); fix or remove the file",
+            )
+        })
+}
+
+/// The config file `--config` / `EMSCTL_CONFIG` names, else the default path.
+pub fn config_path(global: &Global) -> Option<PathBuf> {
+    global.config.clone().or_else(default_config_path)
+}
+
 /// `$XDG_CONFIG_HOME/emsctl/config.toml`, else `$HOME/.config/emsctl/config.toml`.
 pub fn default_config_path() -> Option<PathBuf> {
     let base = std::env::var_os("XDG_CONFIG_HOME")

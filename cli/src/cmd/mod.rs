@@ -8,6 +8,7 @@ mod docs;
 mod energy;
 mod events;
 mod history;
+mod login;
 mod status;
 mod tokens;
 mod watch;
@@ -63,6 +64,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
     match &cli.command {
         Command::Completions { shell } => return docs::completions(*shell),
         Command::Man { dir } => return docs::man(dir.as_deref()),
+        Command::Login(args) => return login::login(&cli.global, args).await,
+        Command::Logout => return login::logout(&cli.global),
         _ => {}
     }
     let settings = Settings::resolve(&cli.global)?;
@@ -83,6 +86,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Energy(args) => energy::run(&ctx, args).await,
         Command::Tokens(sub) => tokens::run(&ctx, sub).await,
         Command::Audit(args) => audit::run(&ctx, args).await,
-        Command::Completions { .. } | Command::Man { .. } => unreachable!("handled above"),
+        Command::Completions { .. } | Command::Man { .. } | Command::Login(_) | Command::Logout => {
+            unreachable!("handled above")
+        }
     }
 }
