@@ -64,7 +64,7 @@ async fn main() {
     let with_uplink = std::env::var("EMS_BENCH_UPLINK").map_or(true, |v| v != "0");
     let cloud = if with_uplink {
         let db_url = ems_testkit::pg::fresh_database().await;
-        let cloud = Cloud::start_self_signed(&db_url, dir.path()).await;
+        let cloud = Cloud::self_signed(&db_url, dir.path()).await;
         let uplink = cloud.uplink_section("bench", dir.path(), "").await;
         Some((cloud, db_url, uplink))
     } else {

@@ -54,7 +54,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let db_url = ems_testkit::pg::fresh_database().await;
-    let cloud = Cloud::start(&db_url).await;
+    let cloud = Cloud::on(&db_url).await;
     let dir = tempfile::tempdir().unwrap();
     let uplink = cloud.uplink_section("bench_1", dir.path(), "").await;
 

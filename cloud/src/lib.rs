@@ -22,6 +22,8 @@
 //! - [`metrics`]: `GET /metrics` for Prometheus.
 //! - [`config`], [`budget`] (token buckets), [`error`] ([`ApiError`](error::ApiError), catchers),
 //!   `stage` and `logsafe` (private helpers).
+//! - `testing` (feature `testing`): the in-process server and scripted device that the tests
+//!   of ems-cloud, ems-agent and emsctl share.
 
 pub mod api;
 pub mod audit;
@@ -38,6 +40,8 @@ pub mod metrics;
 pub mod server;
 mod stage;
 pub mod tokens;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod ws;
 
 pub use config::{CloudConfig, figment};

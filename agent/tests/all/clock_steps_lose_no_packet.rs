@@ -39,7 +39,7 @@ async fn run(
     during: impl Fn(&ems_agent::uplink::UplinkStats) -> bool,
 ) -> (common::Bench, BTreeSet<i64>, BTreeSet<i64>, BTreeSet<i64>) {
     let db_url = ems_testkit::pg::fresh_database().await;
-    let cloud = Cloud::start(&db_url).await;
+    let cloud = Cloud::on(&db_url).await;
     let dir = tempfile::tempdir().unwrap();
     let uplink = cloud.uplink_section("bench_1", dir.path(), "").await;
     let bench = common::start_in(dir, 60.0, &uplink).await;

@@ -12,7 +12,7 @@ use ems_protocol::{Mode, State};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leased_manual_discharge_returns_to_auto() {
     let db_url = ems_testkit::pg::fresh_database().await;
-    let cloud = Cloud::start(&db_url).await;
+    let cloud = Cloud::on(&db_url).await;
     let dir = tempfile::tempdir().unwrap();
     let uplink = cloud.uplink_section("bench_1", dir.path(), "").await;
     let mut bench = common::start_in(dir, 60.0, &uplink).await;

@@ -88,14 +88,14 @@ async fn pump(
 /// Cloud, proxy and agent (reconnecting at most every 5 s) through it, uplink acknowledged.
 async fn set_up() -> (Cloud, String, Proxy, common::Bench, RecordedSeconds) {
     let db_url = ems_testkit::pg::fresh_database().await;
-    let cloud = Cloud::start(&db_url).await;
-    let proxy = Proxy::start(SocketAddr::from(([127, 0, 0, 1], cloud.port))).await;
+    let cloud = Cloud::on(&db_url).await;
+    let proxy = Proxy::start(cloud.running().addr).await;
     let dir = tempfile::tempdir().unwrap();
     let section = cloud
         .uplink_section("bench_1", dir.path(), "reconnect_max_s = 5.0")
         .await
         .replace(
-            &format!("127.0.0.1:{}", cloud.port),
+            &format!("127.0.0.1:{}", cloud.running().addr.port()),
             &proxy.addr.to_string(),
         );
     assert!(section.contains(&proxy.addr.to_string()), "{section}");

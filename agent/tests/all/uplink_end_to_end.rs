@@ -13,7 +13,7 @@ use ems_protocol::State;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn telemetry_and_commands_through_the_cloud() {
     let db_url = ems_testkit::pg::fresh_database().await;
-    let cloud = Cloud::start(&db_url).await;
+    let cloud = Cloud::on(&db_url).await;
     let dir = tempfile::tempdir().unwrap();
     let uplink = cloud.uplink_section("bench_1", dir.path(), "").await;
     let mut bench = common::start_in(dir, 60.0, &uplink).await;

@@ -12,7 +12,7 @@ use common::cloud::{Cloud, stored_seconds};
 async fn telemetry_over_wss_with_a_private_ca() {
     let dir = tempfile::tempdir().unwrap();
     let db_url = ems_testkit::pg::fresh_database().await;
-    let cloud = Cloud::start_self_signed(&db_url, dir.path()).await;
+    let cloud = Cloud::self_signed(&db_url, dir.path()).await;
     assert!(cloud.ws_base().starts_with("wss://"));
     let uplink = cloud.uplink_section("bench_1", dir.path(), "").await;
     assert!(uplink.contains("ca_file"), "{uplink}");

@@ -20,7 +20,7 @@ fn real_now() -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_clock_10_minutes_fast_is_quarantined_not_a_reconnect_loop() {
     let db_url = ems_testkit::pg::fresh_database().await;
-    let cloud = Cloud::start(&db_url).await;
+    let cloud = Cloud::on(&db_url).await;
     let dir = tempfile::tempdir().unwrap();
     let uplink = cloud.uplink_section("bench_1", dir.path(), "").await;
     let mut bench = common::start_in(dir, 60.0, &uplink).await;

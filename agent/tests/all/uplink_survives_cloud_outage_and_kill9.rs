@@ -48,7 +48,7 @@ async fn wait_rows(db_url: &str, what: &str, secs: u64, cond: impl Fn(&[i64]) ->
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_minute_cloud_outage_with_agent_kill9_loses_nothing() {
     let db_url = ems_testkit::pg::fresh_database().await;
-    let mut cloud = Cloud::start(&db_url).await;
+    let mut cloud = Cloud::on(&db_url).await;
     let dir = tempfile::tempdir().unwrap();
     let uplink = cloud
         .uplink_section("site_9", dir.path(), "reconnect_max_s = 3.0")
@@ -95,7 +95,7 @@ poll_ms = 250
     let first = before[0];
 
     // Outage: 2 minutes without the cloud.
-    cloud.stop().await;
+    cloud.pause().await;
     let outage_start = now_unix();
     tokio::time::sleep(Duration::from_secs(60)).await;
 

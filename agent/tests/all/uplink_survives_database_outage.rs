@@ -12,7 +12,7 @@ use common::cloud::{Cloud, rows_and_distinct, stored_seconds};
 async fn thirty_second_database_outage_loses_nothing() {
     let pg = ems_testkit::pg::PgServer::start().expect("own PostgreSQL server");
     let db_url = pg.create_database().await.unwrap();
-    let cloud = Cloud::start(&db_url).await;
+    let cloud = Cloud::on(&db_url).await;
     let dir = tempfile::tempdir().unwrap();
     let uplink = cloud
         .uplink_section("bench_1", dir.path(), "reconnect_max_s = 3.0")

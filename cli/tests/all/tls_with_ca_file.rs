@@ -82,14 +82,14 @@ async fn self_signed_server_needs_the_ca_file() {
         .unwrap()
         .with_root_certificates(roots)
         .with_no_client_auth();
-    let tcp = tokio::net::TcpStream::connect(cloud.running.addr)
+    let tcp = tokio::net::TcpStream::connect(cloud.running().addr)
         .await
         .unwrap();
     let tls = TlsConnector::from(Arc::new(config))
         .connect(ServerName::try_from("127.0.0.1").unwrap(), tcp)
         .await
         .unwrap();
-    let mut req = format!("{}/ws/device/ems_001", cloud.running.ws_url())
+    let mut req = format!("{}/ws/device/ems_001", cloud.running().ws_url())
         .into_client_request()
         .unwrap();
     req.headers_mut().insert(

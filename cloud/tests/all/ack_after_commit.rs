@@ -47,5 +47,5 @@ async fn no_ack_while_the_database_is_down_and_no_loss_after() {
         .await,
         40
     );
-    server.running.stop().await;
+    server.stop().await;
 }

@@ -119,5 +119,5 @@ async fn device_sockets_and_api_refuse_the_wrong_tokens() {
     let resp = server.get("/nowhere", &viewer).await;
     assert_eq!(resp.status(), 404);
     let _: ApiErrorBody = resp.json().await.unwrap();
-    server.running.stop().await;
+    server.stop().await;
 }

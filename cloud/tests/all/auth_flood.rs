@@ -118,7 +118,7 @@ async fn random_tokens_are_cheap_to_refuse_and_lock_nobody_out() {
     assert_eq!(status, 201, "{body}");
     let command = device.next_command().await;
     assert_eq!(command.command_id, body["command_id"].as_str().unwrap());
-    server.running.stop().await;
+    server.stop().await;
 }
 
 /// Many honest devices behind one address (a site's NAT, or all of them after a restart of the
@@ -151,5 +151,5 @@ async fn a_reconnect_storm_from_one_address_is_not_throttled() {
         refused.len(),
         &refused[..refused.len().min(3)]
     );
-    server.running.stop().await;
+    server.stop().await;
 }

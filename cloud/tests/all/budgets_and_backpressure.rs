@@ -92,7 +92,7 @@ async fn a_flooding_device_is_limited_and_a_quiet_one_keeps_its_pace() {
         "the flood was limited: {flood_acked} acked in 6 s"
     );
     assert_eq!(garbage_task.await.unwrap(), Some(1008));
-    server.running.stop().await;
+    server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -159,5 +159,5 @@ async fn a_slow_database_pauses_intake_but_not_the_keepalive() {
         count_rows(&url, "SELECT count(*) FROM telemetry").await,
         200
     );
-    server.running.stop().await;
+    server.stop().await;
 }

@@ -59,5 +59,5 @@ async fn add_device_and_create_token_print_usable_tokens() {
     assert_eq!(resp.status(), 200);
     let info: DeviceInfo = resp.json().await.unwrap();
     assert_eq!(info.name, "Garage");
-    server.running.stop().await;
+    server.stop().await;
 }

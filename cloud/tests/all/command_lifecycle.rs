@@ -70,7 +70,7 @@ async fn validation_names_the_field() {
         )
         .await;
     assert_eq!(status, 404);
-    server.running.stop().await;
+    server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -167,7 +167,7 @@ async fn online_command_is_delivered_answered_and_waited_for() {
     let list: Vec<CommandRecord> = server.get_json("/devices/ems_on/commands").await;
     assert_eq!(list.len(), 2);
     assert_eq!(list[0].command_id, id);
-    server.running.stop().await;
+    server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -237,5 +237,5 @@ async fn offline_command_waits_for_the_device_and_unanswered_ones_expire() {
         .get_json("/devices/ems_off/commands?status=EXPIRED")
         .await;
     assert_eq!(list.len(), 2);
-    server.running.stop().await;
+    server.stop().await;
 }

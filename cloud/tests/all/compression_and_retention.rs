@@ -85,7 +85,7 @@ async fn a_backlog_into_a_compressed_chunk_is_stored_once_and_acknowledged() {
         n("SELECT count(*) FROM telemetry WHERE device_id = 'cz_b'").await,
         120
     );
-    server.running.stop().await;
+    server.stop().await;
 }
 
 async fn any_compressed(client: &tokio_postgres::Client) -> bool {
@@ -129,7 +129,7 @@ async fn retention_drops_old_telemetry_and_the_aggregate_keeps_its_own(backend: 
     // Schema first (and, on TimescaleDB, the hypertable and its policies).
     let first = TestServer::with(figment_with_retention(&url), &url, reqwest::Client::new()).await;
     let health: ems_protocol::api::Health = first.get_json("/health").await;
-    first.running.stop().await;
+    first.stop().await;
     let timescale = health.timescale;
     assert_eq!(timescale, backend == Backend::TimescaleDb);
     for (device, days) in [("ret_10d", 10), ("ret_4d", 4), ("ret_1d", 1)] {
@@ -180,7 +180,7 @@ async fn retention_drops_old_telemetry_and_the_aggregate_keeps_its_own(backend: 
             },
         )
         .await;
-        second.running.stop().await;
+        second.stop().await;
     }
     let raw = |device: &'static str| {
         let url = url.clone();

@@ -256,7 +256,7 @@ async fn dashboard_signs_in_shows_live_values_and_sends_commands() {
     let script = tokio::process::Command::new("node")
         .arg("tests/e2e.mjs")
         .current_dir(&dashboard)
-        .env("EMS_URL", server.running.http_url())
+        .env("EMS_URL", server.running().http_url())
         .env("EMS_DEVICE_ID", DEVICE)
         .env("EMS_OPERATOR_TOKEN", &operator)
         .env("EMS_VIEWER_TOKEN", &viewer)
@@ -274,7 +274,7 @@ async fn dashboard_signs_in_shows_live_values_and_sends_commands() {
     device_task
         .await
         .expect("the scripted device ran until stopped");
-    server.running.stop().await;
+    server.stop().await;
 
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);

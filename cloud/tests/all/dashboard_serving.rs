@@ -28,7 +28,7 @@ async fn built_dashboard_is_served_at_the_root_and_the_api_still_answers() {
     std::fs::create_dir_all(dir.path().join("api/v1")).unwrap();
     std::fs::write(dir.path().join("api/v1/health"), "shadow").unwrap();
     let server = server_with_dashboard_dir(dir.path()).await;
-    let base = server.running.http_url();
+    let base = server.running().http_url();
 
     let index = server.http.get(format!("{base}/")).send().await.unwrap();
     assert_eq!(index.status(), 200);
@@ -61,7 +61,7 @@ async fn built_dashboard_is_served_at_the_root_and_the_api_still_answers() {
     assert_eq!(missing.status(), 404);
     assert!(missing.text().await.unwrap().contains("\"error\""));
 
-    server.running.stop().await;
+    server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -71,7 +71,7 @@ async fn missing_dashboard_answers_503_with_build_instructions() {
 
     let root = server
         .http
-        .get(server.running.http_url())
+        .get(server.running().http_url())
         .send()
         .await
         .unwrap();
@@ -82,7 +82,7 @@ async fn missing_dashboard_answers_503_with_build_instructions() {
 
     let health = server.get("/health", "").await;
     assert_eq!(health.status(), 200, "the API works without the dashboard");
-    server.running.stop().await;
+    server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -108,5 +108,5 @@ async fn whoami_tells_a_token_its_name_and_role() {
         );
     }
     assert_eq!(server.get("/whoami", "emsa_unknown").await.status(), 401);
-    server.running.stop().await;
+    server.stop().await;
 }

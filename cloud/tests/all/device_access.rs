@@ -187,6 +187,6 @@ async fn rotation_disabling_and_deletion_end_access_everywhere() {
     for action in ["DEVICE_TOKEN_ROTATED", "DEVICE_DISABLED", "DEVICE_ENABLED"] {
         assert!(audit.iter().any(|r| r.action == action), "{action}");
     }
-    b.running.stop().await;
-    a.running.stop().await;
+    b.stop().await;
+    a.stop().await;
 }

@@ -109,5 +109,5 @@ async fn energy_matches_a_hand_computation(backend: Backend) {
         let body: serde_json::Value = resp.json().await.unwrap();
         assert_eq!(body["field"], field, "{query}: {body}");
     }
-    server.running.stop().await;
+    server.stop().await;
 }

@@ -60,7 +60,7 @@ async fn state_changes_and_flags_become_events(backend: Backend) {
             (ts[3].unix(), "ERROR_CLEARED", None, Some("OVERHEAT")),
         ]
     );
-    server.running.stop().await;
+    server.stop().await;
 }
 
 /// A backlog arrives after the live packets that followed it (the agent sends live telemetry
@@ -144,5 +144,5 @@ async fn a_late_backlog_rederives_the_events_of_its_stretch(backend: Backend) {
             ev(4, "ERROR_CLEARED", None, None, Some("OVERHEAT")),
         ]
     );
-    server.running.stop().await;
+    server.stop().await;
 }

@@ -104,7 +104,7 @@ async fn extreme_values_are_stored_and_history_still_answers(backend: Backend) {
         .find_map(|b| b.values["grid_power"])
         .unwrap();
     assert_eq!(stats.min, -100_000_000.0);
-    server.running.stop().await;
+    server.stop().await;
 }
 
 fn urlencode(s: &str) -> String {

@@ -177,6 +177,6 @@ async fn forged_and_replayed_notices_change_nothing() {
     );
     device.send(&p).await;
     device.await_acks(&[p.timestamp]).await;
-    b.running.stop().await;
-    a.running.stop().await;
+    b.stop().await;
+    a.stop().await;
 }

@@ -146,5 +146,5 @@ async fn buckets_match_hand_computed_values(backend: Backend) {
         let body: serde_json::Value = resp.json().await.unwrap();
         assert_eq!(body["field"], field, "{query}: {body}");
     }
-    server.running.stop().await;
+    server.stop().await;
 }

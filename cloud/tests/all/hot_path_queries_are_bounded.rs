@@ -47,7 +47,7 @@ async fn last_state_and_retention_use_the_indexes(backend: Backend) {
         return;
     };
     let server = TestServer::on(&url).await;
-    server.running.stop().await;
+    server.stop().await;
     let client = ems_cloud::db::connect(&url).await.unwrap();
     // Two days of 1 Hz history for four devices (691,200 rows), and their registrations.
     client

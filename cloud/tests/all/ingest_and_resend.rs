@@ -72,7 +72,7 @@ async fn packets_are_stored_once_and_acked_every_time(backend: Backend) {
     assert_eq!(devices.len(), 1);
     assert!(devices[0].online);
     assert!(devices[0].last_seen.is_some());
-    server.running.stop().await;
+    server.stop().await;
 }
 
 /// Batches of packets newer than everything stored go in by binary COPY: every column, null,
@@ -156,5 +156,5 @@ async fn the_copy_path_stores_every_column_and_yields_to_a_stored_packet(backend
         .await,
         4
     );
-    server.running.stop().await;
+    server.stop().await;
 }

@@ -18,14 +18,14 @@ async fn a_silent_socket_is_closed_with_1011() {
     let token = server.add_device("ems_mute").await;
 
     // A hand-made client that never answers pings (tungstenite would answer them for us).
-    let mut tcp = tokio::net::TcpStream::connect(server.running.addr)
+    let mut tcp = tokio::net::TcpStream::connect(server.running().addr)
         .await
         .unwrap();
     let request = format!(
         "GET /ws/device/ems_mute HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
          Authorization: Bearer {token}\r\n\r\n",
-        server.running.addr
+        server.running().addr
     );
     tcp.write_all(request.as_bytes()).await.unwrap();
     let mut bytes = Vec::new();
@@ -54,7 +54,7 @@ async fn a_silent_socket_is_closed_with_1011() {
     }
     assert!(pings >= 1, "no pings were sent");
     assert_eq!(close_code, Some(1011));
-    server.running.stop().await;
+    server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -72,5 +72,5 @@ async fn a_new_connection_replaces_the_old_one() {
         second.send(&packet("ems_twice", *t, 10.0)).await;
     }
     second.await_acks(&ts).await;
-    server.running.stop().await;
+    server.stop().await;
 }

@@ -127,5 +127,5 @@ async fn feed_shows_telemetry_and_command_status() {
             CommandStatus::Accepted
         ]
     );
-    server.running.stop().await;
+    server.stop().await;
 }

@@ -63,7 +63,7 @@ async fn bad_frames_are_answered_and_the_socket_stays() {
     let ts = recent_seconds(1);
     device.send(&packet("ems_bad", ts[0], 50.0)).await;
     device.await_acks(&ts).await;
-    server.running.stop().await;
+    server.stop().await;
 }
 
 /// A device whose clock runs ten minutes fast sends a packet a second that the cloud must refuse:
@@ -86,7 +86,7 @@ async fn refused_packets_are_named_and_do_not_close_the_socket() {
         device.send(&packet("ems_fast", *t, 50.0)).await;
     }
     device.await_acks(&ts).await;
-    server.running.stop().await;
+    server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -107,7 +107,7 @@ async fn twenty_bad_frames_in_a_minute_close_with_1008() {
             other => panic!("expected a 1008 close, got {other:?}"),
         }
     }
-    server.running.stop().await;
+    server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -123,5 +123,5 @@ async fn an_oversized_frame_closes_with_1009() {
         Seen::Closed(Some(frame)) => assert_eq!(frame.code, CloseCode::Size),
         other => panic!("expected a 1009 close, got {other:?}"),
     }
-    server.running.stop().await;
+    server.stop().await;
 }

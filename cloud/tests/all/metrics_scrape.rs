@@ -12,7 +12,7 @@ use ems_protocol::{AnswerStatus, CommandAnswer, Upstream};
 async fn scrape(server: &TestServer) -> HashMap<String, f64> {
     let resp = server
         .http
-        .get(format!("{}/metrics", server.running.http_url()))
+        .get(format!("{}/metrics", server.running().http_url()))
         .send()
         .await
         .unwrap();
@@ -27,7 +27,7 @@ async fn scrape(server: &TestServer) -> HashMap<String, f64> {
             // Drop the instance label, the same on every line.
             let name = name
                 .replace(
-                    &format!("instance=\"{}\"", server.running.hub.instance_id),
+                    &format!("instance=\"{}\"", server.running().hub.instance_id),
                     "",
                 )
                 .replace("{,", "{")
@@ -127,7 +127,7 @@ async fn metrics_move_with_traffic() {
     assert_eq!(batches, delta("ems_cloud_ingest_batch_rows_count"));
     assert_eq!(get(&after, "ems_cloud_connected_devices"), 1.0);
     assert_eq!(get(&after, "ems_cloud_ingest_queue_depth"), 0.0);
-    server.running.stop().await;
+    server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -135,7 +135,7 @@ async fn metrics_want_their_token_when_one_is_set() {
     let url = ems_testkit::pg::fresh_database().await;
     let figment = common::figment(&url).merge(("metrics_token", "scrape-secret-123"));
     let server = TestServer::with(figment, &url, reqwest::Client::new()).await;
-    let at = format!("{}/metrics", server.running.http_url());
+    let at = format!("{}/metrics", server.running().http_url());
     assert_eq!(server.http.get(&at).send().await.unwrap().status(), 401);
     let wrong = server
         .http
@@ -160,5 +160,5 @@ async fn metrics_want_their_token_when_one_is_set() {
             .unwrap()
             .contains("ems_cloud_connected_devices")
     );
-    server.running.stop().await;
+    server.stop().await;
 }

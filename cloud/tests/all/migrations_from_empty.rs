@@ -118,6 +118,6 @@ async fn migrations_apply_to_an_empty_database_and_are_idempotent(backend: Backe
         count_rows(&url, "SELECT count(*) FROM refinery_schema_history").await,
         applied
     );
-    second.running.stop().await;
-    first.running.stop().await;
+    second.stop().await;
+    first.stop().await;
 }

@@ -93,7 +93,8 @@ async fn a_refused_packet_is_set_aside_and_nobody_waits(backend: Backend) {
     );
     assert_eq!(b_refused, vec![poison]);
 
-    let n = |sql: &'static str| count_rows(&server.db_url, sql);
+    let url = server.db_url.clone();
+    let n = |sql: &'static str| count_rows(&url, sql);
     assert_eq!(
         n("SELECT count(*) FROM telemetry WHERE device_id = 'quiet_a'").await,
         200
@@ -126,8 +127,7 @@ async fn a_refused_packet_is_set_aside_and_nobody_waits(backend: Backend) {
     // nothing stored twice, nothing new in rejected_telemetry.
     drop(a);
     drop(b);
-    let url = server.db_url.clone();
-    server.running.stop().await;
+    server.stop().await;
     let server = TestServer::on(&url).await;
     let mut b = server.device("broken_b", &token_b).await;
     let next = packet(
@@ -142,5 +142,5 @@ async fn a_refused_packet_is_set_aside_and_nobody_waits(backend: Backend) {
         200
     );
     assert_eq!(n("SELECT count(*) FROM rejected_telemetry").await, 1);
-    server.running.stop().await;
+    server.stop().await;
 }

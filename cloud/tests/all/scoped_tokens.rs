@@ -137,5 +137,5 @@ async fn a_token_scoped_to_device_a_cannot_see_or_command_device_b() {
     .await;
     assert_eq!(audit.action, "COMMAND_ISSUED");
     assert!(audit.result.starts_with("refused: "), "{audit:?}");
-    server.running.stop().await;
+    server.stop().await;
 }

@@ -176,7 +176,7 @@ async fn a_hypertable_on_a_server_that_stopped_preloading_is_a_clear_start_error
     let first = TestServer::on(&url).await;
     let health: Health = first.get_json("/health").await;
     assert!(health.timescale, "{health:?}");
-    first.running.stop().await;
+    first.stop().await;
 
     pg.restart_as(Backend::Plain).unwrap();
     let mut cloud = Cloud::spawn(&url, &[]);
@@ -264,5 +264,5 @@ async fn a_role_that_is_not_superuser_starts_and_stores(backend: Backend) {
         device.send(&packet("not_super", *t, 50.0)).await;
     }
     device.await_acks(&stamps).await;
-    server.running.stop().await;
+    server.stop().await;
 }

@@ -27,7 +27,7 @@ async fn https_api_and_wss_device_socket() {
         .build()
         .unwrap();
     let server = TestServer::with(fig, &url, http).await;
-    assert!(server.running.tls);
+    assert!(server.running().tls);
     assert!(server.api("/health").starts_with("https://"));
 
     let health: Health = server.get_json("/health").await;
@@ -44,7 +44,7 @@ async fn https_api_and_wss_device_socket() {
     let config = ClientConfig::builder()
         .with_root_certificates(roots)
         .with_no_client_auth();
-    let tcp = tokio::net::TcpStream::connect(server.running.addr)
+    let tcp = tokio::net::TcpStream::connect(server.running().addr)
         .await
         .unwrap();
     let tls = TlsConnector::from(Arc::new(config))
@@ -69,7 +69,7 @@ async fn https_api_and_wss_device_socket() {
     device.await_acks(&ts).await;
 
     // Plain HTTP to the TLS port does not get an answer.
-    let plain = reqwest::get(format!("http://{}/api/v1/health", server.running.addr)).await;
+    let plain = reqwest::get(format!("http://{}/api/v1/health", server.running().addr)).await;
     assert!(plain.is_err() || !plain.unwrap().status().is_success());
-    server.running.stop().await;
+    server.stop().await;
 }

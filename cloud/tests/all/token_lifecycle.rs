@@ -165,7 +165,7 @@ async fn revoked_rotated_and_expired_tokens_stop_working_and_close_their_feeds_e
     let revoked = audit.iter().find(|r| r.action == "TOKEN_REVOKED").unwrap();
     assert_eq!(
         revoked.actor.as_deref(),
-        Some(format!("admin-{}", a.running.addr.port()).as_str())
+        Some(format!("admin-{}", a.running().addr.port()).as_str())
     );
     assert_eq!(revoked.role, Some(Role::Admin));
     assert_eq!(revoked.target.as_deref(), Some("wall-screen"));
@@ -180,8 +180,8 @@ async fn revoked_rotated_and_expired_tokens_stop_working_and_close_their_feeds_e
         !audit.iter().any(|r| format!("{r:?}").contains("emsa_")),
         "no secret in the audit trail"
     );
-    b.running.stop().await;
-    a.running.stop().await;
+    b.stop().await;
+    a.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -239,5 +239,5 @@ async fn commands_and_devices_are_audited_with_their_outcome() {
     assert!(only.iter().all(|r| r.action == "DEVICE_CREATED") && !only.is_empty());
     let resp = server.get("/audit?limit=0", &server.admin).await;
     assert_eq!(resp.status(), 400);
-    server.running.stop().await;
+    server.stop().await;
 }

@@ -17,7 +17,7 @@ async fn command_and_live_feed_cross_instances() {
     let url = ems_testkit::pg::fresh_database().await;
     let a = TestServer::on(&url).await;
     let b = TestServer::on(&url).await;
-    assert_ne!(a.running.hub.instance_id, b.running.hub.instance_id);
+    assert_ne!(a.running().hub.instance_id, b.running().hub.instance_id);
     let token = a.add_device("ems_multi").await;
     let op = b.token("ops", Role::Operator).await;
 
@@ -106,8 +106,8 @@ async fn command_and_live_feed_cross_instances() {
     let p = packet("ems_multi", Timestamp::from_unix(second + 1).unwrap(), 61.0);
     on_b.send(&p).await;
     on_b.await_acks(&[p.timestamp]).await;
-    b.running.stop().await;
-    a.running.stop().await;
+    b.stop().await;
+    a.stop().await;
 }
 
 /// A device that moves between instances gets its events right: the instance it returns to
@@ -149,6 +149,6 @@ async fn events_stay_right_when_a_device_moves_between_instances() {
         vec![(ts[1].unix(), Some("IDLE"), Some("CHARGING"))],
         "one change, recorded by B; A must not record IDLE -> CHARGING again"
     );
-    a.running.stop().await;
-    b.running.stop().await;
+    a.stop().await;
+    b.stop().await;
 }
