@@ -1,5 +1,7 @@
 //! Opens the live feed `/ws/live/<device>` over WS or WSS (rustls, system roots plus
-//! `--ca-file`), with the API token in the `Authorization` header.
+//! `--ca-file`), with the API token in the `Authorization` header (the single-use `?ticket=` of
+//! `POST …/live-ticket` is for browsers, which cannot set headers), and says whether a failed
+//! attempt is worth repeating.
 
 use std::path::Path;
 
@@ -12,8 +14,40 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::{WebSocketStream, client_async, tungstenite};
 
 use crate::client::{chain, http_failure};
-use crate::exit::Failure;
+use crate::exit::{Exit, Failure};
 use crate::tls;
+
+/// Why the feed did not open.
+#[derive(Debug)]
+pub struct OpenError {
+    pub failure: Failure,
+    /// The HTTP status when the server answered the upgrade with one.
+    pub status: Option<u16>,
+}
+
+impl OpenError {
+    /// Trying again cannot help: the credentials were refused (401, 403), the device is not
+    /// visible to the token (404), or the settings themselves are wrong. Anything else (no
+    /// answer, TLS, a server error while it starts) may pass.
+    pub fn is_final(&self) -> bool {
+        matches!(self.status, Some(401 | 403 | 404)) || self.failure.exit == Exit::Usage
+    }
+}
+
+impl From<Failure> for OpenError {
+    fn from(failure: Failure) -> Self {
+        OpenError {
+            failure,
+            status: None,
+        }
+    }
+}
+
+impl From<OpenError> for Failure {
+    fn from(e: OpenError) -> Self {
+        e.failure
+    }
+}
 
 /// Any byte stream the socket runs over (plain TCP or TLS).
 pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -37,7 +71,7 @@ pub async fn connect(
     device: &str,
     token: &str,
     ca_file: Option<&Path>,
-) -> Result<Feed, Failure> {
+) -> Result<Feed, OpenError> {
     let url = format!("{}/ws/live/{device}", ws_base(http_base));
     let unreachable = |reason: String| {
         Failure::connection(format!("cannot reach {http_base}: {reason}"))
@@ -82,9 +116,12 @@ pub async fn connect(
                 .as_ref()
                 .map(|b| String::from_utf8_lossy(b).into_owned())
                 .unwrap_or_default();
-            Err(http_failure(response.status(), &body, http_base))
+            Err(OpenError {
+                failure: http_failure(response.status(), &body, http_base),
+                status: Some(response.status().as_u16()),
+            })
         }
-        Err(e) => Err(unreachable(chain(&e))),
+        Err(e) => Err(unreachable(chain(&e)).into()),
     }
 }
 

@@ -23,3 +23,4 @@ mod stack_env_makes_emsctl_work_as_typed;
 mod status_shows_directions;
 mod tls_with_ca_file;
 mod watch_live;
+mod watch_reconnects_after_cloud_restart;
