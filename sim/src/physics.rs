@@ -21,6 +21,9 @@ pub struct SiteParams {
     pub inverter_max_discharge_w: f64,
     /// How fast the inverter follows its setpoint, W/s.
     pub inverter_ramp_w_per_s: f64,
+    /// First-order lag of the inverter's power control in front of the ramp, s (the time to
+    /// reach 63 % of a step); 0: none, only the ramp.
+    pub inverter_time_constant_s: f64,
     /// PV peak power at solar noon, W.
     pub pv_peak_w: f64,
     /// Base household load, W.
@@ -46,6 +49,7 @@ impl Default for SiteParams {
             inverter_max_charge_w: 5000.0,
             inverter_max_discharge_w: 5000.0,
             inverter_ramp_w_per_s: 2000.0,
+            inverter_time_constant_s: 0.0,
             pv_peak_w: 4000.0,
             load_base_w: 400.0,
             ambient_c: 25.0,
@@ -72,6 +76,9 @@ pub struct Site {
     pub setpoint_w: f64,
     /// What the inverter actually does on its AC side, W (+ = charging the battery).
     pub inverter_ac_w: f64,
+    /// The setpoint after the inverter's first-order lag, W (equals the limited setpoint
+    /// without one).
+    inverter_lagged_w: f64,
     /// Seconds left before the setpoint reverts to 0 W (SunSpec InOutWRte_RvrtTms); `None` =
     /// no revert timeout armed.
     pub revert_in_s: Option<f64>,
@@ -98,6 +105,7 @@ impl Site {
             time_of_day_s: 12.0 * 3600.0,
             setpoint_w: 0.0,
             inverter_ac_w: 0.0,
+            inverter_lagged_w: 0.0,
             revert_in_s: None,
             pv_override_w: None,
             load_override_w: None,
@@ -201,6 +209,11 @@ impl Site {
         if (self.soc_pct() >= 100.0 && target > 0.0) || (self.soc_pct() <= 0.0 && target < 0.0) {
             target = 0.0;
         }
+        if p.inverter_time_constant_s > 0.0 {
+            let k = 1.0 - (-dt / p.inverter_time_constant_s).exp();
+            self.inverter_lagged_w += (target - self.inverter_lagged_w) * k;
+            target = self.inverter_lagged_w;
+        }
         let step = p.inverter_ramp_w_per_s * dt;
         self.inverter_ac_w += (target - self.inverter_ac_w).clamp(-step, step);
 
@@ -258,6 +271,31 @@ mod tests {
         s.command(500.0, 0.0);
         s.advance(1.0);
         assert!((s.grid_w() - (1000.0 - 3000.0 + 500.0)).abs() < 1e-9);
+    }
+
+    #[test]
+    fn the_inverter_lag_delays_the_response() {
+        let mut params = SiteParams::default();
+        params.inverter_time_constant_s = 0.5;
+        let mut s = Site::new(params, 50.0);
+        s.command(1000.0, 0.0);
+        for _ in 0..50 {
+            s.advance(0.01);
+        }
+        // After one time constant: 63 % of the step (the ramp of 2000 W/s is not the limit).
+        assert!(
+            (s.inverter_ac_w - 632.0).abs() < 10.0,
+            "{}",
+            s.inverter_ac_w
+        );
+        for _ in 0..250 {
+            s.advance(0.01);
+        }
+        assert!(
+            (s.inverter_ac_w - 1000.0).abs() < 10.0,
+            "{}",
+            s.inverter_ac_w
+        );
     }
 
     #[test]
