@@ -30,11 +30,7 @@ async fn overheat_then_reset() {
     bench.wait_status("inverter at 0 W", 5, |_| true).await;
     assert_eq!(bench.sim.state().site.setpoint_w, 0.0);
 
-    let refused = bench
-        .agent
-        .command(Command::reset_error("r1"))
-        .await
-        .unwrap();
+    let refused = bench.reset_error("r1").await;
     assert_eq!(refused.status, AnswerStatus::Rejected);
     assert!(refused.reason.unwrap().contains("OVERHEAT"));
 
@@ -44,11 +40,7 @@ async fn overheat_then_reset() {
         .wait_status("a cycle after cooling", 5, |_| true)
         .await;
     assert_eq!(s.telemetry.system_status.state, State::Error);
-    let accepted = bench
-        .agent
-        .command(Command::reset_error("r2"))
-        .await
-        .unwrap();
+    let accepted = bench.reset_error("r2").await;
     assert_eq!(accepted.status, AnswerStatus::Accepted, "{accepted:?}");
     let s = bench
         .wait_status("back to discharging", 10, |s| {
@@ -65,54 +57,20 @@ async fn bms_alarm_and_grid_frequency() {
     bench.wait_running().await;
 
     bench.sim.state().site.bms_alarm = true;
-    let s = bench
-        .wait_status("BMS_ALARM", 10, |s| {
-            s.telemetry.system_status.state == State::Error
-        })
-        .await;
-    assert!(
-        s.telemetry
-            .system_status
-            .error_flags
-            .contains(&ErrorFlag::BmsAlarm),
-        "{:?}",
-        s.telemetry.system_status.error_flags
-    );
+    bench.wait_error("BMS_ALARM", 10, ErrorFlag::BmsAlarm).await;
     // The alarm is gone in the BMS once AlmRst is written; the reset clears it and is accepted.
     bench.sim.state().site.bms_alarm = false;
-    let ok = bench
-        .agent
-        .command(Command::reset_error("r1"))
-        .await
-        .unwrap();
+    let ok = bench.reset_error("r1").await;
     assert_eq!(ok.status, AnswerStatus::Accepted, "{ok:?}");
 
     bench.sim.state().site.grid_frequency_hz = 52.3;
-    let s = bench
-        .wait_status("GRID_FAULT", 10, |s| {
-            s.telemetry.system_status.state == State::Error
-        })
+    bench
+        .wait_error("GRID_FAULT", 10, ErrorFlag::GridFault)
         .await;
-    assert!(
-        s.telemetry
-            .system_status
-            .error_flags
-            .contains(&ErrorFlag::GridFault),
-        "{:?}",
-        s.telemetry.system_status.error_flags
-    );
-    let refused = bench
-        .agent
-        .command(Command::reset_error("r2"))
-        .await
-        .unwrap();
+    let refused = bench.reset_error("r2").await;
     assert_eq!(refused.status, AnswerStatus::Rejected);
     bench.sim.state().site.grid_frequency_hz = 50.0;
-    let ok = bench
-        .agent
-        .command(Command::reset_error("r3"))
-        .await
-        .unwrap();
+    let ok = bench.reset_error("r3").await;
     assert_eq!(ok.status, AnswerStatus::Accepted, "{ok:?}");
     bench.agent.stop().await;
 }

@@ -11,23 +11,12 @@ use ems_protocol::ErrorFlag;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_poll_that_sleeps_60_s_does_not_stall_the_loop() {
-    let dir = tempfile::tempdir().unwrap();
-    let trigger = dir.path().join("hang-now");
-    let inverter = common::panicky_sunspec(&format!(
-        r#"fault = "sleep", sleep_s = 60, fault_in = "poll", trigger_file = "{}""#,
-        trigger.display()
-    ));
-    let mut bench =
-        common::start_with_inverter(dir, 60.0, common::ModbusLink::Rtu, &inverter, "").await;
-    bench.wait_running().await;
-    bench.discharge_at_500_w("c1").await;
-    let inv = bench
-        .agent
-        .devices
-        .iter()
-        .find(|d| d.name == "inverter")
-        .unwrap()
-        .clone();
+    let (mut bench, trigger) = common::start_with_faulty_inverter(
+        "hang-now",
+        r#"fault = "sleep", sleep_s = 60, fault_in = "poll""#,
+    )
+    .await;
+    let inv = bench.device("inverter");
     let seconds = common::record_seconds(bench.agent.status.clone());
 
     std::fs::write(&trigger, b"").unwrap();

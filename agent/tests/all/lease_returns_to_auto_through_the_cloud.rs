@@ -6,26 +6,16 @@ use crate::common;
 
 use std::time::Duration;
 
-use common::cloud::{Cloud, stored_seconds};
+use common::cloud::Cloud;
 use ems_protocol::{Mode, State};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leased_manual_discharge_returns_to_auto() {
     let db_url = ems_testkit::pg::fresh_database().await;
     let cloud = Cloud::on(&db_url).await;
-    let dir = tempfile::tempdir().unwrap();
-    let uplink = cloud.uplink_section("bench_1", dir.path(), "").await;
-    let mut bench = common::start_in(dir, 60.0, &uplink).await;
-    bench.wait_running().await;
+    let mut bench = common::start_with_cloud(&cloud, "").await;
     // The agent is connected once its telemetry is stored.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while stored_seconds(&db_url, "bench_1").await.is_empty() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no telemetry stored"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    common::wait_stored(&db_url, "bench_1", 1).await;
 
     let (status, record) = cloud
         .command(

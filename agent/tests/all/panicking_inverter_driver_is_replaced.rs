@@ -8,23 +8,9 @@ use ems_protocol::ErrorFlag;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panic_in_set_power_costs_the_instance_not_the_battery() {
-    let dir = tempfile::tempdir().unwrap();
-    let trigger = dir.path().join("panic-now");
-    let inverter = common::panicky_sunspec(&format!(
-        r#"fault_in = "set_power", trigger_file = "{}""#,
-        trigger.display()
-    ));
-    let mut bench =
-        common::start_with_inverter(dir, 60.0, common::ModbusLink::Rtu, &inverter, "").await;
-    bench.wait_running().await;
-    bench.discharge_at_500_w("c1").await;
-    let inv = bench
-        .agent
-        .devices
-        .iter()
-        .find(|d| d.name == "inverter")
-        .unwrap()
-        .clone();
+    let (mut bench, trigger) =
+        common::start_with_faulty_inverter("panic-now", r#"fault_in = "set_power""#).await;
+    let inv = bench.device("inverter");
     assert_eq!(inv.snapshot().restarts, 0);
     assert_eq!(bench.sim.state().site.setpoint_w, -500.0);
 

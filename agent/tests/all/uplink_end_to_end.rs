@@ -5,34 +5,17 @@
 
 use crate::common;
 
-use std::time::Duration;
-
-use common::cloud::{Cloud, stored_seconds};
+use common::cloud::Cloud;
 use ems_protocol::State;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn telemetry_and_commands_through_the_cloud() {
     let db_url = ems_testkit::pg::fresh_database().await;
     let cloud = Cloud::on(&db_url).await;
-    let dir = tempfile::tempdir().unwrap();
-    let uplink = cloud.uplink_section("bench_1", dir.path(), "").await;
-    let mut bench = common::start_in(dir, 60.0, &uplink).await;
-    bench.wait_running().await;
+    let mut bench = common::start_with_cloud(&cloud, "").await;
 
     // Five consecutive seconds stored.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    let seconds = loop {
-        let s = stored_seconds(&db_url, "bench_1").await;
-        if s.len() >= 6 {
-            break s;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "only {} rows stored: {s:?}",
-            s.len()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let seconds = common::wait_stored(&db_url, "bench_1", 6).await;
     let tail = &seconds[seconds.len() - 5..];
     assert!(
         tail.windows(2).all(|w| w[1] - w[0] == 1),

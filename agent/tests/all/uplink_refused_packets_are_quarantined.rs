@@ -21,10 +21,7 @@ fn real_now() -> i64 {
 async fn a_clock_10_minutes_fast_is_quarantined_not_a_reconnect_loop() {
     let db_url = ems_testkit::pg::fresh_database().await;
     let cloud = Cloud::on(&db_url).await;
-    let dir = tempfile::tempdir().unwrap();
-    let uplink = cloud.uplink_section("bench_1", dir.path(), "").await;
-    let mut bench = common::start_in(dir, 60.0, &uplink).await;
-    bench.wait_running().await;
+    let mut bench = common::start_with_cloud(&cloud, "").await;
     let seconds = common::record_seconds(bench.agent.status.clone());
     let uplink = bench.agent.uplink.clone();
     common::wait_for("the uplink connected", 20.0, || uplink.borrow().connected).await;

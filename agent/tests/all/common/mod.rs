@@ -87,6 +87,46 @@ pub fn panicky_sunspec(fault_options: &str) -> String {
     )
 }
 
+/// A running bench whose inverter is `test-panicky` in front of SunSpec, failing as
+/// `fault_options` say once the file `trigger` (in the bench's directory) exists; the battery
+/// discharges at 500 W (command `c1`) when it returns, with the trigger's path.
+pub async fn start_with_faulty_inverter(trigger: &str, fault_options: &str) -> (Bench, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let trigger = dir.path().join(trigger);
+    let inverter = panicky_sunspec(&format!(
+        r#"{fault_options}, trigger_file = "{}""#,
+        trigger.display()
+    ));
+    let mut bench = start_with_inverter(dir, 60.0, ModbusLink::Rtu, &inverter, "").await;
+    bench.wait_running().await;
+    bench.discharge_at_500_w("c1").await;
+    (bench, trigger)
+}
+
+/// A running bench at 60 % SoC whose uplink goes to `cloud` as device `bench_1` (the token in the
+/// bench's directory), with the `extra` lines in its `[uplink]` table.
+pub async fn start_with_cloud(cloud: &cloud::Cloud, extra: &str) -> Bench {
+    let dir = tempfile::tempdir().unwrap();
+    let uplink = cloud.uplink_section("bench_1", dir.path(), extra).await;
+    let mut bench = start_in(dir, 60.0, &uplink).await;
+    bench.wait_running().await;
+    bench
+}
+
+/// Waits up to 20 s until at least `n` seconds of `device` are stored; returns them in order.
+pub async fn wait_stored(db_url: &str, device: &str, n: usize) -> Vec<i64> {
+    ems_testkit::wait::until(
+        &format!("{n} seconds of {device} stored"),
+        Duration::from_secs(20),
+        Duration::from_millis(200),
+        || async {
+            let s = cloud::stored_seconds(db_url, device).await;
+            (s.len() >= n).then_some(s)
+        },
+    )
+    .await
+}
+
 /// [`start_with`] with the inverter's driver lines `inverter` (see [`SUNSPEC`]).
 pub async fn start_with_inverter(
     dir: tempfile::TempDir,
@@ -256,6 +296,53 @@ impl Bench {
             self.sim.state().site.setpoint_w == -500.0
         })
         .await;
+    }
+
+    /// Checks that a packet carries the simulated site's physics with the spec's names and
+    /// signs: AUTO without flags; SoC, voltage and frequency as simulated; the grid reading the
+    /// meter's (+ import; within the 600 W the battery may move it between two polls).
+    pub fn assert_matches_sim(&self, t: &ems_protocol::Telemetry) {
+        assert_eq!(t.system_status.mode, ems_protocol::Mode::Auto);
+        assert!(
+            t.system_status.error_flags.is_empty(),
+            "{:?}",
+            t.system_status.error_flags
+        );
+        let (soc, volts, grid_w, freq) = {
+            let s = self.sim.state();
+            (
+                s.site.soc_pct(),
+                s.site.battery_voltage_v(),
+                s.site.grid_w(),
+                s.site.grid_frequency_hz,
+            )
+        };
+        let close = |what: &str, got: Option<f64>, want: f64, within: f64| {
+            let got = got.unwrap_or_else(|| panic!("{what} missing"));
+            assert!((got - want).abs() < within, "{what} {got} vs sim {want}");
+        };
+        close("soc", t.battery.soc, soc, 0.5);
+        close("voltage", t.battery.voltage, volts, 0.5);
+        close("frequency", t.grid.frequency, freq, 0.01);
+        close("grid power", t.grid.power, grid_w, 600.0);
+    }
+
+    /// Sends RESET_ERROR as `command_id`; the agent's answer.
+    pub async fn reset_error(&self, command_id: &str) -> ems_protocol::CommandAnswer {
+        self.agent
+            .command(Command::reset_error(command_id))
+            .await
+            .expect("the agent answers")
+    }
+
+    /// The handle of the device named `name` in the agent's config.
+    pub fn device(&self, name: &str) -> ems_agent::devices::DeviceHandle {
+        self.agent
+            .devices
+            .iter()
+            .find(|d| d.name == name)
+            .unwrap_or_else(|| panic!("no device {name}"))
+            .clone()
     }
 
     /// Waits for the first cycle past start-up.
