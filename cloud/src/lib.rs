@@ -39,9 +39,9 @@ mod logsafe;
 pub mod metrics;
 pub mod server;
 mod stage;
-pub mod tokens;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod tokens;
 pub mod ws;
 
 pub use config::{CloudConfig, figment};
