@@ -2,8 +2,8 @@
 //! table rows of devices, commands and events. Pure functions of the data (and `now`).
 
 use chrono::{DateTime, Utc};
-use ems_protocol::Telemetry;
 use ems_protocol::api::{CommandRecord, DeviceInfo, EventRecord};
+use ems_protocol::{TargetMode, Telemetry};
 
 use crate::output::{Table, num};
 use crate::timespec::rfc3339;
@@ -78,6 +78,7 @@ pub fn presence(d: &DeviceInfo, now: DateTime<Utc>) -> String {
 pub fn status_lines(
     device: &DeviceInfo,
     t: Option<&Telemetry>,
+    hold: Option<&ModeHold>,
     now: DateTime<Utc>,
 ) -> Vec<(&'static str, String)> {
     let name = if device.name == device.id {
@@ -88,6 +89,9 @@ pub fn status_lines(
     let mut lines = vec![("device", name), ("connection", presence(device, now))];
     let Some(t) = t else {
         lines.push(("telemetry", "none stored yet".into()));
+        if let Some(h) = hold {
+            lines.push(("lease", hold_line(h)));
+        }
         return lines;
     };
     let b = &t.battery;
@@ -103,6 +107,11 @@ pub fn status_lines(
         ),
         ("state", t.system_status.state.to_string()),
         ("mode", t.system_status.mode.to_string()),
+    ]);
+    if let Some(h) = hold {
+        lines.push(("lease", hold_line(h)));
+    }
+    lines.extend([
         ("errors", flags(t)),
         (
             "battery",
@@ -132,6 +141,78 @@ pub fn status_lines(
         ),
     ]);
     lines
+}
+
+/// A manual mode the device was told to hold, as far as the cloud's records tell: the newest
+/// accepted `SET_MODE`, and with `duration_s` until when (its lease; docs/protocol.md).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ModeHold {
+    pub command_id: String,
+    pub target_mode: String,
+    /// When the lease ends and the device returns to AUTO; `None`: no lease, the mode holds
+    /// until the next `SET_MODE`.
+    pub until: Option<DateTime<Utc>>,
+    /// Seconds from now to `until`.
+    pub remaining_s: Option<i64>,
+}
+
+/// Telemetry this long after the answer must show the commanded mode (a packet of the same
+/// second may have been sampled just before the agent switched).
+const SETTLE_S: i64 = 2;
+
+/// The manual mode `last_set_mode` (the newest accepted `SET_MODE`) still holds at `now`, if
+/// any. The lease started when the agent accepted the command; the cloud's `status_at` is when
+/// the answer arrived, a moment later, so `until` may be late by that moment. The hold is over
+/// when its lease has run out, or when telemetry from after the answer shows another mode (the
+/// agent restarted, which ends a lease; or the lease was cut short by a fault and a reset).
+pub fn mode_hold(
+    last_set_mode: Option<&CommandRecord>,
+    latest: Option<&Telemetry>,
+    now: DateTime<Utc>,
+) -> Option<ModeHold> {
+    let c = last_set_mode?;
+    let target: TargetMode = c.payload.get("target_mode")?.as_str()?.parse().ok()?;
+    if target == TargetMode::Auto {
+        return None;
+    }
+    let until = match c.payload.get("duration_s").map(|d| d.as_u64()) {
+        None => None,
+        Some(Some(d)) => Some(c.status_at + chrono::Duration::seconds(i64::try_from(d).ok()?)),
+        Some(None) => return None,
+    };
+    if until.is_some_and(|u| u <= now) {
+        return None;
+    }
+    if let Some(t) = latest {
+        let after_answer = age_s(c.status_at, t.timestamp.as_datetime()) >= SETTLE_S;
+        // Telemetry says only AUTO or MANUAL.
+        if after_answer && t.system_status.mode != target.telemetry_mode() {
+            return None;
+        }
+    }
+    Some(ModeHold {
+        command_id: c.command_id.clone(),
+        target_mode: target.as_str().to_string(),
+        until,
+        remaining_s: until.map(|u| (u - now).num_seconds()),
+    })
+}
+
+/// The `lease` line of `emsctl status`.
+pub fn hold_line(h: &ModeHold) -> String {
+    match (h.until, h.remaining_s) {
+        (Some(until), Some(left)) => format!(
+            "{} until {} (in {}), then AUTO; set by {}",
+            h.target_mode,
+            rfc3339(until),
+            age(left.max(0)),
+            h.command_id
+        ),
+        _ => format!(
+            "none: {} holds until the next set-mode; set by {}",
+            h.target_mode, h.command_id
+        ),
+    }
 }
 
 /// One line per packet for `emsctl watch`.
@@ -292,6 +373,69 @@ mod tests {
         assert_eq!(grid_flow(Some(-200.0)), "exporting 200 W");
         assert_eq!(grid_flow(Some(1200.0)), "importing 1200 W");
         assert_eq!(grid_flow(None), "power unknown");
+    }
+
+    fn set_mode(payload: serde_json::Value, accepted_at: DateTime<Utc>) -> CommandRecord {
+        CommandRecord {
+            command_id: "cmd_1".into(),
+            device_id: "d".into(),
+            action: "SET_MODE".into(),
+            payload,
+            issued_by: "op".into(),
+            issued_at: accepted_at,
+            status: ems_protocol::CommandStatus::Accepted,
+            status_at: accepted_at,
+            reason: None,
+            expires_at: accepted_at,
+        }
+    }
+
+    fn packet(at: DateTime<Utc>, mode: ems_protocol::Mode) -> Telemetry {
+        let ts = ems_protocol::telemetry::Timestamp::from_unix(at.timestamp()).unwrap();
+        let mut t = Telemetry::example("d", ts, 50.0);
+        t.system_status.mode = mode;
+        t
+    }
+
+    #[test]
+    fn a_lease_holds_until_accepted_plus_duration() {
+        use ems_protocol::Mode;
+        let accepted = DateTime::parse_from_rfc3339("2026-12-01T10:00:00Z")
+            .unwrap()
+            .to_utc();
+        let now = accepted + chrono::Duration::seconds(60);
+        let leased = set_mode(
+            serde_json::json!({"target_mode": "MANUAL_DISCHARGE", "target_power": 500, "duration_s": 600}),
+            accepted,
+        );
+        let manual_now = packet(now, Mode::Manual);
+        let hold = mode_hold(Some(&leased), Some(&manual_now), now).unwrap();
+        assert_eq!(hold.target_mode, "MANUAL_DISCHARGE");
+        assert_eq!(hold.until, Some(accepted + chrono::Duration::seconds(600)));
+        assert_eq!(hold.remaining_s, Some(540));
+        assert_eq!(
+            hold_line(&hold),
+            "MANUAL_DISCHARGE until 2026-12-01T10:10:00Z (in 9 min), then AUTO; set by cmd_1"
+        );
+        // Run out.
+        let later = accepted + chrono::Duration::seconds(601);
+        assert_eq!(mode_hold(Some(&leased), None, later), None);
+        // The device shows AUTO after the answer: the lease ended early (agent restart).
+        assert_eq!(
+            mode_hold(Some(&leased), Some(&packet(now, Mode::Auto)), now),
+            None
+        );
+        // A packet from before the answer says nothing about it.
+        let before = packet(accepted - chrono::Duration::seconds(5), Mode::Auto);
+        assert!(mode_hold(Some(&leased), Some(&before), now).is_some());
+        // No lease: held until the next set-mode; AUTO holds nothing.
+        let held = set_mode(serde_json::json!({"target_mode": "MANUAL_IDLE"}), accepted);
+        let hold = mode_hold(Some(&held), Some(&manual_now), now).unwrap();
+        assert_eq!(hold.until, None);
+        assert!(hold_line(&hold).starts_with("none: MANUAL_IDLE holds until the next set-mode"));
+        let auto = set_mode(serde_json::json!({"target_mode": "AUTO"}), accepted);
+        assert_eq!(mode_hold(Some(&auto), None, now), None);
+        assert_eq!(mode_hold(None, Some(&manual_now), now), None);
     }
 
     #[test]

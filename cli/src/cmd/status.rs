@@ -1,8 +1,9 @@
-//! `status`: the device's presence and its newest stored packet.
+//! `status`: the device's presence, its newest stored packet, and the manual mode it holds with
+//! its lease (from the newest accepted `SET_MODE`, see [`render::mode_hold`]).
 
 use chrono::Utc;
 use ems_protocol::Telemetry;
-use ems_protocol::api::DeviceInfo;
+use ems_protocol::api::{CommandRecord, DeviceInfo};
 use serde::Serialize;
 
 use super::Ctx;
@@ -19,7 +20,12 @@ struct StatusJson<'a> {
     telemetry: Option<&'a Telemetry>,
     /// Seconds between the packet's timestamp and now.
     age_s: Option<i64>,
+    /// The manual mode held and until when; `null` when none (AUTO).
+    lease: Option<&'a render::ModeHold>,
 }
+
+/// Accepted commands looked through for the newest `SET_MODE` (RESET_ERRORs may come between).
+const ACCEPTED_LOOKBACK: u32 = 50;
 
 pub async fn run(ctx: &Ctx) -> anyhow::Result<Exit> {
     let id = ctx.device().await?;
@@ -28,15 +34,33 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Exit> {
         .api
         .get_optional(&format!("/devices/{id}/telemetry/latest"))
         .await?;
+    let accepted: Vec<CommandRecord> = ctx
+        .api
+        .get(
+            &format!("/devices/{id}/commands"),
+            &[
+                ("status", "ACCEPTED".into()),
+                ("limit", ACCEPTED_LOOKBACK.to_string()),
+            ],
+        )
+        .await?;
+    let last_set_mode = accepted.iter().find(|c| c.action == "SET_MODE");
     let now = Utc::now();
+    let hold = render::mode_hold(last_set_mode, latest.as_ref(), now);
     let age_s = latest
         .as_ref()
         .map(|t| render::age_s(t.timestamp.as_datetime(), now));
     match ctx.format {
-        Format::Table => output::emit(&pairs(&render::status_lines(&device, latest.as_ref(), now))),
+        Format::Table => output::emit(&pairs(&render::status_lines(
+            &device,
+            latest.as_ref(),
+            hold.as_ref(),
+            now,
+        ))),
         Format::Csv => {
             let mut headers = vec!["device_id", "online", "age_s"];
             headers.extend(render::TELEMETRY_COLUMNS);
+            headers.push("lease_until");
             let mut table = Table::new(headers);
             let mut row = vec![
                 device.id.clone(),
@@ -47,6 +71,12 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Exit> {
                 Some(t) => row.extend(render::telemetry_row(t)),
                 None => row.extend(render::TELEMETRY_COLUMNS.map(|_| String::new())),
             }
+            row.push(
+                hold.as_ref()
+                    .and_then(|h| h.until)
+                    .map(crate::timespec::rfc3339)
+                    .unwrap_or_default(),
+            );
             table.push(row);
             output::emit(&table.to_csv());
         }
@@ -54,6 +84,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Exit> {
             device: &device,
             telemetry: latest.as_ref(),
             age_s,
+            lease: hold.as_ref(),
         }),
     }
     Ok(Exit::Success)
