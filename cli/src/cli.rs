@@ -18,7 +18,8 @@ Exit codes:
   4  timed out waiting for the device's answer
 
 Connection settings come from flags, then EMS_URL / EMS_TOKEN / EMS_DEVICE / EMS_CA_FILE,
-then the config file (~/.config/emsctl/config.toml, or --config / EMSCTL_CONFIG).";
+then the config file (~/.config/emsctl/config.toml, or --config / EMSCTL_CONFIG), which
+`emsctl login` writes.";
 
 /// Operator command line of ems: send commands to a battery site, read its status and history.
 #[derive(Debug, Parser)]

@@ -191,9 +191,13 @@ async fn prompt_hidden(prompt: &str) -> Result<String, Failure> {
             .status()
             .is_ok_and(|s| s.success())
     };
+    // Echo off before the prompt shows: what is typed after it is never echoed.
+    let hidden = stty("-echo");
+    if !hidden {
+        eprintln!("warning: cannot turn the terminal's echo off (stty); the token will be visible");
+    }
     eprint!("{prompt}");
     let _ = std::io::stderr().flush();
-    let hidden = stty("-echo");
     // A thread of its own: a blocked read must not keep the runtime from ending on Ctrl-C.
     let (tx, rx) = tokio::sync::oneshot::channel();
     std::thread::spawn(move || {

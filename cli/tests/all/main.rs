@@ -13,6 +13,7 @@ mod energy_table;
 mod expired_command;
 mod history_formats;
 mod history_progress_on_terminal;
+mod login_prompt_hides_the_token;
 mod login_refuses_a_bad_token;
 mod login_saves_a_private_config;
 mod no_wait_and_silent_device;
