@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use ems_driver_sdk::Role;
 use serde::{Deserialize, Serialize};
 
-use crate::control::{BatteryLimits, ControlSettings, GridLimits, Limits};
+use crate::control::{BatteryLimits, ControlSettings, GridLimits, Limits, Strategy};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -26,6 +26,9 @@ pub struct AgentConfig {
     pub grid: GridLimits,
     #[serde(default)]
     pub control: ControlSettings,
+    /// What AUTO aims at: target grid power, export and import limits, backup reserve.
+    #[serde(default)]
+    pub strategy: Strategy,
     #[serde(default)]
     pub comm: CommSettings,
     #[serde(default)]
@@ -55,6 +58,7 @@ impl AgentConfig {
             battery: self.battery.clone(),
             grid: self.grid.clone(),
             control: self.control.clone(),
+            strategy: self.strategy.clone(),
         }
     }
 }

@@ -207,3 +207,70 @@ fn metrics_listen_must_be_an_address() {
     assert_eq!(c.metrics.listen.as_deref(), Some("127.0.0.1:9101"));
     assert_eq!(parse(BASE).unwrap().metrics.listen, None);
 }
+
+#[test]
+fn the_strategy_keys_parse_and_reach_the_limits() {
+    let c = parse(&format!(
+        "{BASE}\n[strategy]\nexport_limit_w = 2800\nbackup_reserve_pct = 30\n[control]\nresponse_time_s = 2\n"
+    ))
+    .unwrap();
+    let limits = c.limits();
+    assert_eq!(limits.strategy.export_limit_w, Some(2800.0));
+    assert_eq!(limits.strategy.backup_reserve_pct, Some(30.0));
+    assert_eq!(limits.strategy.import_limit_w, None);
+    assert_eq!(limits.control.response_time_s, 2.0);
+}
+
+#[test]
+fn strategy_settings_that_cannot_work_are_named() {
+    expect_err(
+        &format!("{BASE}\n[strategy]\nbackup_reserve_pct = 5\n"),
+        "strategy.backup_reserve_pct",
+        "between battery.soc_min_pct",
+    );
+    expect_err(
+        &format!("{BASE}\n[strategy]\nbackup_reserve_pct = 12\n"),
+        "strategy.reserve_hysteresis_pct",
+        "above battery.soc_min_pct",
+    );
+    expect_err(
+        &format!("{BASE}\n[strategy]\nimport_limit_w = 5000\nrecharge_below_w = 6000\n"),
+        "strategy.recharge_below_w",
+        "below import_limit_w",
+    );
+    expect_err(
+        &format!("{BASE}\n[strategy]\nimport_limit_w = 5000\ntarget_grid_w = 100\n"),
+        "strategy.target_grid_w",
+        "not used with import_limit_w",
+    );
+    expect_err(
+        &format!("{BASE}\n[strategy]\nexport_limit_w = 1000\ntarget_grid_w = -2000\n"),
+        "strategy.target_grid_w",
+        "exports more than export_limit_w",
+    );
+    expect_err(
+        &format!("{BASE}\n[strategy]\nexport_limit_w = -1\n"),
+        "strategy.export_limit_w",
+        ">= 0",
+    );
+    expect_err(
+        &format!("{BASE}\n[strategy]\nbackup_reserve_pct = 30\nreserve_charge_power_w = 9000\n"),
+        "strategy.reserve_charge_power_w",
+        "battery.max_charge_power_w",
+    );
+    expect_err(
+        &format!("{BASE}\n[strategy]\nimport_limit = 5000\n"),
+        "strategy.import_limit",
+        "unknown field",
+    );
+    expect_err(
+        &format!("{BASE}\n[control]\ncorrection_gain = 1.5\n"),
+        "control.correction_gain",
+        "at most 1",
+    );
+    expect_err(
+        &format!("{BASE}\n[control]\nresponse_time_s = 30\n"),
+        "control.response_time_s",
+        "at most 10 s",
+    );
+}

@@ -59,6 +59,8 @@ pub fn check(c: &AgentConfig, file: &str) -> Result<(), ConfigError> {
         ("control.deadband_w", c.control.deadband_w),
         ("control.ramp_w_per_s", c.control.ramp_w_per_s),
         ("control.idle_threshold_w", c.control.idle_threshold_w),
+        ("control.response_time_s", c.control.response_time_s),
+        ("control.correction_gain", c.control.correction_gain),
         (
             "control.manual_fallback_after_s",
             c.control.manual_fallback_after_s,
@@ -119,6 +121,28 @@ pub fn check(c: &AgentConfig, file: &str) -> Result<(), ConfigError> {
             "control.ramp_w_per_s",
             "must be above 0 or the battery never moves".into(),
         );
+    }
+    if c.control.correction_gain == 0.0 || c.control.correction_gain > 1.0 {
+        return err(
+            "control.correction_gain",
+            format!(
+                "{} must be above 0 (or AUTO never corrects) and at most 1 (more overshoots)",
+                c.control.correction_gain
+            ),
+        );
+    }
+    if c.control.response_time_s > 10.0 {
+        return err(
+            "control.response_time_s",
+            format!(
+                "{} s is longer than any inverter and meter need (at most 10 s); AUTO would \
+                 correct that seldom",
+                c.control.response_time_s
+            ),
+        );
+    }
+    if let Err(p) = c.strategy.check(b) {
+        return err(&format!("strategy.{}", p.key), p.reason);
     }
     if c.comm.loss_after_s < 1.0 {
         return err("comm.loss_after_s", "must be at least 1 s".into());

@@ -1,7 +1,9 @@
-//! Limits the controller enforces whatever a command says. Loaded from the `[battery]`,
-//! `[grid]` and `[control]` tables of the agent config.
+//! Limits the controller enforces whatever a command says, and how AUTO moves. Loaded from the
+//! `[battery]`, `[grid]`, `[control]` and `[strategy]` tables of the agent config.
 
 use serde::{Deserialize, Serialize};
+
+use super::strategy::Strategy;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -82,11 +84,21 @@ impl Default for GridLimits {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ControlSettings {
-    /// AUTO leaves the setpoint alone while |grid power| is below this, W.
+    /// AUTO leaves the setpoint alone while the change it would make is at most this, W: with
+    /// an inverter that follows its setpoint, while the grid is within this of AUTO's target.
     pub deadband_w: f64,
-    /// Largest setpoint change per second when increasing power, W/s. Reductions demanded by a
-    /// limit or a fault are applied at once.
+    /// Largest setpoint change per second when increasing power, W/s. Moves towards 0 W, cuts
+    /// demanded by a limit or a fault, and corrections of an export or import limit being
+    /// exceeded are applied at once.
     pub ramp_w_per_s: f64,
+    /// How long after a setpoint change the grid meter surely shows it (inverter response plus
+    /// meter update interval), s. AUTO corrects again only after this: a reading taken before
+    /// the battery moved would make it correct twice and overshoot. 0: every step.
+    pub response_time_s: f64,
+    /// Share of the remaining error AUTO corrects at each correction (its integral gain times
+    /// the correction interval), 0 < gain <= 1. 1 corrects all of it at once: with
+    /// `response_time_s` this settles without overshoot (docs/benchmarks.md).
+    pub correction_gain: f64,
     /// |setpoint| below this counts as IDLE, W.
     pub idle_threshold_w: f64,
     /// A manual mode falls back to AUTO after the cloud link has been down this long, s.
@@ -98,16 +110,31 @@ impl Default for ControlSettings {
         ControlSettings {
             deadband_w: 50.0,
             ramp_w_per_s: 1000.0,
+            response_time_s: 1.5,
+            correction_gain: 1.0,
             idle_threshold_w: 20.0,
             manual_fallback_after_s: 600.0,
         }
     }
 }
 
-/// Everything the controller enforces.
+impl ControlSettings {
+    /// `target` reached from `last` within the ramp over `dt_s` (W, + = charge). Moving towards
+    /// 0 W (same sign, smaller magnitude) is always safe: no ramp.
+    pub fn ramp(&self, last_w: f64, target_w: f64, dt_s: f64) -> f64 {
+        if target_w * last_w >= 0.0 && target_w.abs() <= last_w.abs() {
+            return target_w;
+        }
+        let max_step = self.ramp_w_per_s * dt_s;
+        last_w + (target_w - last_w).clamp(-max_step, max_step)
+    }
+}
+
+/// Everything the controller enforces, and what AUTO aims at.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Limits {
     pub battery: BatteryLimits,
     pub grid: GridLimits,
     pub control: ControlSettings,
+    pub strategy: Strategy,
 }

@@ -12,16 +12,25 @@
 //!
 //! Order of precedence in a step, highest first:
 //! 1. a fault (detected now, or latched earlier) → ERROR, 0 W, in the same step;
-//! 2. limits: SoC min/max with hysteresis, voltage and temperature windows, configured and
-//!    BMS-allowed power; a limit cuts the setpoint at once, without ramping;
-//! 3. the mode's wish: AUTO self-consumption or the manual target, ramped.
+//! 2. hard limits: SoC min/max with hysteresis, voltage and temperature windows, configured
+//!    and BMS-allowed power; a limit cuts the setpoint at once, without ramping;
+//! 3. the mode's wish: the manual target, ramped; or AUTO's strategy stack
+//!    ([`super::auto`]), itself in this order, highest first:
+//!    1. the backup reserve (no discharge at or below it, charging back below it − hysteresis);
+//!    2. the schedule window's action ([`Controller::set_schedule_action`]);
+//!    3. the import and export limits;
+//!    4. the target grid power.
+//!
+//! So: faults > hard limits > reserve > schedule > import/export limits > target.
 
 use std::collections::BTreeSet;
 
 use ems_protocol::{ErrorFlag, Mode, State, TargetMode};
 
+use super::auto::{Auto, Inputs};
 use super::faults;
 use super::limits::Limits;
+use super::strategy::ScheduleAction;
 
 /// One cycle's inputs, in SI units; `None` is unknown (a device not answering), never zero.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -86,6 +95,8 @@ pub struct Controller {
     /// When the manual mode's lease ends, on the clock of `step`'s `now_s`; `None`: no lease
     /// (AUTO, or a manual mode set without one).
     lease_until_s: Option<f64>,
+    /// AUTO's memory: its goal, when the setpoint last changed, the reserve latch, the schedule.
+    auto: Auto,
 }
 
 impl Controller {
@@ -104,6 +115,7 @@ impl Controller {
             last_step_s: None,
             link_down_since_s: None,
             lease_until_s: None,
+            auto: Auto::default(),
         }
     }
 
@@ -186,10 +198,37 @@ impl Controller {
             }
             _ => {}
         }
+        if mode != self.mode {
+            self.auto.restart();
+        }
         self.mode = mode;
         self.manual_power_w = power;
         self.lease_until_s = lease_until_s;
         Ok(())
+    }
+
+    /// The action of the schedule window in force (`None`: no window), for AUTO from the next
+    /// step on; validated against the hard limits. It ranks below the backup reserve and above
+    /// the import/export limits (see the module doc). Manual modes ignore it.
+    ///
+    /// Nothing calls it yet outside tests and the day scenarios: `SET_SCHEDULE` (issue 16) is
+    /// to store the windows and call this when one opens or closes.
+    pub fn set_schedule_action(&mut self, action: Option<ScheduleAction>) -> Result<(), Rejection> {
+        if let Some(a) = &action {
+            a.check(&self.limits.battery).map_err(Rejection)?;
+        }
+        self.auto.set_schedule(action);
+        Ok(())
+    }
+
+    /// The schedule action in force, if any.
+    pub fn schedule_action(&self) -> Option<&ScheduleAction> {
+        self.auto.schedule()
+    }
+
+    /// Whether AUTO is charging the battery back up to the backup reserve.
+    pub fn reserve_charging(&self) -> bool {
+        self.auto.reserve_charging()
     }
 
     /// `RESET_ERROR`: leaves ERROR only when no fault remains in the latest measurements;
@@ -225,16 +264,33 @@ impl Controller {
         if !self.active.is_empty() || self.state == State::Error {
             self.latched.extend(self.active.iter().cloned());
             self.state = State::Error;
+            self.auto.note_setpoint(now_s, self.setpoint_w, 0.0);
             self.setpoint_w = 0.0;
+            self.auto.restart();
             return self.decision(fell_back, lease_ended);
         }
 
         // No fault: SoC and voltage are known (faults::detect flags them otherwise).
         let soc = m.battery_soc_pct.unwrap_or(0.0);
         self.update_soc_latches(soc);
-        let wish = self.wish(m, dt);
+        let last = self.setpoint_w;
+        let c = &self.limits.control;
+        let wish = match self.mode {
+            TargetMode::Auto => self.auto.wish(&Inputs {
+                now_s,
+                dt_s: dt,
+                soc_pct: soc,
+                last_w: last,
+                m,
+                limits: &self.limits,
+            }),
+            TargetMode::ManualCharge => c.ramp(last, self.manual_power_w, dt),
+            TargetMode::ManualDischarge => c.ramp(last, -self.manual_power_w, dt),
+            TargetMode::ManualIdle => 0.0,
+        };
         let (max_charge, max_discharge) = self.power_window(m);
         self.setpoint_w = wish.clamp(-max_discharge, max_charge);
+        self.auto.note_setpoint(now_s, last, self.setpoint_w);
 
         let idle = self.limits.control.idle_threshold_w;
         self.state = if self.full && self.setpoint_w >= -idle {
@@ -263,6 +319,7 @@ impl Controller {
         let lapsed = self.mode;
         self.mode = TargetMode::Auto;
         self.manual_power_w = 0.0;
+        self.auto.restart();
         Some(lapsed)
     }
 
@@ -289,6 +346,7 @@ impl Controller {
             self.mode = TargetMode::Auto;
             self.manual_power_w = 0.0;
             self.lease_until_s = None;
+            self.auto.restart();
             return true;
         }
         false
@@ -306,32 +364,6 @@ impl Controller {
         } else if soc >= b.soc_min_pct + b.soc_hysteresis_pct {
             self.empty = false;
         }
-    }
-
-    /// What the mode wants, ramped from the last setpoint (W, + = charge).
-    fn wish(&self, m: &Measurements, dt: f64) -> f64 {
-        let c = &self.limits.control;
-        let target = match self.mode {
-            TargetMode::ManualCharge => self.manual_power_w,
-            TargetMode::ManualDischarge => -self.manual_power_w,
-            TargetMode::ManualIdle => 0.0,
-            TargetMode::Auto => match m.grid_power_w {
-                // Grid = load − PV + battery charge, so moving the battery by −grid zeroes it.
-                Some(grid) if grid.abs() > c.deadband_w => {
-                    m.battery_power_w.unwrap_or(self.setpoint_w) - grid
-                }
-                Some(_) => self.setpoint_w,
-                // Without a grid reading there is nothing to follow: hold 0 W.
-                None => 0.0,
-            },
-        };
-        // Moving towards 0 W (same sign, smaller magnitude) is always safe: no ramp.
-        let last = self.setpoint_w;
-        if target * last >= 0.0 && target.abs() <= last.abs() {
-            return target;
-        }
-        let max_step = c.ramp_w_per_s * dt;
-        last + (target - last).clamp(-max_step, max_step)
     }
 
     /// Allowed (charge, discharge) magnitudes in W from config, BMS, SoC, voltage, temperature.

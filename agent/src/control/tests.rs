@@ -51,12 +51,20 @@ fn auto_charges_from_export_and_covers_import() {
     let d = c.step(1.0, &site(50.0, -800.0, 0.0), true);
     assert_eq!(d.setpoint_w, 800.0);
     assert_eq!(d.state, State::Charging);
-    // Now importing 300 W while charging 800 W: charge only 500 W.
+    // Now importing 300 W while charging 800 W. One second after the change the reading may
+    // predate the battery's move: AUTO holds until `response_time_s` (1.5 s) has passed.
     let d = c.step(2.0, &site(50.0, 300.0, 800.0), true);
+    assert_eq!(d.setpoint_w, 800.0);
+    // Then it charges only 500 W.
+    let d = c.step(3.0, &site(50.0, 300.0, 800.0), true);
     assert_eq!(d.setpoint_w, 500.0);
     // Inside the deadband: hold.
-    let d = c.step(3.0, &site(50.0, 30.0, 500.0), true);
+    let d = c.step(5.0, &site(50.0, 30.0, 500.0), true);
     assert_eq!(d.setpoint_w, 500.0);
+    // The correction starts from the measured battery power (anti-windup): an inverter stuck
+    // at 200 W while told 500 W, with the site importing 100 W, gets 100 W, not 400 W.
+    let d = c.step(7.0, &site(50.0, 100.0, 200.0), true);
+    assert_eq!(d.setpoint_w, 100.0);
 }
 
 #[test]
