@@ -21,7 +21,7 @@ pub struct Api {
 }
 
 /// How long to wait for a TCP/TLS connection before giving up with exit code 3.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Api {
     pub fn new(settings: &Settings) -> Result<Api, Failure> {

@@ -13,7 +13,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::{WebSocketStream, client_async, tungstenite};
 
-use crate::client::{chain, http_failure};
+use crate::client::{CONNECT_TIMEOUT, chain, http_failure};
 use crate::exit::{Exit, Failure};
 use crate::tls;
 
@@ -93,8 +93,15 @@ pub async fn connect(
         .trim_end_matches(']')
         .to_string();
     let port = uri.port_u16().unwrap_or(if secure { 443 } else { 80 });
-    let tcp = TcpStream::connect((host.as_str(), port))
+    // A black-holed address would otherwise hold a reconnecting `watch` for minutes.
+    let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect((host.as_str(), port)))
         .await
+        .map_err(|_| {
+            unreachable(format!(
+                "no connection within {} s",
+                CONNECT_TIMEOUT.as_secs()
+            ))
+        })?
         .map_err(|e| unreachable(e.to_string()))?;
     let stream: Box<dyn Io> = if secure {
         let config = tls::rustls_config(ca_file)?;
