@@ -84,7 +84,11 @@ pub async fn login(global: &Global, args: &Login) -> anyhow::Result<Exit> {
     let api = Api::new(&check)?;
     let nothing = "nothing was written";
     let who: WhoAmI = api.get("/whoami", &[]).await.map_err(|f| {
-        let hint = f.hint.clone().unwrap_or_default();
+        let hint = if f.message.starts_with("authentication failed") {
+            "is it an API token (emsa_…) of this server, and not expired or revoked?".to_string()
+        } else {
+            f.hint.clone().unwrap_or_default()
+        };
         Failure {
             hint: Some(format!("{nothing}; {hint}")),
             ..f
