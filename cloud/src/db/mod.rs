@@ -6,12 +6,12 @@
 pub mod columns;
 pub mod retention;
 pub mod timescale;
+pub mod tls;
 
 use std::time::Duration;
 
 use deadpool_postgres::{ManagerConfig, Pool, PoolConfig, RecyclingMethod, Runtime, Timeouts};
 use rocket::fairing::AdHoc;
-use tokio_postgres::NoTls;
 
 use crate::config::CloudConfig;
 
@@ -92,6 +92,12 @@ pub struct Db {
 impl Db {
     /// Connects, applies migrations and the TimescaleDB setup, and builds the pool.
     pub async fn open(config: &CloudConfig) -> Result<Db, DbError> {
+        let tls = tls::target(&config.database_url)?;
+        tracing::info!(
+            "database: {} with {}",
+            target_of(&config.database_url),
+            tls.describe
+        );
         let storage = prepare(config).await?;
         tracing::info!("storage: {}", storage.reason);
         let pool = pool(&config.database_url, config.database_pool_size)?;
@@ -105,11 +111,14 @@ impl Db {
 }
 
 fn pool(url: &str, size: usize) -> Result<Pool, DbError> {
-    let mut cfg = deadpool_postgres::Config::new();
-    cfg.url = Some(url.to_string());
-    cfg.manager = Some(ManagerConfig {
-        recycling_method: RecyclingMethod::Fast,
-    });
+    let target = tls::target(url)?;
+    let manager = deadpool_postgres::Manager::from_config(
+        target.config,
+        target.tls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
     let mut pool_cfg = PoolConfig::new(size.max(2));
     // A down database must fail requests (503) rather than hang them.
     pool_cfg.timeouts = Timeouts {
@@ -117,14 +126,16 @@ fn pool(url: &str, size: usize) -> Result<Pool, DbError> {
         create: Some(Duration::from_secs(5)),
         recycle: Some(Duration::from_secs(5)),
     };
-    cfg.pool = Some(pool_cfg);
-    cfg.create_pool(Some(Runtime::Tokio1), NoTls)
+    Pool::builder(manager)
+        .config(pool_cfg)
+        .runtime(Runtime::Tokio1)
+        .build()
         .map_err(|e| DbError::Url(e.to_string()))
 }
 
 /// `user@host:port/database` of a connection URL, for messages: never the password.
 pub fn target_of(url: &str) -> String {
-    let Ok(config) = url.parse::<tokio_postgres::Config>() else {
+    let Ok(tls::Target { config, .. }) = tls::target(url) else {
         return "(unparsable database_url)".into();
     };
     let hosts: Vec<String> = config
@@ -148,21 +159,43 @@ pub fn target_of(url: &str) -> String {
     )
 }
 
-/// One dedicated connection (not from the pool), driven on its own task.
+/// One dedicated connection (not from the pool), driven on its own task; TLS as the URL's
+/// `sslmode` says (see [`tls`]).
 pub async fn connect(url: &str) -> Result<tokio_postgres::Client, DbError> {
-    let (client, conn) =
-        tokio_postgres::connect(url, NoTls)
-            .await
-            .map_err(|error| DbError::Connect {
-                target: target_of(url),
-                error,
-            })?;
+    let (client, conn) = connect_raw(url).await?;
     tokio::spawn(async move {
         if let Err(e) = conn.await {
             tracing::debug!("database connection ended: {e}");
         }
     });
     Ok(client)
+}
+
+/// The stream of a connection: TLS or plain as the URL says.
+pub type TlsStream =
+    <tokio_postgres_rustls::MakeRustlsConnect as tokio_postgres::tls::MakeTlsConnect<
+        tokio_postgres::Socket,
+    >>::Stream;
+
+/// One dedicated connection and its driver, for callers that poll it themselves (`LISTEN`).
+pub async fn connect_raw(
+    url: &str,
+) -> Result<
+    (
+        tokio_postgres::Client,
+        tokio_postgres::Connection<tokio_postgres::Socket, TlsStream>,
+    ),
+    DbError,
+> {
+    let target = tls::target(url)?;
+    target
+        .config
+        .connect(target.tls)
+        .await
+        .map_err(|error| DbError::Connect {
+            target: target_of(url),
+            error,
+        })
 }
 
 /// Migrations and TimescaleDB setup under an advisory lock, so instances starting together do
@@ -196,8 +229,11 @@ async fn connect_waiting(config: &CloudConfig) -> Result<tokio_postgres::Client,
     let mut said = false;
     loop {
         match connect(&config.database_url).await {
+            // Unreachable is worth waiting for; a certificate that fails verification is not.
             Err(DbError::Connect { target, error })
-                if error.as_db_error().is_none() && tokio::time::Instant::now() < deadline =>
+                if error.as_db_error().is_none()
+                    && !describe(&error).contains("TLS handshake")
+                    && tokio::time::Instant::now() < deadline =>
             {
                 if !said {
                     tracing::warn!(

@@ -18,7 +18,7 @@ use crate::stage::need;
 async fn listen(hub: std::sync::Arc<Hub>, url: String) {
     let mut backoff = Duration::from_millis(100);
     while !hub.is_stopped() {
-        match tokio_postgres::connect(&url, tokio_postgres::NoTls).await {
+        match crate::db::connect_raw(&url).await {
             Ok((client, mut conn)) => {
                 let (tx, mut rx) = mpsc::unbounded_channel();
                 let driver = tokio::spawn(async move {

@@ -14,6 +14,7 @@ mod command_lifecycle;
 mod compression_and_retention;
 mod dashboard_browser;
 mod dashboard_serving;
+mod database_over_tls;
 mod device_access;
 mod energy_accounting;
 mod events_derived;

@@ -3,8 +3,9 @@
 //! same data, and fresh databases on it.
 
 use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -22,6 +23,8 @@ pub struct PgServer {
     port: u16,
     run_as: Option<(u32, u32)>,
     backend: Backend,
+    /// More `-c name=value` settings for postgres.
+    settings: Vec<String>,
     child: Mutex<Option<Child>>,
 }
 
@@ -34,6 +37,36 @@ impl PgServer {
 
     /// initdb into a new temp dir and start a server of kind `backend` on a free port.
     pub fn start_with(backend: Backend) -> Result<PgServer, PgError> {
+        PgServer::init(backend)?.launch_on_free_port()
+    }
+
+    /// [`PgServer::start_with`] with TLS on (`ssl = on`): the server presents the certificate
+    /// and key of these PEM files (copied into its directory, the key readable by it alone).
+    /// Connections may still choose plain TCP.
+    pub fn start_with_tls(backend: Backend, cert: &Path, key: &Path) -> Result<PgServer, PgError> {
+        let mut server = PgServer::init(backend)?;
+        let dir = server.dir.path().to_path_buf();
+        for (from, name) in [(cert, "server.crt"), (key, "server.key")] {
+            let to = dir.join(name);
+            std::fs::copy(from, &to).map_err(io_err("copying the TLS files"))?;
+            std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o600))
+                .map_err(io_err("chmod of the TLS files"))?;
+            if let Some((uid, gid)) = server.run_as {
+                chown(&to, uid, gid)?;
+            }
+            let setting = if name == "server.crt" {
+                "ssl_cert_file"
+            } else {
+                "ssl_key_file"
+            };
+            server.settings.push(format!("{setting}={}", to.display()));
+        }
+        server.settings.push("ssl=on".into());
+        server.launch_on_free_port()
+    }
+
+    /// initdb into a new temp dir; not started.
+    fn init(backend: Backend) -> Result<PgServer, PgError> {
         if backend == Backend::TimescaleDb {
             timescaledb_status().map_err(|detail| PgError::Failed {
                 step: "finding TimescaleDB",
@@ -68,15 +101,15 @@ impl PgServer {
                 detail: String::from_utf8_lossy(&out.stderr).into_owned(),
             });
         }
-        let server = PgServer {
+        Ok(PgServer {
             bin,
             dir,
             port: 0,
             run_as,
             backend,
+            settings: Vec::new(),
             child: Mutex::new(None),
-        };
-        server.launch_on_free_port()
+        })
     }
 
     fn launch_on_free_port(mut self) -> Result<PgServer, PgError> {
@@ -115,6 +148,9 @@ impl PgServer {
                 .args(["-c", "timescaledb.telemetry_level=off"])
                 .args(["-c", "max_worker_processes=64"])
                 .args(["-c", "timescaledb.max_background_workers=56"]);
+        }
+        for setting in &self.settings {
+            cmd.args(["-c", setting]);
         }
         cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(log);
         if let Some((uid, gid)) = self.run_as {
