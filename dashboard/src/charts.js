@@ -65,7 +65,7 @@ export class HistoryCharts {
   }
 
   width() {
-    return Math.max(300, this.box.clientWidth - 8);
+    return Math.max(200, this.box.clientWidth - 8);
   }
 
   async load(range) {

@@ -1,6 +1,7 @@
 // The dashboard's shell: sign-in, the header, and hash routes
 //   #/             device list
-//   #/device/<id>  live page, history charts, commands, logs
+//   #/device/<id>  live page, energy, history charts, commands, logs
+//   #/tokens       API tokens (admins)
 // Each page is `render(root, ctx) -> cleanup`; the cleanup closes its feed and timers.
 
 import 'uplot/dist/uPlot.min.css';
@@ -10,6 +11,7 @@ import { h, fill } from './dom.js';
 import { renderDevices } from './pages/devices.js';
 import { renderDevice } from './pages/device.js';
 import { renderSignIn } from './pages/signin.js';
+import { renderTokens } from './pages/tokens.js';
 
 const app = document.getElementById('app');
 let cleanup = null;
@@ -22,6 +24,7 @@ function header() {
     { class: 'top' },
     h('a', { href: '#/', class: 'brand' }, 'ems'),
     h('span', { class: 'grow' }),
+    me?.role === 'admin' && h('a', { href: '#/tokens', class: 'nav', 'data-testid': 'nav-tokens' }, 'Tokens'),
     me &&
       h(
         'span',
@@ -70,7 +73,9 @@ async function route() {
   fill(app, header(), main);
   const ctx = { me, canCommand: me.role === 'operator' || me.role === 'admin' };
   const m = location.hash.match(/^#\/device\/(.+)$/);
-  cleanup = m ? renderDevice(main, decodeURIComponent(m[1]), ctx) : renderDevices(main, ctx);
+  if (m) cleanup = renderDevice(main, decodeURIComponent(m[1]), ctx);
+  else if (location.hash === '#/tokens' && me.role === 'admin') cleanup = renderTokens(main);
+  else cleanup = renderDevices(main, ctx);
 }
 
 window.addEventListener('hashchange', route);

@@ -6,7 +6,10 @@
 //                      and follows them, but REJECTED with a reason above 5000 W
 //   EMS_OPERATOR_TOKEN an operator token
 //   EMS_VIEWER_TOKEN   a viewer token
+//   EMS_ADMIN_TOKEN    an admin token
+//   EMS_OFFLINE_DEVICE_ID a device with a few stored packets that is not connected
 //   EMS_SCREENSHOT     where to save the screenshot (PNG)
+//   EMS_SCREENSHOT_PHONE where to save the screenshot at a phone's viewport (PNG)
 //   EMS_CHROMIUM       the browser (default /usr/bin/chromium)
 // Exits 1 with the failed step on stderr.
 
@@ -24,7 +27,10 @@ const url = env('EMS_URL');
 const deviceId = env('EMS_DEVICE_ID');
 const operator = env('EMS_OPERATOR_TOKEN');
 const viewer = env('EMS_VIEWER_TOKEN');
+const admin = env('EMS_ADMIN_TOKEN');
+const offlineDevice = env('EMS_OFFLINE_DEVICE_ID');
 const screenshot = env('EMS_SCREENSHOT');
+const phoneShot = env('EMS_SCREENSHOT_PHONE');
 const executablePath = process.env.EMS_CHROMIUM || '/usr/bin/chromium';
 
 const T = 15000; // deadline of each wait, ms
@@ -60,8 +66,8 @@ async function signIn(page, token, role) {
   await page.getByTestId('role').filter({ hasText: role }).waitFor({ timeout: T });
 }
 
-async function openDevice(page) {
-  const row = page.locator(`tr[data-device="${deviceId}"]`);
+async function openDevice(page, id = deviceId) {
+  const row = page.locator(`tr[data-device="${id}"]`);
   await row.waitFor({ timeout: T });
   await row.getByTestId('online').filter({ hasText: 'online' }).waitFor({ timeout: T });
   await row.locator('a').click();
@@ -140,6 +146,25 @@ try {
     await page.getByTestId('history-status').filter({ hasText: re }).waitFor({ timeout: T });
   }
 
+  log('the stale banner is hidden while packets arrive');
+  if (!(await page.getByTestId('stale-banner').isHidden())) throw new Error('stale banner shown for a live device');
+
+  log('the energy flow says where the power goes, in words');
+  await page.getByTestId('flow-grid').filter({ hasText: /^(importing|exporting|balanced)/ }).waitFor({ timeout: T });
+  await page.getByTestId('flow-battery').filter({ hasText: /^(charging|discharging|idle)/ }).waitFor({ timeout: T });
+  await page.getByTestId('flow-site').filter({ hasText: /^(using|surplus)/ }).waitFor({ timeout: T });
+
+  log('energy per day and per month: bars and kWh totals from the stored packets');
+  await page.getByTestId('energy-status').filter({ hasText: /^[1-9]\d* days with data/ }).waitFor({ timeout: T });
+  if ((await page.locator('[data-testid=energy-bars] .ecol').count()) < 1) throw new Error('no energy bars');
+  const totals = await page.getByTestId('energy-totals').textContent();
+  if (!/imported \d+(\.\d+)? kWh/.test(totals) || !/charged \d/.test(totals)) throw new Error(`energy totals read ${JSON.stringify(totals)}`);
+  console.log(`e2e:   energy totals: ${totals}`);
+  await page.locator('button[data-period="months"]').click();
+  await page.getByTestId('energy-status').filter({ hasText: /^[1-9]\d* months with data/ }).waitFor({ timeout: T });
+  await page.locator('button[data-period="days"]').click();
+  await page.getByTestId('energy-status').filter({ hasText: /days with data/ }).waitFor({ timeout: T });
+
   log('send SET_MODE MANUAL_DISCHARGE 800 W and see ACCEPTED');
   await page.getByTestId('target-mode').selectOption('MANUAL_DISCHARGE');
   await page.getByTestId('target-power').fill('800');
@@ -176,6 +201,69 @@ try {
   await page.waitForFunction(() => document.querySelector('[data-testid=timestamp]')?.dataset.ts, null, { timeout: T });
   await page.getByTestId('command-log').waitFor({ timeout: T });
   if ((await page.getByTestId('command-panel').count()) !== 0) throw new Error('a viewer sees the command panel');
+  if ((await page.getByTestId('nav-tokens').count()) !== 0) throw new Error('a viewer sees the tokens link');
+
+  log('a device that is not connected: the banner says offline and the values are not live');
+  await page.goto(`${url}/#/device/${encodeURIComponent(offlineDevice)}`);
+  await page.getByTestId('stale-banner').filter({ hasText: 'Offline' }).waitFor({ timeout: T });
+
+  log('admin: create a scoped viewer token in the dashboard; its secret is shown once');
+  await page.getByTestId('sign-out').click();
+  await signIn(page, admin, 'admin');
+  await page.getByTestId('nav-tokens').click();
+  await page.getByTestId('tokens').waitFor({ timeout: T });
+  await page.getByTestId('token-name').fill('e2e-scoped');
+  await page.getByTestId('token-role').selectOption('viewer');
+  await page.getByTestId('token-devices').fill(deviceId);
+  await page.getByTestId('token-create').click();
+  const secret = (await page.getByTestId('token-secret').textContent({ timeout: T })).trim();
+  if (!/^emsa_[A-Za-z0-9_-]{43}$/.test(secret)) throw new Error(`token secret reads ${JSON.stringify(secret)}`);
+  const row = page.locator('tr[data-token="e2e-scoped"]');
+  await row.getByTestId('token-state').filter({ hasText: 'active' }).waitFor({ timeout: T });
+  if (!(await row.textContent()).includes(deviceId)) throw new Error('the scope is not listed');
+
+  log('the new token signs in and sees only its device');
+  await page.getByTestId('sign-out').click();
+  await signIn(page, secret, 'viewer');
+  await page.locator(`tr[data-device="${deviceId}"]`).waitFor({ timeout: T });
+  if ((await page.locator(`tr[data-device="${offlineDevice}"]`).count()) !== 0) throw new Error('a scoped token lists another device');
+
+  log('admin revokes it; it cannot sign in any more');
+  await page.getByTestId('sign-out').click();
+  await signIn(page, admin, 'admin');
+  await page.getByTestId('nav-tokens').click();
+  page.once('dialog', (d) => d.accept());
+  await page.locator('tr[data-token="e2e-scoped"]').getByTestId('token-revoke').click();
+  await page.locator('tr[data-token="e2e-scoped"]').waitFor({ state: 'detached', timeout: T });
+  await page.getByTestId('show-revoked').check();
+  await page.locator('tr[data-token="e2e-scoped"]').getByTestId('token-state').filter({ hasText: 'revoked' }).waitFor({ timeout: T });
+  await page.getByTestId('sign-out').click();
+  await page.getByTestId('token').fill(secret);
+  await page.getByTestId('sign-in').click();
+  await page.getByTestId('sign-in-error').filter({ hasText: /\S/ }).waitFor({ timeout: T });
+
+  log('a phone (390 × 844): one column, nothing wider than the screen');
+  const phone = await context.newPage();
+  phone.on('pageerror', (e) => console.error(`e2e: page error (phone): ${e.message}`));
+  await phone.setViewportSize({ width: 390, height: 844 });
+  await signIn(phone, viewer, 'viewer');
+  await openDevice(phone);
+  await phone.waitForFunction(() => document.querySelector('[data-testid=timestamp]')?.dataset.ts, null, { timeout: T });
+  await phone.getByTestId('energy-status').filter({ hasText: /days with data/ }).waitFor({ timeout: T });
+  const widths = await phone.evaluate(() => {
+    const screen = window.innerWidth;
+    // The innermost elements that stick out, to name the culprit.
+    const wide = [...document.querySelectorAll('body *')]
+      .filter((e) => e.getBoundingClientRect().right > screen + 1 && ![...e.children].some((c) => c.getBoundingClientRect().right > screen + 1))
+      .slice(0, 5)
+      .map((e) => `${e.tagName.toLowerCase()}.${e.className}[${e.dataset.testid ?? ''}] ${Math.round(e.getBoundingClientRect().right)}`);
+    return { page: document.documentElement.scrollWidth, screen, wide };
+  });
+  if (widths.page > widths.screen + 1) throw new Error(`the page is ${widths.page} px wide on a ${widths.screen} px screen: ${widths.wide.join(', ')}`);
+  const boxes = await phone.locator('[data-testid=live] .card').evaluateAll((cards) => cards.map((c) => c.getBoundingClientRect().left));
+  if (new Set(boxes.map(Math.round)).size !== 1) throw new Error(`live cards not in one column: ${boxes}`);
+  log(`phone screenshot ${phoneShot}`);
+  await phone.screenshot({ path: phoneShot, fullPage: true });
 
   console.log('e2e: all steps passed');
 } catch (e) {

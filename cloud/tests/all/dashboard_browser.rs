@@ -2,8 +2,11 @@
 //! database, a scripted device sends spec telemetry every second with changing values and
 //! answers commands ACCEPTED (REJECTED above 5 kW), and `dashboard/tests/e2e.mjs` (playwright-core driving Debian's
 //! headless Chromium) signs in, watches the live values change, sends commands from the page
-//! and sees ACCEPTED and REJECTED with the reason, checks that a viewer gets no command panel, and saves
-//! `target/dashboard-screenshot.png`.
+//! and sees ACCEPTED and REJECTED with the reason, checks the energy flow and the energy per day and
+//! month, that a viewer gets no command panel, the offline banner of a device that is away, that
+//! an admin creates a scoped token in the page (which then signs in) and revokes it (which then
+//! cannot), and the layout at a phone's viewport; it saves `target/dashboard-screenshot.png` and
+//! `target/dashboard-phone-screenshot.png`.
 //!
 //! Needs Node.js, `dashboard/node_modules` and `dashboard/dist` (`npm ci && npm run build` in
 //! `dashboard/`) and `/usr/bin/chromium`; fails with an install hint when one is missing.
@@ -26,6 +29,8 @@ use tokio::sync::oneshot;
 use tokio_tungstenite::tungstenite::Message;
 
 const DEVICE: &str = "ems_dash";
+/// A device with a few stored packets that is not connected while the browser looks.
+const OFFLINE_DEVICE: &str = "ems_dash_away";
 const CHROMIUM: &str = "/usr/bin/chromium";
 /// The whole browser script, generous for a loaded CI machine.
 const E2E_DEADLINE: Duration = Duration::from_secs(180);
@@ -248,11 +253,25 @@ async fn dashboard_signs_in_shows_live_values_and_sends_commands() {
     }
     let stamps: Vec<Timestamp> = history.iter().map(|t| t.timestamp).collect();
     device.await_acks(&stamps).await;
+    // The away device: three packets five minutes ago, then gone.
+    let away_token = server.add_device(OFFLINE_DEVICE).await;
+    let mut away = server.device(OFFLINE_DEVICE, &away_token).await;
+    let five_min_ago = Timestamp::now().unix() - 300;
+    let away_packets: Vec<Telemetry> = (0..3)
+        .map(|i| {
+            let ts = Timestamp::from_unix(five_min_ago + i).unwrap();
+            Telemetry::example(OFFLINE_DEVICE, ts, 40.0)
+        })
+        .collect();
+    away.send_stored(&away_packets).await;
+    drop(away);
     let (stop, stopped) = oneshot::channel();
     let device_task = tokio::spawn(run_device(device, stopped));
 
     let screenshot = root.join("target/dashboard-screenshot.png");
+    let phone_screenshot = root.join("target/dashboard-phone-screenshot.png");
     let _ = std::fs::remove_file(&screenshot);
+    let _ = std::fs::remove_file(&phone_screenshot);
     let script = tokio::process::Command::new("node")
         .arg("tests/e2e.mjs")
         .current_dir(&dashboard)
@@ -260,7 +279,10 @@ async fn dashboard_signs_in_shows_live_values_and_sends_commands() {
         .env("EMS_DEVICE_ID", DEVICE)
         .env("EMS_OPERATOR_TOKEN", &operator)
         .env("EMS_VIEWER_TOKEN", &viewer)
+        .env("EMS_ADMIN_TOKEN", &server.admin)
+        .env("EMS_OFFLINE_DEVICE_ID", OFFLINE_DEVICE)
         .env("EMS_SCREENSHOT", &screenshot)
+        .env("EMS_SCREENSHOT_PHONE", &phone_screenshot)
         .env("EMS_CHROMIUM", CHROMIUM)
         .stdin(Stdio::null())
         .kill_on_drop(true)
@@ -285,9 +307,7 @@ async fn dashboard_signs_in_shows_live_values_and_sends_commands() {
         "dashboard/tests/e2e.mjs failed ({}):\n{stdout}\n{stderr}",
         output.status
     );
-    assert!(
-        screenshot.is_file(),
-        "no screenshot at {}",
-        screenshot.display()
-    );
+    for shot in [&screenshot, &phone_screenshot] {
+        assert!(shot.is_file(), "no screenshot at {}", shot.display());
+    }
 }

@@ -1,9 +1,14 @@
-// One device: live values from `/ws/live/<id>` (a packet every second), the history charts,
-// the command panel (operators and admins only), the command log and the event log.
+// One device: live values from `/ws/live/<id>` (a packet every second) under a banner when the
+// device is offline or its data stale, the energy flow and energy per day or month, the history
+// charts, the command panel (operators and admins only), the command log and the event log.
+
+/** A packet older than this, s, is stale: the banner says the values are not live. */
+const STALE_S = 10;
 
 import { api, enc, liveFeed } from '../api.js';
 import { h, fill } from '../dom.js';
 import { HistoryCharts } from '../charts.js';
+import { EnergyPanel } from '../energy.js';
 import { ago, batteryCurrent, batteryPower, commandText, eventText, gridPower, num, when } from '../format.js';
 
 /** `SET_MODE.payload.target_mode` values; the first two take `target_power`. */
@@ -27,10 +32,23 @@ export function renderDevice(root, deviceId, ctx) {
   const online = h('span', { class: 'dot off', 'data-testid': 'device-online' }, '…');
   const freshness = h('span', { class: 'hint', 'data-testid': 'freshness' });
   const feedState = h('span', { class: 'hint', 'data-testid': 'feed-state' }, 'connecting…');
+  const banner = h('div', { class: 'banner', 'data-testid': 'stale-banner', hidden: true });
+  let deviceOnline = null;
   root.append(
     h('p', {}, h('a', { href: '#/' }, '← Devices')),
     h('div', { class: 'titlebar' }, title, online, freshness, feedState),
+    banner,
   );
+  /** Shows the banner while the device is offline or the newest packet is old. */
+  const checkStale = () => {
+    const age = last ? (Date.now() - Date.parse(last.timestamp)) / 1000 : null;
+    let why = null;
+    if (deviceOnline === false) why = `Offline: the device is not connected${last ? `; last packet ${ago(last.timestamp)}` : ''}.`;
+    else if (age != null && age > STALE_S) why = `Stale: no packet for ${Math.round(age)} s.`;
+    banner.hidden = why == null;
+    banner.textContent = why ? `${why} The values below are not live.` : '';
+    liveSection.classList.toggle('stale', why != null);
+  };
 
   // --- live values --------------------------------------------------------------------------
   const f = {
@@ -48,15 +66,16 @@ export function renderDevice(root, deviceId, ctx) {
   };
   const socBar = h('div', { class: 'bar' }, h('div', { class: 'fill' }));
   const stamp = h('span', { class: 'hint', 'data-testid': 'timestamp' });
-  root.append(
-    h(
+  const liveSection = h(
       'section',
       { class: 'cards', 'data-testid': 'live' },
       h('div', { class: 'card' }, h('h2', {}, 'System'), f.state.row, f.mode.row, f.flags.row, f.wifi.row, stamp),
       h('div', { class: 'card' }, h('h2', {}, 'Battery'), f.soc.row, socBar, f.bpower.row, f.bcurrent.row, f.bvoltage.row),
       h('div', { class: 'card' }, h('h2', {}, 'Grid'), f.gpower.row, f.gvoltage.row, f.gfreq.row),
-    ),
   );
+  const energySection = h('section', { class: 'card energy', 'data-testid': 'energy' }, h('h2', {}, 'Energy'));
+  root.append(liveSection, energySection);
+  const energy = new EnergyPanel(energySection, deviceId);
 
   const show = (t) => {
     last = t;
@@ -90,6 +109,8 @@ export function renderDevice(root, deviceId, ctx) {
     f.gfreq.value.textContent = num(g.frequency, 2, 'Hz');
     stamp.textContent = `packet of ${when(t.timestamp)}`;
     stamp.dataset.ts = t.timestamp;
+    energy.live(t);
+    checkStale();
 
     const key = `${s.state}|${s.error_flags.join(',')}`;
     if (lastEventsKey !== null && key !== lastEventsKey) setTimeout(loadEvents, 500);
@@ -237,6 +258,8 @@ export function renderDevice(root, deviceId, ctx) {
       title.textContent = d.name === d.id ? d.id : `${d.name} (${d.id})`;
       online.textContent = d.online ? 'online' : 'offline';
       online.className = `dot ${d.online ? 'on' : 'off'}`;
+      deviceOnline = d.online;
+      checkStale();
       if (!last) freshness.textContent = `last seen ${ago(d.last_seen)}`;
     } catch (e) {
       title.textContent = e.status === 404 ? `Unknown device ${deviceId}` : deviceId;
@@ -255,6 +278,7 @@ export function renderDevice(root, deviceId, ctx) {
   timers.push(
     setInterval(() => {
       if (last) freshness.textContent = `last packet ${ago(last.timestamp)}`;
+      checkStale();
     }, 1000),
   );
 
