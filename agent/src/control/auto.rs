@@ -148,10 +148,12 @@ impl Auto {
         if holds {
             goal = goal.max(0.0);
         }
-        self.goal_w = Some(goal);
+        // The feedback's goal only: after a fixed power the feedback starts afresh.
+        self.goal_w = fixed.is_none().then_some(goal);
 
         // 4. The reserve, on the goal (so the ramp heads there) and again after the limits.
-        let floor = self.reserve_floor(i, strategy);
+        // The configured reserve: it outranks schedules, so a schedule's strategy has none.
+        let floor = self.reserve_floor(i, &i.limits.strategy);
         let mut w = c.ramp(i.last_w, goal.max(floor.unwrap_or(f64::MIN)), i.dt_s);
 
         // 2. Limits being exceeded now are corrected at once (not under a fixed schedule).

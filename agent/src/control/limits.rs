@@ -87,9 +87,9 @@ pub struct ControlSettings {
     /// AUTO leaves the setpoint alone while the change it would make is at most this, W: with
     /// an inverter that follows its setpoint, while the grid is within this of AUTO's target.
     pub deadband_w: f64,
-    /// Largest setpoint change per second when increasing power, W/s. Moves towards 0 W, cuts
-    /// demanded by a limit or a fault, and corrections of an export or import limit being
-    /// exceeded are applied at once.
+    /// Largest setpoint change per second when increasing power, W/s. Moves towards 0 W (also
+    /// the part of a change of sign down to 0 W), cuts demanded by a limit or a fault, and
+    /// corrections of an export or import limit being exceeded are applied at once.
     pub ramp_w_per_s: f64,
     /// How long after a setpoint change the grid meter surely shows it (inverter response plus
     /// meter update interval), s. AUTO corrects again only after this: a reading taken before
@@ -119,14 +119,17 @@ impl Default for ControlSettings {
 }
 
 impl ControlSettings {
-    /// `target` reached from `last` within the ramp over `dt_s` (W, + = charge). Moving towards
-    /// 0 W (same sign, smaller magnitude) is always safe: no ramp.
+    /// `target` reached from `last` within the ramp over `dt_s` (W, + = charge). The ramp limits
+    /// how fast the battery's power grows; reducing it is always safe and immediate, also across
+    /// a change of sign: from −3000 W towards +1000 W the setpoint is at 0 W at once and ramps up
+    /// from there.
     pub fn ramp(&self, last_w: f64, target_w: f64, dt_s: f64) -> f64 {
-        if target_w * last_w >= 0.0 && target_w.abs() <= last_w.abs() {
+        let from = if target_w * last_w < 0.0 { 0.0 } else { last_w };
+        if target_w.abs() <= from.abs() {
             return target_w;
         }
         let max_step = self.ramp_w_per_s * dt_s;
-        last_w + (target_w - last_w).clamp(-max_step, max_step)
+        from + (target_w - from).clamp(-max_step, max_step)
     }
 }
 

@@ -135,6 +135,11 @@ impl Controller {
         &self.limits
     }
 
+    /// The setpoint commanded by the last step, W (+ = charge).
+    pub fn setpoint_w(&self) -> f64 {
+        self.setpoint_w
+    }
+
     /// Active and latched faults, sorted.
     pub fn error_flags(&self) -> Vec<ErrorFlag> {
         self.latched.union(&self.active).cloned().collect()

@@ -21,4 +21,6 @@ pub use machine::{Controller, Decision, Measurements, Rejection};
 pub use strategy::{Band, ScheduleAction, Strategy, StrategyProblem};
 
 #[cfg(test)]
+mod proptests;
+#[cfg(test)]
 mod tests;

@@ -116,7 +116,8 @@ pub enum ScheduleAction {
     Hold,
     /// Discharge at `power_w` until the SoC falls to `down_to_soc_pct`, then hold.
     Discharge { power_w: f64, down_to_soc_pct: f64 },
-    /// Another strategy (target and limits) for the window.
+    /// Another strategy (target and limits) for the window. Its backup reserve must be unset:
+    /// the configured reserve outranks schedules.
     Strategy(Strategy),
 }
 
@@ -264,6 +265,11 @@ impl ScheduleAction {
                 soc("down_to_soc", *down_to_soc_pct)
             }
             ScheduleAction::Hold => Ok(()),
+            ScheduleAction::Strategy(s) if s.backup_reserve_pct.is_some() => Err(
+                "backup_reserve_pct: the backup reserve outranks schedules; it is set in the \
+                 agent's config only"
+                    .into(),
+            ),
             ScheduleAction::Strategy(s) => s
                 .check(battery)
                 .map_err(|p| format!("{}: {}", p.key, p.reason)),

@@ -2,7 +2,7 @@
 
 use ems_protocol::{ErrorFlag, State, TargetMode};
 
-use super::{Controller, Limits, Measurements};
+use super::{Controller, Limits, Measurements, ScheduleAction, Strategy};
 
 fn site(soc: f64, grid_w: f64, battery_w: f64) -> Measurements {
     Measurements {
@@ -271,4 +271,189 @@ fn the_link_fallback_also_ends_a_lease() {
     assert_eq!(c.lease_until_s(), None);
     let d = c.step(5000.0, &site(50.0, 0.0, 0.0), true);
     assert_eq!(d.lease_ended, None, "nothing left to end");
+}
+
+fn with_strategy(strategy: Strategy) -> Controller {
+    let mut c = Controller::new(Limits {
+        strategy,
+        ..Limits::default()
+    });
+    c.step(0.0, &site(50.0, 0.0, 0.0), true);
+    c
+}
+
+#[test]
+fn a_target_other_than_zero_is_where_auto_steers_the_grid() {
+    let mut c = with_strategy(Strategy {
+        target_grid_w: -500.0,
+        ..Strategy::default()
+    });
+    // Importing 300 W: discharge 800 W so that the site exports 500 W.
+    let d = c.step(2.0, &site(50.0, 300.0, 0.0), true);
+    assert_eq!(d.setpoint_w, -800.0);
+}
+
+#[test]
+fn an_export_beyond_the_limit_is_absorbed_at_once_and_smaller_exports_pass() {
+    let mut c = with_strategy(Strategy {
+        export_limit_w: Some(1000.0),
+        ..Strategy::default()
+    });
+    // Exporting 800 W: under the cap, the battery stays idle (PV may export).
+    let d = c.step(2.0, &site(50.0, -800.0, 0.0), true);
+    assert_eq!(d.setpoint_w, 0.0);
+    // Exporting 3000 W: charge 2000 W in this step, past the 1000 W/s ramp.
+    let d = c.step(3.0, &site(50.0, -3000.0, 0.0), true);
+    assert_eq!(d.setpoint_w, 2000.0);
+    // A reading from before the battery moved: no second correction; the setpoint goes on to
+    // the feedback's goal, one deadband inside the cap (950 W of export).
+    let d = c.step(4.0, &site(50.0, -3000.0, 0.0), true);
+    assert_eq!(d.setpoint_w, 2050.0);
+    let d = c.step(6.0, &site(50.0, -950.0, 2050.0), true);
+    assert_eq!(d.setpoint_w, 2050.0);
+    // Import appears (PV fell): covered down to the target, 0 W.
+    let d = c.step(7.0, &site(50.0, 400.0, 0.0), true);
+    assert_eq!(d.setpoint_w, -400.0);
+}
+
+#[test]
+fn peak_shaving_idles_under_the_cap_shaves_above_it_and_recharges_from_surplus() {
+    let mut c = with_strategy(Strategy {
+        import_limit_w: Some(5000.0),
+        ..Strategy::default()
+    });
+    // Importing 2000 W, under the cap: no discharge (the battery is kept for peaks).
+    let d = c.step(2.0, &site(50.0, 2000.0, 0.0), true);
+    assert_eq!(d.setpoint_w, 0.0);
+    // 7000 W: discharge 2000 W at once, past the ramp, to sit at the cap.
+    let d = c.step(3.0, &site(50.0, 7000.0, 0.0), true);
+    assert_eq!(d.setpoint_w, -2000.0);
+    // At the cap: within the deadband of the feedback's edge (4950 W), held.
+    let d = c.step(5.0, &site(50.0, 5000.0, -2000.0), true);
+    assert_eq!(d.setpoint_w, -2000.0);
+    // The peak is over and PV exports 1500 W: the battery charges from the surplus only
+    // (recharge_below_w = 0 W); from −2000 W it is at 0 W at once, then ramps (1000 W/s, 2 s
+    // since the last step).
+    let d = c.step(7.0, &site(50.0, -3500.0, -2000.0), true);
+    assert_eq!(d.setpoint_w, 1500.0);
+    let d = c.step(8.0, &site(50.0, 0.0, 1500.0), true);
+    assert_eq!(d.setpoint_w, 1500.0);
+}
+
+#[test]
+fn the_reserve_stops_discharge_and_below_its_hysteresis_charges_from_the_grid() {
+    let strategy = Strategy {
+        backup_reserve_pct: Some(30.0),
+        reserve_hysteresis_pct: 5.0,
+        reserve_charge_power_w: 1500.0,
+        ..Strategy::default()
+    };
+    let mut c = with_strategy(strategy);
+    let d = c.step(2.0, &site(31.0, 800.0, 0.0), true);
+    assert_eq!(d.setpoint_w, -800.0, "above the reserve: self-consumption");
+    let d = c.step(3.0, &site(30.0, 800.0, -800.0), true);
+    assert_eq!(d.setpoint_w, 0.0, "at the reserve: no discharge, at once");
+    assert!(!c.reserve_charging());
+    // Within the hysteresis: still no discharge, no forced charge either.
+    let d = c.step(6.0, &site(26.0, 800.0, 0.0), true);
+    assert_eq!(d.setpoint_w, 0.0);
+    // Below reserve − hysteresis: charge 1500 W from the grid, ramped.
+    let d = c.step(7.0, &site(24.9, 800.0, 0.0), true);
+    assert!(c.reserve_charging());
+    assert_eq!(d.setpoint_w, 1000.0);
+    let d = c.step(8.0, &site(25.0, 1800.0, 1000.0), true);
+    assert_eq!(d.setpoint_w, 1500.0);
+    // Until the reserve is back; then self-consumption, without discharging at it.
+    let d = c.step(10.0, &site(30.0, 2300.0, 1500.0), true);
+    assert!(!c.reserve_charging());
+    assert_eq!(d.setpoint_w, 0.0);
+}
+
+#[test]
+fn a_schedule_outranks_the_limits_and_the_reserve_outranks_the_schedule() {
+    let mut c = with_strategy(Strategy {
+        export_limit_w: Some(500.0),
+        backup_reserve_pct: Some(30.0),
+        ..Strategy::default()
+    });
+    c.set_schedule_action(Some(ScheduleAction::Discharge {
+        power_w: 2000.0,
+        down_to_soc_pct: 20.0,
+    }))
+    .unwrap();
+    // Selling 2000 W in the window exports past the 500 W cap: the schedule decides.
+    let d = c.step(1.0, &site(60.0, 0.0, 0.0), true);
+    assert_eq!(d.setpoint_w, -1000.0, "ramped");
+    let d = c.step(2.0, &site(60.0, -1000.0, -1000.0), true);
+    assert_eq!(d.setpoint_w, -2000.0);
+    // At the reserve the discharge stops, though the window asks down to 20 %.
+    let d = c.step(3.0, &site(30.0, -2000.0, -2000.0), true);
+    assert_eq!(d.setpoint_w, 0.0);
+
+    // HOLD: no discharge while importing; surplus still charges (here what the 500 W export
+    // cap would not let out, one deadband inside it).
+    c.set_schedule_action(Some(ScheduleAction::Hold)).unwrap();
+    let d = c.step(5.0, &site(60.0, 700.0, 0.0), true);
+    assert_eq!(d.setpoint_w, 0.0);
+    let d = c.step(7.0, &site(60.0, -700.0, 0.0), true);
+    assert_eq!(d.setpoint_w, 250.0);
+
+    // CHARGE without the grid: only the surplus, never importing for it.
+    c.set_schedule_action(Some(ScheduleAction::Charge {
+        power_w: 2000.0,
+        to_soc_pct: 90.0,
+        from_grid: false,
+    }))
+    .unwrap();
+    let d = c.step(9.0, &site(60.0, -300.0, 250.0), true);
+    assert_eq!(d.setpoint_w, 550.0, "250 W + the 300 W still exported");
+    // With the grid: the full power (ramped); reached: it holds.
+    c.set_schedule_action(Some(ScheduleAction::Charge {
+        power_w: 2000.0,
+        to_soc_pct: 90.0,
+        from_grid: true,
+    }))
+    .unwrap();
+    let d = c.step(10.0, &site(60.0, 0.0, 550.0), true);
+    assert_eq!(d.setpoint_w, 1550.0);
+    let d = c.step(11.0, &site(60.0, 1000.0, 1550.0), true);
+    assert_eq!(d.setpoint_w, 2000.0);
+    let d = c.step(12.0, &site(90.0, 2000.0, 2000.0), true);
+    assert_eq!(
+        d.setpoint_w, 0.0,
+        "reached: holds, importing 2000 W is not covered"
+    );
+
+    // Closing the window returns to the strategy.
+    c.set_schedule_action(None).unwrap();
+    let d = c.step(14.0, &site(90.0, 400.0, 0.0), true);
+    assert_eq!(d.setpoint_w, -400.0);
+}
+
+#[test]
+fn schedule_actions_beyond_the_limits_are_rejected_with_the_reason() {
+    let mut c = Controller::new(Limits::default());
+    let err = c
+        .set_schedule_action(Some(ScheduleAction::Charge {
+            power_w: 9000.0,
+            to_soc_pct: 80.0,
+            from_grid: true,
+        }))
+        .unwrap_err();
+    assert!(err.0.contains("3000"), "{err}");
+    let err = c
+        .set_schedule_action(Some(ScheduleAction::Discharge {
+            power_w: 1000.0,
+            down_to_soc_pct: 120.0,
+        }))
+        .unwrap_err();
+    assert!(err.0.contains("0 to 100"), "{err}");
+    let err = c
+        .set_schedule_action(Some(ScheduleAction::Strategy(Strategy {
+            backup_reserve_pct: Some(20.0),
+            ..Strategy::default()
+        })))
+        .unwrap_err();
+    assert!(err.0.contains("outranks schedules"), "{err}");
+    assert_eq!(c.schedule_action(), None, "nothing changed");
 }
