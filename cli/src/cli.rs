@@ -185,7 +185,11 @@ pub struct History {
 #[derive(Debug, Subcommand)]
 pub enum Devices {
     /// Every device the token sees
-    List,
+    List {
+        /// Only devices with this tag
+        #[arg(long)]
+        tag: Option<String>,
+    },
     /// One device (default: --device)
     Show { id: Option<String> },
     /// Register a device (admin); prints its device token once
@@ -194,6 +198,16 @@ pub enum Devices {
         /// Display name (default: the id)
         #[arg(long)]
         name: Option<String>,
+        /// Tags (comma-separated, e.g. site:lyon,fleet-a); tokens may be scoped to them
+        #[arg(long, value_delimiter = ',')]
+        tags: Option<Vec<String>>,
+    },
+    /// Replace a device's tags (admin); tokens scoped by tag see it from their next request
+    Tag {
+        id: String,
+        /// The new tags, comma-separated; an empty value removes them all
+        #[arg(long, value_delimiter = ',')]
+        tags: Vec<String>,
     },
     /// Give a device a new token (admin), printed once; the old one stops after --grace
     RotateToken {
@@ -277,6 +291,10 @@ pub enum Tokens {
         /// for it. Every device when absent; not for admin tokens
         #[arg(long, value_delimiter = ',')]
         devices: Option<Vec<String>>,
+        /// Limit the token to the devices with one of these tags (comma-separated), tagged now
+        /// or later; with --devices, it sees both. Not for admin tokens
+        #[arg(long, value_delimiter = ',')]
+        tags: Option<Vec<String>>,
     },
     /// API tokens (admin): names, roles, expiry; never their secrets
     List {

@@ -273,13 +273,14 @@ pub fn telemetry_row(t: &Telemetry) -> Vec<String> {
 }
 
 pub fn devices_table(devices: &[DeviceInfo]) -> Table {
-    let mut t = Table::new(["id", "name", "online", "last_seen", "created_at"]);
+    let mut t = Table::new(["id", "name", "online", "last_seen", "tags", "created_at"]);
     for d in devices {
         t.push(vec![
             d.id.clone(),
             d.name.clone(),
             if d.online { "yes" } else { "no" }.into(),
             d.last_seen.map(rfc3339).unwrap_or_default(),
+            d.tags.join(","),
             rfc3339(d.created_at),
         ]);
     }

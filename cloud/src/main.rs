@@ -63,7 +63,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Cmd::AddDevice { id, name } => {
             let db = open_db().await?;
-            let created = ems_cloud::api::devices::add_device(&db, &id, name.as_deref())
+            let created = ems_cloud::api::devices::add_device(&db, &id, name.as_deref(), &[])
                 .await
                 .context("registering the device")?;
             println!("{}", created.token);

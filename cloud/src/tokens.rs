@@ -11,7 +11,7 @@ use crate::db::Db;
 use crate::error::{ApiError, ApiResult};
 
 const COLUMNS: &str =
-    "name, role, created_at, created_by, expires_at, revoked_at, revoked_by, devices";
+    "name, role, created_at, created_by, expires_at, revoked_at, revoked_by, devices, tags";
 
 fn info(row: &Row) -> ApiResult<TokenInfo> {
     let role: String = row.get(1);
@@ -26,6 +26,7 @@ fn info(row: &Row) -> ApiResult<TokenInfo> {
         revoked_at: row.get(5),
         revoked_by: row.get(6),
         devices: row.get(7),
+        tags: row.get(8),
     })
 }
 
@@ -40,8 +41,10 @@ fn check_name(name: &str) -> ApiResult<()> {
 #[derive(Debug, Default)]
 pub struct Limits {
     pub expires_at: Option<DateTime<Utc>>,
-    /// The devices it may see; every device when `None`.
+    /// The devices it may see; every device when `None` (and `tags` too).
     pub devices: Option<Vec<String>>,
+    /// It also sees the devices with one of these tags.
+    pub tags: Option<Vec<String>>,
 }
 
 /// Stores a new API token; returns its secret (the only time it is visible).
@@ -56,24 +59,31 @@ pub async fn create(
     let Limits {
         expires_at,
         devices,
+        tags,
     } = limits;
-    if let Some(devices) = &devices {
+    for (field, scope) in [("devices", &devices), ("tags", &tags)] {
+        let Some(scope) = scope else { continue };
         if role == Role::Admin {
             return Err(ApiError::bad_field(
-                "devices",
+                field,
                 "admin tokens manage every device; scope viewer and operator tokens",
             ));
         }
-        if devices.is_empty() {
+        if scope.is_empty() {
             return Err(ApiError::bad_field(
-                "devices",
-                "name at least one device, or leave it out for every device",
+                field,
+                "name at least one, or leave it out for every device",
             ));
         }
+    }
+    if let Some(devices) = &devices {
         for d in devices {
             ems_protocol::validate_id("devices", d)?;
         }
     }
+    let tags = tags
+        .map(|t| ems_protocol::validate_tags("tags", &t))
+        .transpose()?;
     if expires_at.is_some_and(|at| at <= Utc::now()) {
         return Err(ApiError::bad_field("expires_at", "must be in the future"));
     }
@@ -81,8 +91,8 @@ pub async fn create(
     let client = db.pool.get().await?;
     let inserted = client
         .execute(
-            "INSERT INTO api_tokens (name, role, token_hash, created_by, expires_at, devices) \
-             VALUES ($1, $2, $3, $4, $5, $6) \
+            "INSERT INTO api_tokens (name, role, token_hash, created_by, expires_at, devices, tags) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) \
              ON CONFLICT (name) WHERE revoked_at IS NULL DO NOTHING",
             &[
                 &name,
@@ -91,6 +101,7 @@ pub async fn create(
                 &created_by,
                 &expires_at,
                 &devices,
+                &tags,
             ],
         )
         .await?;
@@ -143,15 +154,15 @@ async fn revoke_on(
 }
 
 /// Replaces the secret of the live token `name`: the old secret stops working now, the new one
-/// keeps the name, role and expiry. One transaction.
+/// keeps the name, role, expiry and scope. One transaction.
 pub async fn rotate(db: &Db, name: &str, by: &str) -> ApiResult<TokenCreated> {
     let mut client = db.pool.get().await?;
     let tx = client.transaction().await?;
     let old = revoke_on(&tx, name, by).await?;
     let token = generate_token(API_TOKEN_PREFIX);
     tx.execute(
-        "INSERT INTO api_tokens (name, role, token_hash, created_by, expires_at, devices) \
-         VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO api_tokens (name, role, token_hash, created_by, expires_at, devices, tags) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
         &[
             &name,
             &old.role.as_str(),
@@ -159,6 +170,7 @@ pub async fn rotate(db: &Db, name: &str, by: &str) -> ApiResult<TokenCreated> {
             &by,
             &old.expires_at,
             &old.devices,
+            &old.tags,
         ],
     )
     .await?;

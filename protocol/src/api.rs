@@ -98,6 +98,15 @@ pub struct DeviceInfo {
     /// When it was disabled (its token is refused, its data kept); absent while enabled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disabled_at: Option<DateTime<Utc>>,
+    /// Its tags (a site, a customer, a region), sorted; API tokens may be scoped to them.
+    #[serde(default)]
+    pub tags: Vec<String>,
+}
+
+/// `PUT /api/v1/devices/<id>/tags` body: the device's tags, replacing the previous ones.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeviceTags {
+    pub tags: Vec<String>,
 }
 
 /// `POST /api/v1/devices/<id>/token` answer (201): the device's new token, shown only here.
@@ -137,6 +146,9 @@ pub struct NewDevice {
     /// Display name; defaults to the id.
     #[serde(default)]
     pub name: Option<String>,
+    /// Tags (see [`DeviceInfo::tags`]); none when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tags: Option<Vec<String>>,
 }
 
 /// `POST /api/v1/devices` answer (201). The token is shown only here, never again.
@@ -156,10 +168,14 @@ pub struct NewToken {
     /// When the token stops working; never when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<DateTime<Utc>>,
-    /// The devices the token may see and command; every device when absent. Other devices do
-    /// not exist for it (404). Not for admin tokens.
+    /// The devices the token may see and command; every device when absent (and `tags` too).
+    /// Other devices do not exist for it (404). Not for admin tokens.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub devices: Option<Vec<String>>,
+    /// With or instead of `devices`: the token also sees every device with one of these tags,
+    /// tagged now or later. Not for admin tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tags: Option<Vec<String>>,
 }
 
 /// `POST /api/v1/tokens` answer (201). The token is shown only here, never again.
@@ -181,9 +197,12 @@ pub struct TokenInfo {
     /// The admin token that created it; absent for tokens made by `ems-cloud create-token`.
     pub created_by: Option<String>,
     pub expires_at: Option<DateTime<Utc>>,
-    /// The devices it is limited to; every device when absent.
+    /// The devices it is limited to; every device when absent (and `tags` too).
     #[serde(default)]
     pub devices: Option<Vec<String>>,
+    /// The device tags it is limited to (with `devices`: the union).
+    #[serde(default)]
+    pub tags: Option<Vec<String>>,
     /// When it was revoked (or replaced by rotation), and by whom.
     pub revoked_at: Option<DateTime<Utc>>,
     pub revoked_by: Option<String>,

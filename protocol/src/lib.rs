@@ -66,3 +66,42 @@ pub fn validate_id(field: &str, id: &str) -> Result<(), ProtocolError> {
     }
     Ok(())
 }
+
+/// Most tags one device or one API token may carry.
+pub const MAX_TAGS: usize = 32;
+
+/// Checks a list of device tags (each spelled like an identifier, see [`validate_id`]; at most
+/// [`MAX_TAGS`]); returns them sorted without duplicates.
+pub fn validate_tags(field: &str, tags: &[String]) -> Result<Vec<String>, ProtocolError> {
+    if tags.len() > MAX_TAGS {
+        return Err(ProtocolError::invalid(
+            field,
+            format!("{} tags, at most {MAX_TAGS} allowed", tags.len()),
+        ));
+    }
+    for t in tags {
+        validate_id(field, t)?;
+    }
+    let mut out = tags.to_vec();
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tag_tests {
+    use super::*;
+
+    #[test]
+    fn tags_are_identifiers_sorted_once() {
+        let tags = ["site:lyon", "fleet-a", "site:lyon"].map(String::from);
+        assert_eq!(
+            validate_tags("tags", &tags).unwrap(),
+            vec!["fleet-a".to_string(), "site:lyon".to_string()]
+        );
+        assert!(validate_tags("tags", &["a b".to_string()]).is_err());
+        assert!(validate_tags("tags", &[String::new()]).is_err());
+        let many: Vec<String> = (0..=MAX_TAGS).map(|i| format!("t{i}")).collect();
+        assert!(validate_tags("tags", &many).is_err());
+    }
+}

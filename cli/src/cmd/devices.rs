@@ -1,7 +1,9 @@
-//! `devices list|show|add|rotate-token|disable|enable|delete`.
+//! `devices list|show|add|tag|rotate-token|disable|enable|delete`.
 
 use chrono::Utc;
-use ems_protocol::api::{DeviceCreated, DeviceDeleted, DeviceInfo, DeviceTokenRotated, NewDevice};
+use ems_protocol::api::{
+    DeviceCreated, DeviceDeleted, DeviceInfo, DeviceTags, DeviceTokenRotated, NewDevice,
+};
 
 use super::{Ctx, checked_id};
 use crate::cli::{Devices, Format};
@@ -12,8 +14,9 @@ use crate::timespec::rfc3339;
 
 pub async fn run(ctx: &Ctx, sub: Devices) -> anyhow::Result<Exit> {
     match sub {
-        Devices::List => {
-            let devices: Vec<DeviceInfo> = ctx.api.get("/devices", &[]).await?;
+        Devices::List { tag } => {
+            let query: Vec<(&str, String)> = tag.into_iter().map(|t| ("tag", t)).collect();
+            let devices: Vec<DeviceInfo> = ctx.api.get("/devices", &query).await?;
             output::print(ctx.format, &render::devices_table(&devices), &devices);
         }
         Devices::Show { id } => {
@@ -27,6 +30,7 @@ pub async fn run(ctx: &Ctx, sub: Devices) -> anyhow::Result<Exit> {
                     ("id", device.id.clone()),
                     ("name", device.name.clone()),
                     ("connection", render::presence(&device, Utc::now())),
+                    ("tags", device.tags.join(",")),
                     ("created", rfc3339(device.created_at)),
                 ])),
                 f => output::print(
@@ -36,11 +40,11 @@ pub async fn run(ctx: &Ctx, sub: Devices) -> anyhow::Result<Exit> {
                 ),
             }
         }
-        Devices::Add { id, name } => {
+        Devices::Add { id, name, tags } => {
             let id = checked_id("device", &id)?;
             let created: DeviceCreated = ctx
                 .api
-                .post("/devices", &[], &NewDevice { id, name })
+                .post("/devices", &[], &NewDevice { id, name, tags })
                 .await?;
             match ctx.format {
                 Format::Table => output::emit(&pairs(&[
@@ -90,6 +94,21 @@ pub async fn run(ctx: &Ctx, sub: Devices) -> anyhow::Result<Exit> {
                     ("id", rotated.device_id.clone()),
                     ("token", rotated.token.clone()),
                     ("note", format!("shown only now; {until}")),
+                ])),
+            }
+        }
+        Devices::Tag { id, tags } => {
+            let id = checked_id("device", &id)?;
+            let tags: Vec<String> = tags.into_iter().filter(|t| !t.is_empty()).collect();
+            let device: DeviceInfo = ctx
+                .api
+                .put(&format!("/devices/{id}/tags"), &DeviceTags { tags })
+                .await?;
+            match ctx.format {
+                Format::Json => output::print_json(&device),
+                _ => output::emit(&pairs(&[
+                    ("id", device.id.clone()),
+                    ("tags", device.tags.join(",")),
                 ])),
             }
         }

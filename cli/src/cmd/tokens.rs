@@ -16,6 +16,7 @@ pub async fn run(ctx: &Ctx, sub: Tokens) -> anyhow::Result<Exit> {
             name,
             expires,
             devices,
+            tags,
         } => {
             let devices = devices
                 .map(|list| {
@@ -38,6 +39,7 @@ pub async fn run(ctx: &Ctx, sub: Tokens) -> anyhow::Result<Exit> {
                         role,
                         expires_at,
                         devices,
+                        tags,
                     },
                 )
                 .await?;
@@ -122,7 +124,7 @@ fn print_created(format: Format, created: &TokenCreated) {
 
 fn table(tokens: &[TokenInfo]) -> Table {
     let mut t = Table::new([
-        "name", "role", "devices", "created", "by", "expires", "revoked",
+        "name", "role", "devices", "tags", "created", "by", "expires", "revoked",
     ]);
     let time = |t: Option<DateTime<Utc>>| t.map(rfc3339).unwrap_or_default();
     for k in tokens {
@@ -132,7 +134,8 @@ fn table(tokens: &[TokenInfo]) -> Table {
             k.devices
                 .as_ref()
                 .map(|d| d.join(","))
-                .unwrap_or_else(|| "all".into()),
+                .unwrap_or_else(|| if k.tags.is_some() { "" } else { "all" }.into()),
+            k.tags.as_ref().map(|d| d.join(",")).unwrap_or_default(),
             rfc3339(k.created_at),
             k.created_by.clone().unwrap_or_default(),
             k.expires_at.map(rfc3339).unwrap_or_else(|| "never".into()),

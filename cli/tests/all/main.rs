@@ -9,6 +9,7 @@ mod auth_and_connection_failures;
 mod bad_arguments;
 mod completions_and_man;
 mod credentials;
+mod device_tags;
 mod energy_table;
 mod expired_command;
 mod history_formats;

@@ -1,11 +1,13 @@
 //! Devices: registration (admin), listing with online state, latest telemetry, events.
 
 use chrono::{DateTime, Utc};
-use ems_protocol::api::{DeviceCreated, DeviceInfo, EventRecord, LiveTicket, NewDevice};
-use ems_protocol::{Telemetry, validate_id};
+use ems_protocol::api::{
+    DeviceCreated, DeviceInfo, DeviceTags, EventRecord, LiveTicket, NewDevice,
+};
+use ems_protocol::{Telemetry, validate_id, validate_tags};
 use rocket::http::Status;
 use rocket::serde::json::Json;
-use rocket::{Route, State, get, post, routes};
+use rocket::{Route, State, get, post, put, routes};
 use tokio_postgres::Row;
 
 use super::ensure_device;
@@ -21,7 +23,7 @@ SELECT d.id, d.name, d.created_at, \
   (d.connected_instance IS NOT NULL AND EXISTS (SELECT 1 FROM instances i \
      WHERE i.id = d.connected_instance AND i.heartbeat_at > now() - interval '30 seconds')) AS online, \
   GREATEST(d.last_seen, (SELECT t.time FROM telemetry t WHERE t.device_id = d.id \
-     ORDER BY t.time DESC LIMIT 1)) AS last_seen, d.disabled_at \
+     ORDER BY t.time DESC LIMIT 1)) AS last_seen, d.disabled_at, d.tags \
 FROM devices d";
 
 fn device_info(row: &Row) -> DeviceInfo {
@@ -32,6 +34,7 @@ fn device_info(row: &Row) -> DeviceInfo {
         online: row.get(3),
         last_seen: row.get(4),
         disabled_at: row.get(5),
+        tags: row.get(6),
     }
 }
 
@@ -44,9 +47,16 @@ pub async fn get_device_info(db: &Db, id: &str) -> ApiResult<DeviceInfo> {
     Ok(device_info(&row))
 }
 
-/// Registers a device; returns it with its token (the only time the token is visible).
-pub async fn add_device(db: &Db, id: &str, name: Option<&str>) -> ApiResult<DeviceCreated> {
+/// Registers a device with `tags`; returns it with its token (the only time the token is
+/// visible).
+pub async fn add_device(
+    db: &Db,
+    id: &str,
+    name: Option<&str>,
+    tags: &[String],
+) -> ApiResult<DeviceCreated> {
     validate_id("id", id)?;
+    let tags = validate_tags("tags", tags)?;
     let name = name.map(str::trim).filter(|n| !n.is_empty()).unwrap_or(id);
     if name.len() > 128 {
         return Err(ApiError::bad_field("name", "at most 128 characters"));
@@ -56,9 +66,9 @@ pub async fn add_device(db: &Db, id: &str, name: Option<&str>) -> ApiResult<Devi
         let client = db.pool.get().await?;
         client
             .execute(
-                "INSERT INTO devices (id, name, token_hash) VALUES ($1, $2, $3) \
+                "INSERT INTO devices (id, name, token_hash, tags) VALUES ($1, $2, $3, $4) \
                  ON CONFLICT (id) DO NOTHING",
-                &[&id, &name, &hash_token(&token)],
+                &[&id, &name, &hash_token(&token), &tags],
             )
             .await?
     };
@@ -73,17 +83,51 @@ pub async fn add_device(db: &Db, id: &str, name: Option<&str>) -> ApiResult<Devi
     })
 }
 
-/// `GET /api/v1/devices` (viewer).
-#[get("/devices")]
-async fn list_devices(viewer: Viewer, db: &State<Db>) -> ApiResult<Json<Vec<DeviceInfo>>> {
+/// `GET /api/v1/devices[?tag=]` (viewer): the devices the token sees, with `tag` only those
+/// that carry it.
+#[get("/devices?<tag>")]
+async fn list_devices(
+    tag: Option<&str>,
+    viewer: Viewer,
+    db: &State<Db>,
+) -> ApiResult<Json<Vec<DeviceInfo>>> {
     let client = db.pool.get().await?;
     let rows = client
         .query(
-            &format!("{DEVICE_SELECT} WHERE $1::text[] IS NULL OR d.id = ANY($1) ORDER BY d.id"),
-            &[&viewer.0.devices],
+            &format!(
+                "{DEVICE_SELECT} WHERE ($1::text[] IS NULL OR d.id = ANY($1)) \
+                 AND ($2::text IS NULL OR $2 = ANY(d.tags)) ORDER BY d.id"
+            ),
+            &[&viewer.0.devices, &tag],
         )
         .await?;
     Ok(Json(rows.iter().map(device_info).collect()))
+}
+
+/// `PUT /api/v1/devices/<id>/tags` (admin): replaces the device's tags. Tokens scoped by tag
+/// see it (or stop seeing it) from their next request.
+#[put("/devices/<device_id>/tags", data = "<body>")]
+async fn put_tags(
+    device_id: &str,
+    admin: Admin,
+    db: &State<Db>,
+    audit: &State<Audit>,
+    body: Json<DeviceTags>,
+) -> ApiResult<Json<DeviceInfo>> {
+    let tags = validate_tags("tags", &body.tags)?;
+    let client = db.pool.get().await?;
+    let updated = client
+        .execute(
+            "UPDATE devices SET tags = $2 WHERE id = $1",
+            &[&device_id, &tags],
+        )
+        .await?;
+    if updated == 0 {
+        return Err(ApiError::NotFound(format!("no device {device_id:?}")));
+    }
+    tracing::info!(by = %admin.0.name, device = device_id, ?tags, "device tags set");
+    audit.record(admin.0.did(Action::DeviceTagged).device(device_id));
+    Ok(Json(get_device_info(db, device_id).await?))
 }
 
 /// `POST /api/v1/devices` (admin): register a device, answer 201 with its token.
@@ -94,7 +138,8 @@ async fn post_device(
     audit: &State<Audit>,
     body: Json<NewDevice>,
 ) -> ApiResult<(Status, Json<DeviceCreated>)> {
-    let created = add_device(db, &body.id, body.name.as_deref()).await?;
+    let tags = body.tags.as_deref().unwrap_or_default();
+    let created = add_device(db, &body.id, body.name.as_deref(), tags).await?;
     tracing::info!(by = %admin.0.name, device = %body.id, "device registered");
     audit.record(admin.0.did(Action::DeviceCreated).device(&body.id));
     Ok((Status::Created, Json(created)))
@@ -200,6 +245,7 @@ pub fn routes() -> Vec<Route> {
         get_device,
         latest,
         events,
-        live_ticket
+        live_ticket,
+        put_tags
     ]
 }

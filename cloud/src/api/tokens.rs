@@ -29,6 +29,7 @@ async fn post_token(
     let limits = tokens::Limits {
         expires_at: body.expires_at,
         devices: body.devices.clone(),
+        tags: body.tags.clone(),
     };
     let token = tokens::create(db, &body.name, body.role, Some(&admin.0.name), limits).await?;
     tracing::info!(by = %admin.0.name, name = %body.name, role = %body.role, "API token created");

@@ -72,7 +72,8 @@ pub struct ApiUser {
     pub role: Role,
     /// When the token stops working (live feeds close then).
     pub expires_at: Option<DateTime<Utc>>,
-    /// The devices it is limited to; `None`: every device.
+    /// The devices it is limited to; `None`: every device. A token scoped by tags has here the
+    /// devices it names plus every device with one of its tags, as of this authentication.
     pub devices: Option<Vec<String>>,
     /// The client's address.
     pub source: Option<IpAddr>,
@@ -92,8 +93,12 @@ impl ApiUser {
     }
 }
 
-/// The columns [`user_from_row`] reads.
-const USER_COLUMNS: &str = "name, role, expires_at, devices";
+/// The columns [`user_from_row`] reads, of `api_tokens t`: the scope resolved to device ids
+/// (the named ones and those with one of the token's tags).
+const USER_COLUMNS: &str = "t.name, t.role, t.expires_at, \
+    CASE WHEN t.devices IS NULL AND t.tags IS NULL THEN NULL ELSE ARRAY( \
+        SELECT unnest(coalesce(t.devices, '{}')) \
+        UNION SELECT d.id FROM devices d WHERE d.tags && coalesce(t.tags, '{}')) END";
 
 fn user_from_row(row: &tokio_postgres::Row, source: Option<IpAddr>) -> Result<ApiUser, ApiError> {
     let role: String = row.get(1);
@@ -124,7 +129,8 @@ async fn lookup_api_token(
     let row = client
         .query_opt(
             &format!(
-                "SELECT {USER_COLUMNS} FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL"
+                "SELECT {USER_COLUMNS} FROM api_tokens t \
+                 WHERE t.token_hash = $1 AND t.revoked_at IS NULL"
             ),
             &[&hash_token(token)],
         )
@@ -155,8 +161,8 @@ async fn redeem_ticket(
             &format!(
                 "WITH taken AS (DELETE FROM live_tickets WHERE ticket_hash = $1 \
                    AND expires_at > now() AND device_id = $2 RETURNING token_name) \
-                 SELECT {USER_COLUMNS} FROM api_tokens \
-                 WHERE name = (SELECT token_name FROM taken) AND revoked_at IS NULL"
+                 SELECT {USER_COLUMNS} FROM api_tokens t \
+                 WHERE t.name = (SELECT token_name FROM taken) AND t.revoked_at IS NULL"
             ),
             &[&hash_token(ticket), &device_id],
         )

@@ -196,6 +196,7 @@ impl TestCloud {
             .json(&NewDevice {
                 id: id.into(),
                 name: None,
+                tags: None,
             })
             .send()
             .await
@@ -249,6 +250,7 @@ impl TestCloud {
                 role,
                 expires_at: None,
                 devices: None,
+                tags: None,
             })
             .send()
             .await

@@ -131,7 +131,7 @@ async fn a_reconnect_storm_from_one_address_is_not_throttled() {
     let mut tokens = Vec::new();
     for i in 0..150 {
         let id = format!("storm_{i:03}");
-        let created = ems_cloud::api::devices::add_device(&db, &id, None)
+        let created = ems_cloud::api::devices::add_device(&db, &id, None, &[])
             .await
             .unwrap();
         tokens.push((id, created.token));

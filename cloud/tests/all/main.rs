@@ -30,6 +30,7 @@ mod metrics_scrape;
 mod migrations_from_empty;
 mod poison_packet_isolated;
 mod scoped_tokens;
+mod tag_scoped_tokens;
 mod storage_choice_at_start;
 mod tls;
 mod token_lifecycle;
