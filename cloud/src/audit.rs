@@ -36,6 +36,8 @@ pub enum Action {
     DeviceEnabled,
     DeviceDeleted,
     AuthFailed,
+    AlertRuleAdded,
+    AlertRuleDeleted,
 }
 
 impl Action {
@@ -52,6 +54,8 @@ impl Action {
             Action::DeviceEnabled => "DEVICE_ENABLED",
             Action::DeviceDeleted => "DEVICE_DELETED",
             Action::AuthFailed => "AUTH_FAILED",
+            Action::AlertRuleAdded => "ALERT_RULE_ADDED",
+            Action::AlertRuleDeleted => "ALERT_RULE_DELETED",
         }
     }
 }

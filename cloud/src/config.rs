@@ -88,6 +88,8 @@ pub struct CloudConfig {
     /// Key that signs the notices between instances (at least 16 characters); when absent the
     /// instances share one kept in the database's `cluster_secret` table.
     pub notice_secret: Option<String>,
+    /// Alert evaluation and notifications (`[default.alerts]`); rules are managed over REST.
+    pub alerts: AlertsConfig,
 }
 
 impl Default for CloudConfig {
@@ -123,6 +125,7 @@ impl Default for CloudConfig {
             notice_secret: None,
             live_query_token: false,
             metrics_token: None,
+            alerts: AlertsConfig::default(),
         }
     }
 }
@@ -154,6 +157,112 @@ impl CloudConfig {
     }
 }
 
+/// `[alerts]`: how alerts are evaluated and where their notifications go. Rules themselves
+/// live in the database (`/api/v1/alert-rules`), so every instance sharing it uses the same.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AlertsConfig {
+    /// How often rules are re-read and devices checked for being offline, ms.
+    pub evaluate_interval_ms: u64,
+    /// Notifications waiting per channel; beyond, new ones are dropped (and counted).
+    pub queue: usize,
+    /// `http(s)://…` that gets each notification as a signed JSON POST.
+    pub webhook_url: Option<String>,
+    /// Key of the `X-Ems-Signature` HMAC-SHA256 (at least 16 characters; needed with
+    /// `webhook_url`).
+    pub webhook_secret: Option<String>,
+    /// `smtp://host:port` (STARTTLS with `?tls=required`), `smtps://user:pass@host:465`.
+    pub smtp_url: Option<String>,
+    /// The sender, e.g. `ems <alerts@example.com>` (needed with `smtp_url`).
+    pub email_from: Option<String>,
+    /// The recipients (at least one with `smtp_url`).
+    pub email_to: Vec<String>,
+    /// One delivery attempt may take this long, s.
+    pub timeout_s: u64,
+    /// Attempts per notification and channel before it is given up (and counted as failed).
+    pub max_attempts: u32,
+    /// The wait before the first retry, ms; it doubles each time, at most a minute.
+    pub retry_base_ms: u64,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        AlertsConfig {
+            evaluate_interval_ms: 5000,
+            queue: 1000,
+            webhook_url: None,
+            webhook_secret: None,
+            smtp_url: None,
+            email_from: None,
+            email_to: Vec::new(),
+            timeout_s: 10,
+            max_attempts: 8,
+            retry_base_ms: 1000,
+        }
+    }
+}
+
+impl AlertsConfig {
+    pub fn evaluate_interval(&self) -> Duration {
+        Duration::from_millis(self.evaluate_interval_ms.max(10))
+    }
+
+    /// Checks that the keys go together; the error names the key and what is wrong.
+    pub fn validate(&self) -> Result<(), String> {
+        if let Some(url) = &self.webhook_url {
+            let parsed = reqwest::Url::parse(url)
+                .map_err(|e| format!("alerts.webhook_url {url:?} is not a URL: {e}"))?;
+            if !matches!(parsed.scheme(), "http" | "https") {
+                return Err(format!(
+                    "alerts.webhook_url {url:?}: only http:// or https://"
+                ));
+            }
+            match &self.webhook_secret {
+                Some(s) if s.len() >= 16 => {}
+                Some(_) => return Err("alerts.webhook_secret: at least 16 characters".into()),
+                None => {
+                    return Err(
+                        "alerts.webhook_url is set but alerts.webhook_secret is not: every \
+                         webhook is signed"
+                            .into(),
+                    );
+                }
+            }
+        }
+        if let Some(url) = &self.smtp_url {
+            if !(url.starts_with("smtp://") || url.starts_with("smtps://")) {
+                return Err(format!(
+                    "alerts.smtp_url: smtp://host:port or smtps://host:port, not {:?}",
+                    url.split('@').next_back().unwrap_or_default()
+                ));
+            }
+            let Some(from) = &self.email_from else {
+                return Err("alerts.smtp_url is set but alerts.email_from is not".into());
+            };
+            if from.parse::<lettre::message::Mailbox>().is_err() {
+                return Err(format!(
+                    "alerts.email_from {from:?} is not an email address"
+                ));
+            }
+            if self.email_to.is_empty() {
+                return Err("alerts.smtp_url is set but alerts.email_to lists nobody".into());
+            }
+            for to in &self.email_to {
+                if to.parse::<lettre::message::Mailbox>().is_err() {
+                    return Err(format!("alerts.email_to: {to:?} is not an email address"));
+                }
+            }
+        }
+        if self.max_attempts == 0 {
+            return Err("alerts.max_attempts: at least 1".into());
+        }
+        if self.queue == 0 {
+            return Err("alerts.queue: at least 1".into());
+        }
+        Ok(())
+    }
+}
+
 /// Rocket's figment plus `cloud.toml` and `EMS_CLOUD_…` variables.
 pub fn figment() -> Figment {
     let file = std::env::var("EMS_CLOUD_CONFIG").unwrap_or_else(|_| "cloud.toml".into());
@@ -171,6 +280,23 @@ mod tests {
         let c = CloudConfig::from_figment(&Figment::new()).unwrap();
         assert_eq!(c.max_frame_bytes, 65536);
         assert_eq!(c.timescale, TimescaleMode::Auto);
+    }
+
+    #[test]
+    fn alert_keys_are_checked_together() {
+        let mut a = AlertsConfig {
+            webhook_url: Some("http://127.0.0.1:9/hook".into()),
+            ..AlertsConfig::default()
+        };
+        assert!(a.validate().unwrap_err().contains("webhook_secret"));
+        a.webhook_secret = Some("0123456789abcdef".into());
+        assert_eq!(a.validate(), Ok(()));
+        a.smtp_url = Some("smtp://127.0.0.1:25".into());
+        assert!(a.validate().unwrap_err().contains("email_from"));
+        a.email_from = Some("ems <alerts@example.com>".into());
+        assert!(a.validate().unwrap_err().contains("email_to"));
+        a.email_to = vec!["ops@example.com".into()];
+        assert_eq!(a.validate(), Ok(()));
     }
 
     #[test]

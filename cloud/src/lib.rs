@@ -10,6 +10,8 @@
 //! - [`ws`]: the device socket `/ws/device/<id>` (its rules in [`ws::session`], pure) and the
 //!   live feed `/ws/live/<id>`.
 //! - [`ingest`]: the batching telemetry writer (ack after commit, back-pressure, events).
+//! - [`alerts`]: alert rules, evaluation on the hub's events and a tick, notifications by
+//!   webhook and email.
 //! - [`commands`]: storing, delivering and answering commands; the expiry sweeper.
 //! - [`hub`]: this instance's device sockets, the local event broadcast, and the
 //!   `LISTEN`/`NOTIFY` link to the other instances. It tells, it does not call: commands
@@ -25,6 +27,7 @@
 //! - `testing` (feature `testing`): the in-process server and scripted device that the tests
 //!   of ems-cloud, ems-agent and emsctl share.
 
+pub mod alerts;
 pub mod api;
 pub mod audit;
 pub mod auth;

@@ -35,6 +35,13 @@ pub struct Path {
     pub path: &'static str,
 }
 
+/// An alert notification's channel and what became of it.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Delivery {
+    pub channel: &'static str,
+    pub outcome: &'static str,
+}
+
 /// Every metric of one server.
 pub struct Metrics {
     registry: Registry,
@@ -58,6 +65,12 @@ pub struct Metrics {
     pub command_answer_seconds: Histogram,
     /// Refused authentications (API and device tokens).
     pub auth_failures: Counter,
+    /// Alerts opened and resolved by this instance.
+    pub alerts_opened: Counter,
+    pub alerts_resolved: Counter,
+    /// Alert notifications by channel (`webhook`, `email`) and outcome: `sent`, `retried` (an
+    /// attempt failed), `failed` (given up), `dropped` (the queue was full).
+    pub alert_notifications: Family<Delivery, Counter>,
     connected_devices: Gauge,
     ingest_queue_depth: Gauge,
     db_pool_size: Gauge,
@@ -81,6 +94,9 @@ impl Metrics {
             commands_delivered: Counter::default(),
             command_answer_seconds: Histogram::new(exponential_buckets(0.01, 2.0, 14)),
             auth_failures: Counter::default(),
+            alerts_opened: Counter::default(),
+            alerts_resolved: Counter::default(),
+            alert_notifications: Family::default(),
             connected_devices: Gauge::default(),
             ingest_queue_depth: Gauge::default(),
             db_pool_size: Gauge::default(),
@@ -138,6 +154,21 @@ impl Metrics {
             m.auth_failures.clone(),
         );
         registry.register(
+            "alerts_opened",
+            "Alerts opened by this instance",
+            m.alerts_opened.clone(),
+        );
+        registry.register(
+            "alerts_resolved",
+            "Alerts resolved by this instance",
+            m.alerts_resolved.clone(),
+        );
+        registry.register(
+            "alert_notifications",
+            "Alert notifications by channel and outcome (sent, retried, failed, dropped)",
+            m.alert_notifications.clone(),
+        );
+        registry.register(
             "connected_devices",
             "Device sockets on this instance",
             m.connected_devices.clone(),
@@ -166,6 +197,12 @@ impl Metrics {
 
     pub fn frame_out(&self, kind: &'static str) {
         self.frames_out.get_or_create(&Kind { kind }).inc();
+    }
+
+    pub fn alert_notification(&self, channel: &'static str, outcome: &'static str) {
+        self.alert_notifications
+            .get_or_create(&Delivery { channel, outcome })
+            .inc();
     }
 
     pub fn batch(&self, path: &'static str) {

@@ -12,7 +12,7 @@ use tokio::task::JoinHandle;
 use crate::config::CloudConfig;
 use crate::hub::Hub;
 use crate::stage::need;
-use crate::{api, audit, commands, db, error, hub, ingest, metrics, ws};
+use crate::{alerts, api, audit, commands, db, error, hub, ingest, metrics, ws};
 
 /// The whole server on `figment` (see [`crate::config::figment`]): stages in dependency order,
 /// sockets at `/ws/…`, the REST API under `/api/v1`, the dashboard at `/`, JSON catchers.
@@ -32,6 +32,7 @@ pub fn build(figment: Figment) -> Rocket<Build> {
         .attach(hub::stage())
         .attach(ingest::stage())
         .attach(commands::stage())
+        .attach(alerts::stage())
         .mount("/", ws::routes())
         .mount("/", metrics::routes())
         .mount("/api/v1", api::routes())

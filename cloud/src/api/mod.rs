@@ -2,6 +2,7 @@
 //! leaves storing and delivery to the modules that own them ([`crate::commands`],
 //! [`crate::db`], [`crate::auth`]).
 
+pub mod alerts;
 pub mod commands;
 pub mod dashboard;
 pub mod device_access;
@@ -28,6 +29,7 @@ pub fn routes() -> Vec<Route> {
         energy::routes(),
         commands::routes(),
         dashboard::routes(),
+        alerts::routes(),
     ]
     .concat()
 }

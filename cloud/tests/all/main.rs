@@ -6,6 +6,12 @@ mod common;
 
 mod ack_after_commit;
 mod aggregate_matches_raw;
+mod alerts_email;
+mod alerts_offline_webhook;
+mod alerts_rest;
+mod alerts_sinks;
+mod alerts_soc_hysteresis;
+mod alerts_webhook_retry;
 mod auth_failures;
 mod auth_flood;
 mod budgets_and_backpressure;
