@@ -7,7 +7,7 @@ use clap::builder::{PossibleValuesParser, TypedValueParser as _};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use clap_complete::Shell;
 use ems_protocol::TargetMode;
-use ems_protocol::api::Role;
+use ems_protocol::api::{AlertKind, Role};
 
 const EXIT_CODES: &str = "\
 Exit codes:
@@ -96,6 +96,9 @@ pub enum Command {
     Tokens(Tokens),
     /// The audit trail (admin): commands, token and device changes, failed sign-ins
     Audit(Audit),
+    /// Alerts, newest first (with --device only that device's); `alerts rules` manages the
+    /// rules (admin)
+    Alerts(Alerts),
     /// Check an API token against the server and save it with the URL in the config file
     /// (mode 0600); the token is read at a prompt without echo, or from stdin
     Login(Login),
@@ -327,6 +330,74 @@ pub struct Audit {
     /// At most this many (1 to 1000)
     #[arg(long, default_value_t = 50)]
     pub limit: u32,
+}
+
+/// `alerts`: the alerts of the devices the token sees (or of --device), newest first.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct Alerts {
+    #[command(subcommand)]
+    pub sub: Option<AlertsSub>,
+    /// Only open alerts
+    #[arg(long, conflicts_with = "resolved")]
+    pub open: bool,
+    /// Only resolved alerts
+    #[arg(long)]
+    pub resolved: bool,
+    /// At most this many (1 to 1000)
+    #[arg(long, default_value_t = 50)]
+    pub limit: u32,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AlertsSub {
+    /// Alert rules (admin): list, add, delete
+    #[command(subcommand)]
+    Rules(AlertRules),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AlertRules {
+    /// Every rule
+    List,
+    /// Add a rule; every cloud instance evaluates it from its next tick
+    Add {
+        /// Unique name, shown in notifications
+        name: String,
+        /// What it watches: offline, error_flag, soc_below, grid_export_above
+        #[arg(long, value_parser = kind_parser(), ignore_case = true)]
+        kind: AlertKind,
+        /// Only this device (default: every device)
+        #[arg(long = "for-device", value_name = "ID")]
+        for_device: Option<String>,
+        /// soc_below: SoC, %; grid_export_above: export, W (positive)
+        #[arg(long)]
+        threshold: Option<f64>,
+        /// Where the alert resolves (hysteresis; default: --threshold)
+        #[arg(long)]
+        clear_threshold: Option<f64>,
+        /// error_flag: this flag only, e.g. OVERHEAT (default: any)
+        #[arg(long)]
+        flag: Option<String>,
+        /// How long the condition must hold before the alert opens, e.g. 90s, 5m
+        #[arg(long = "for", value_name = "DURATION")]
+        r#for: Option<String>,
+        /// How long it must stay cleared before the alert resolves, e.g. 1m
+        #[arg(long, value_name = "DURATION")]
+        clear_after: Option<String>,
+    },
+    /// Delete a rule; its open alerts are resolved
+    Delete {
+        /// The rule's name
+        name: String,
+    },
+}
+
+fn kind_parser() -> impl clap::builder::TypedValueParser<Value = AlertKind> {
+    const KINDS: [&str; 4] = ["offline", "error_flag", "soc_below", "grid_export_above"];
+    PossibleValuesParser::new(KINDS).map(|s| {
+        AlertKind::parse(&s.to_ascii_uppercase()).expect("only possible values reach here")
+    })
 }
 
 fn mode_parser() -> impl clap::builder::TypedValueParser<Value = TargetMode> {

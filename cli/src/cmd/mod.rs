@@ -1,5 +1,6 @@
 //! One module per subcommand; each takes a [`Ctx`] and returns the exit code it ends with.
 
+mod alerts;
 mod audit;
 mod command;
 mod commands;
@@ -86,6 +87,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Energy(args) => energy::run(&ctx, args).await,
         Command::Tokens(sub) => tokens::run(&ctx, sub).await,
         Command::Audit(args) => audit::run(&ctx, args).await,
+        Command::Alerts(args) => alerts::run(&ctx, args).await,
         Command::Completions { .. } | Command::Man { .. } | Command::Login(_) | Command::Logout => {
             unreachable!("handled above")
         }

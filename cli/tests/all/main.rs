@@ -5,6 +5,7 @@
 mod common;
 
 mod admin_and_records;
+mod alerts;
 mod auth_and_connection_failures;
 mod bad_arguments;
 mod completions_and_man;
