@@ -211,7 +211,7 @@ impl AlertsConfig {
     pub fn validate(&self) -> Result<(), String> {
         if let Some(url) = &self.webhook_url {
             let parsed = reqwest::Url::parse(url)
-                .map_err(|e| format!("alerts.webhook_url {url:?} is not a URL: {e}"))?;
+                .map_err(|e| format!("alerts.webhook_url is not a URL: {e}"))?;
             if !matches!(parsed.scheme(), "http" | "https") {
                 return Err(format!(
                     "alerts.webhook_url {url:?}: only http:// or https://"
@@ -297,6 +297,23 @@ mod tests {
         assert!(a.validate().unwrap_err().contains("email_to"));
         a.email_to = vec!["ops@example.com".into()];
         assert_eq!(a.validate(), Ok(()));
+    }
+
+    #[test]
+    fn the_packaged_alerts_section_parses_and_validates_once_uncommented() {
+        let packaged = include_str!("../../packaging/config/cloud.toml");
+        let section: Vec<&str> = packaged
+            .lines()
+            .skip_while(|l| !l.starts_with("# [default.alerts]"))
+            .filter_map(|l| l.strip_prefix("# "))
+            .filter(|l| l.starts_with('[') || l.contains(" = "))
+            .collect();
+        assert!(section.len() > 5, "{section:?}");
+        let figment = Figment::new().merge(Toml::string(&section.join("\n")).nested());
+        let c = CloudConfig::from_figment(&figment).unwrap();
+        assert_eq!(c.alerts.email_to, ["ops@example.com"]);
+        assert!(c.alerts.webhook_url.is_some() && c.alerts.smtp_url.is_some());
+        assert_eq!(c.alerts.validate(), Ok(()));
     }
 
     #[test]
