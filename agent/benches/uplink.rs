@@ -25,6 +25,7 @@ fn packet(device: &str, ts: i64) -> Telemetry {
             mode: Mode::Auto,
             error_flags: vec![],
             wifi_strength: Some(-52),
+            schedule: None,
         },
         battery: Battery {
             voltage: Some(52.31),

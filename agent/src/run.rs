@@ -1,14 +1,17 @@
 //! The agent's main loop: every whole wall-clock second it composes the site from the devices'
 //! latest readings, steps the state machine, writes the setpoint to the inverter and publishes
 //! the spec's telemetry packet. Commands arrive on a channel and are answered exactly once per
-//! `command_id`.
+//! `command_id`. A schedule (`SET_SCHEDULE`) is kept on disk and its window in force is handed to
+//! the controller each cycle from the wall clock.
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use chrono::{DateTime, Utc};
 use ems_driver_sdk::Role;
+use ems_protocol::telemetry::ScheduleWindow;
 use ems_protocol::{
     AnswerStatus, Command, CommandAction, CommandAnswer, State, Telemetry, Timestamp,
 };
@@ -16,9 +19,10 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::clock::Clock;
 use crate::config::AgentConfig;
-use crate::control::{Controller, Decision};
+use crate::control::{Controller, Decision, Rejection};
 use crate::devices::DeviceHandle;
 use crate::metrics::CycleMetrics;
+use crate::schedule::{ActiveWindow, Schedules};
 use crate::site::{self, Source};
 
 /// How many answered command ids are remembered for de-duplication.
@@ -66,10 +70,15 @@ pub struct Agent {
     implausible: Vec<&'static str>,
     /// Cycle duration and count, for the metrics endpoint.
     cycle_metrics: CycleMetrics,
+    /// The schedule `SET_SCHEDULE` set, kept in the data directory.
+    schedules: Schedules,
+    /// The window in force in the last cycle (its changes are logged).
+    window: Option<ActiveWindow>,
 }
 
 impl Agent {
     pub fn new(config: AgentConfig, devices: Vec<DeviceHandle>, clock: Clock) -> Self {
+        let schedules = Schedules::open(config.data_dir());
         Agent {
             clock,
             seconds: SecondGuard::default(),
@@ -81,6 +90,8 @@ impl Agent {
             answered_order: VecDeque::new(),
             implausible: Vec::new(),
             cycle_metrics: CycleMetrics::default(),
+            schedules,
+            window: None,
         }
     }
 
@@ -171,6 +182,7 @@ impl Agent {
 
     /// One control cycle for the second `at`.
     pub async fn cycle(&mut self, at: SystemTime, link_up: bool) -> Status {
+        self.apply_schedule(at);
         let view = self.view();
         let starting = self.controller.state() == State::Starting
             && view.lost.is_empty()
@@ -219,18 +231,52 @@ impl Agent {
             .map(|d| d.as_secs() as i64)
             .unwrap_or(0);
         let timestamp = Timestamp::from_unix(secs).unwrap_or_else(Timestamp::now);
-        let telemetry = site::telemetry(
+        let mut telemetry = site::telemetry(
             &self.config.device_id,
             timestamp,
             &view.measurements,
             &decision,
             site::wifi_strength(),
         );
+        telemetry.system_status.schedule = self.window.as_ref().map(|w| ScheduleWindow {
+            window: w.window,
+            action: w.action.to_string(),
+            until: w.until,
+        });
         Status {
             telemetry,
             setpoint_w: decision.setpoint_w,
             lost_devices: view.lost,
         }
+    }
+
+    /// Puts the schedule window in force at wall-clock time `at` into the controller (none when
+    /// no window is open), logging when it changes.
+    fn apply_schedule(&mut self, at: SystemTime) {
+        let now: DateTime<Utc> = at.into();
+        let strategy = self.controller.limits().strategy.clone();
+        let found = self.schedules.at(now, &strategy);
+        let window = found.as_ref().map(|(w, _)| w.clone());
+        if window != self.window {
+            match &window {
+                Some(w) => tracing::info!(
+                    window = w.window,
+                    action = w.action,
+                    until = %w.until,
+                    "schedule window opens"
+                ),
+                None => tracing::info!("no schedule window in force"),
+            }
+        }
+        let action = found.map(|(_, a)| a);
+        if self.controller.schedule_action() != action.as_ref()
+            && let Err(e) = self.controller.set_schedule_action(action)
+        {
+            // Checked when the schedule was accepted; the limits cannot have changed since.
+            tracing::error!("schedule window refused by the controller: {}", e.0);
+            let _ = self.controller.set_schedule_action(None);
+        }
+        self.window = window;
     }
 
     /// Hands the setpoint to the inverter's poller without waiting for the bus: a failing or
@@ -291,6 +337,23 @@ impl Agent {
                 let until = duration_s.map(|d| self.mono_s() + f64::from(d));
                 self.controller
                     .set_mode_until(*target_mode, *target_power, until)
+            }
+            CommandAction::SetSchedule(schedule) => {
+                let limits = self.controller.limits().clone();
+                let result = self
+                    .schedules
+                    .replace(
+                        schedule.clone(),
+                        self.clock.now().into(),
+                        &limits.battery,
+                        &limits.strategy,
+                    )
+                    .map_err(|e| Rejection(e.to_string()));
+                if result.is_ok() {
+                    // In force from now, not from the next cycle.
+                    self.apply_schedule(self.clock.now());
+                }
+                result
             }
             CommandAction::ResetError => {
                 if self.controller.state() == State::Error {

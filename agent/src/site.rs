@@ -181,6 +181,7 @@ pub fn telemetry(
             mode: decision.mode.telemetry_mode(),
             error_flags: decision.error_flags.clone(),
             wifi_strength,
+            schedule: None,
         },
         battery: Battery {
             voltage: round(value("battery.voltage", m.battery_voltage_v), 2),

@@ -341,6 +341,7 @@ async fn first_ack(url: &str, device: &str) {
             mode: ems_protocol::Mode::Auto,
             error_flags: vec![],
             wifi_strength: Some(-50),
+            schedule: None,
         },
         battery: ems_protocol::Battery {
             voltage: Some(51.2),

@@ -235,7 +235,7 @@ pub struct AuditRecord {
 pub struct CommandRecord {
     pub command_id: String,
     pub device_id: String,
-    /// `SET_MODE` or `RESET_ERROR`.
+    /// `SET_MODE`, `RESET_ERROR` or `SET_SCHEDULE`.
     pub action: String,
     /// The spec's `payload` object, as sent to the device.
     pub payload: Value,
@@ -250,6 +250,17 @@ pub struct CommandRecord {
     pub reason: Option<String>,
     /// After this, an undelivered or unanswered command becomes `EXPIRED`.
     pub expires_at: DateTime<Utc>,
+}
+
+/// `GET /api/v1/devices/<id>/schedule`: the schedule the device last accepted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeviceSchedule {
+    pub device_id: String,
+    /// The `SET_SCHEDULE` command that carried it.
+    pub command_id: String,
+    /// When the device's ACCEPTED answer was recorded.
+    pub accepted_at: DateTime<Utc>,
+    pub schedule: crate::schedule::SchedulePayload,
 }
 
 /// What the server derived from consecutive telemetry of one device.

@@ -1,4 +1,5 @@
-//! Downstream control commands: `SET_MODE` and `RESET_ERROR`.
+//! Downstream control commands: `SET_MODE`, `RESET_ERROR` and `SET_SCHEDULE` (an ems extension,
+//! see [`crate::schedule`]).
 //!
 //! `SET_MODE` may carry a lease, `payload.duration_s` (an ems extension, see `docs/protocol.md`):
 //! the manual mode holds for that many seconds and the agent then returns to AUTO by itself, so
@@ -15,6 +16,7 @@ use serde_json::{Map, Value};
 use crate::enums::TargetMode;
 use crate::error::{from_str_with_path, from_value_with_path};
 use crate::num::opt_f64;
+use crate::schedule::Schedule;
 use crate::{ProtocolError, validate_id};
 
 /// Largest `target_power` a command may carry, W. A sanity bound on the wire; the agent enforces
@@ -47,6 +49,8 @@ pub enum CommandAction {
     },
     /// Leave the latched ERROR state, if no fault remains.
     ResetError,
+    /// Replace the device's schedule (an empty one clears it); see [`crate::schedule`].
+    SetSchedule(Schedule),
 }
 
 impl CommandAction {
@@ -55,6 +59,7 @@ impl CommandAction {
         match self {
             CommandAction::SetMode { .. } => "SET_MODE",
             CommandAction::ResetError => "RESET_ERROR",
+            CommandAction::SetSchedule(_) => "SET_SCHEDULE",
         }
     }
 }
@@ -86,6 +91,14 @@ impl Command {
                 target_power: power_w,
                 duration_s: Some(duration_s),
             },
+        }
+    }
+
+    /// A `SET_SCHEDULE` carrying `schedule`.
+    pub fn set_schedule(command_id: impl Into<String>, schedule: Schedule) -> Self {
+        Command {
+            command_id: command_id.into(),
+            action: CommandAction::SetSchedule(schedule),
         }
     }
 
@@ -195,10 +208,15 @@ impl Command {
                 }
                 CommandAction::ResetError
             }
+            "SET_SCHEDULE" => CommandAction::SetSchedule(Schedule::from_value(
+                raw.payload.unwrap_or(Value::Object(Map::new())),
+            )?),
             other => {
                 return Err(ProtocolError::invalid(
                     "action",
-                    format!("unknown action {other:?}, expected SET_MODE or RESET_ERROR"),
+                    format!(
+                        "unknown action {other:?}, expected SET_MODE, RESET_ERROR or SET_SCHEDULE"
+                    ),
                 ));
             }
         };
@@ -302,6 +320,12 @@ impl Serialize for Command {
                 command_id: &self.command_id,
                 action: self.action.name(),
                 payload: Map::new(),
+            }
+            .serialize(s),
+            CommandAction::SetSchedule(schedule) => Envelope {
+                command_id: &self.command_id,
+                action: self.action.name(),
+                payload: schedule.to_payload(),
             }
             .serialize(s),
         }

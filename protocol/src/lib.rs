@@ -23,6 +23,7 @@ pub mod enums;
 pub mod error;
 pub mod message;
 mod num;
+pub mod schedule;
 pub mod telemetry;
 
 pub use command::{Command, CommandAction};

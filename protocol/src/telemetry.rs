@@ -38,6 +38,20 @@ pub struct SystemStatus {
     /// Wireless signal in dBm; `null` (or absent) where the device has no wireless link.
     #[serde(default)]
     pub wifi_strength: Option<i32>,
+    /// The schedule window in force (`SET_SCHEDULE`, an ems extension); absent when none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<ScheduleWindow>,
+}
+
+/// `system_status.schedule`: which window of the device's schedule is in force, what it does
+/// and until when.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScheduleWindow {
+    /// Its index in the schedule's `windows`.
+    pub window: usize,
+    /// `CHARGE`, `HOLD`, `DISCHARGE` or `LIMITS`.
+    pub action: String,
+    pub until: chrono::DateTime<chrono::Utc>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -96,6 +110,7 @@ impl Telemetry {
                 mode: Mode::Auto,
                 error_flags: Vec::new(),
                 wifi_strength: Some(-45),
+                schedule: None,
             },
             battery: Battery {
                 voltage: Some(53.2),

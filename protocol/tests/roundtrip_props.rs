@@ -45,7 +45,7 @@ prop_compose! {
     ) -> Telemetry {
         Telemetry {
             device_id, timestamp,
-            system_status: SystemStatus { state, mode, error_flags: flags.into_iter().collect(), wifi_strength: wifi },
+            system_status: SystemStatus { state, mode, error_flags: flags.into_iter().collect(), wifi_strength: wifi , schedule: None},
             battery: Battery { voltage: bv, current: bc, power: bp, soc },
             grid: Grid { voltage: gv, power: gp, frequency: gf },
         }

@@ -14,6 +14,7 @@ mod manual_discharge_moves_the_battery;
 mod metrics_follow_the_running_agent;
 mod modbus_tcp;
 mod panicking_inverter_driver_is_replaced;
+mod schedule_runs_offline_and_survives_restart;
 mod silent_device_gives_comm_loss;
 mod state_machine_invariants;
 mod systemd_notify;

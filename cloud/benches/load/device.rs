@@ -24,6 +24,7 @@ pub(crate) fn packet(device_id: &str, ts: Timestamp, i: u64) -> Telemetry {
             mode: Mode::Auto,
             error_flags: vec![],
             wifi_strength: Some(-45),
+            schedule: None,
         },
         battery: Battery {
             voltage: Some(53.2),

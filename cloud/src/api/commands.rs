@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use ems_protocol::api::{CommandRecord, LiveEvent};
-use ems_protocol::{Command, CommandStatus};
+use ems_protocol::{Command, CommandAction, CommandStatus};
 use rocket::http::Status;
 use rocket::serde::json::Json;
 use rocket::{Route, State, get, post, routes};
@@ -31,7 +31,8 @@ fn new_command_id() -> String {
 
 /// `POST /api/v1/devices/<id>/commands[?wait=<s>][&expires_in=<s>]` (operator).
 ///
-/// Body: the spec's command (`SET_MODE` / `RESET_ERROR`); `command_id` is generated when absent.
+/// Body: the spec's command (`SET_MODE` / `RESET_ERROR`, or the extension `SET_SCHEDULE`);
+/// `command_id` is generated when absent.
 /// Answers 201 with the [`CommandRecord`]; with `wait`, after the device answered (or the wait
 /// ran out: then the status is still `PENDING` or `SENT`).
 #[post("/devices/<device_id>/commands?<wait>&<expires_in>", data = "<body>")]
@@ -63,7 +64,7 @@ async fn post_command(
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn issue(
+pub(super) async fn issue(
     device_id: &str,
     wait: Option<f64>,
     expires_in: Option<u64>,
@@ -82,6 +83,9 @@ async fn issue(
         obj.insert("command_id".into(), Value::String(new_command_id()));
     }
     let command = Command::from_value(value)?;
+    if let CommandAction::SetSchedule(schedule) = &command.action {
+        schedule.check_current(Utc::now())?;
+    }
     ensure_device(db, &operator.0, device_id).await?;
 
     let expires_s = expires_in.unwrap_or(config.command_expiry_s);

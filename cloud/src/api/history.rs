@@ -51,6 +51,7 @@ pub fn telemetry_from_row(row: &Row) -> ApiResult<Telemetry> {
                 .collect::<Result<_, _>>()
                 .map_err(bad)?,
             wifi_strength: row.get("wifi_strength"),
+            schedule: None,
         },
         battery: Battery {
             voltage: row.get("battery_voltage"),

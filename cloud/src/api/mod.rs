@@ -10,6 +10,7 @@ pub mod devices;
 pub mod energy;
 pub mod health;
 pub mod history;
+pub mod schedule;
 pub mod tokens;
 
 use rocket::Route;
@@ -28,6 +29,7 @@ pub fn routes() -> Vec<Route> {
         history::routes(),
         energy::routes(),
         commands::routes(),
+        schedule::routes(),
         dashboard::routes(),
         alerts::routes(),
     ]

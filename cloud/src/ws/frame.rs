@@ -103,6 +103,7 @@ fn parse_plain(text: &str) -> Option<Telemetry> {
                 .collect::<Result<_, _>>()
                 .ok()?,
             wifi_strength: status.wifi_strength,
+            schedule: None,
         },
         battery: Battery {
             voltage: p.battery.voltage,

@@ -114,6 +114,7 @@ fn spec_packet(
             mode,
             error_flags: Vec::new(),
             wifi_strength: Some(-50),
+            schedule: None,
         },
         battery: Battery {
             voltage: Some(round(voltage_v, 2)),
@@ -184,7 +185,7 @@ fn answer(action: &CommandAction, set: &mut Setpoint) -> (AnswerStatus, Option<S
             };
             (AnswerStatus::Accepted, None)
         }
-        CommandAction::ResetError => (AnswerStatus::Accepted, None),
+        CommandAction::ResetError | CommandAction::SetSchedule(_) => (AnswerStatus::Accepted, None),
     }
 }
 

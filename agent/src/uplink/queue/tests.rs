@@ -14,6 +14,7 @@ fn packet(ts: i64) -> Telemetry {
             mode: Mode::Auto,
             error_flags: vec![],
             wifi_strength: None,
+            schedule: None,
         },
         battery: Battery {
             voltage: Some(52.0),
