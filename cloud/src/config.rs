@@ -89,6 +89,8 @@ pub struct CloudConfig {
     /// instances share one kept in the database's `cluster_secret` table.
     pub notice_secret: Option<String>,
     /// Alert evaluation and notifications (`[default.alerts]`); rules are managed over REST.
+    /// Checked as it is read, so a bad combination stops the start with the key named.
+    #[serde(deserialize_with = "validated_alerts")]
     pub alerts: AlertsConfig,
 }
 
@@ -263,6 +265,12 @@ impl AlertsConfig {
     }
 }
 
+fn validated_alerts<'de, D: serde::Deserializer<'de>>(d: D) -> Result<AlertsConfig, D::Error> {
+    let alerts = AlertsConfig::deserialize(d)?;
+    alerts.validate().map_err(serde::de::Error::custom)?;
+    Ok(alerts)
+}
+
 /// Rocket's figment plus `cloud.toml` and `EMS_CLOUD_…` variables.
 pub fn figment() -> Figment {
     let file = std::env::var("EMS_CLOUD_CONFIG").unwrap_or_else(|_| "cloud.toml".into());
@@ -314,6 +322,13 @@ mod tests {
         assert_eq!(c.alerts.email_to, ["ops@example.com"]);
         assert!(c.alerts.webhook_url.is_some() && c.alerts.smtp_url.is_some());
         assert_eq!(c.alerts.validate(), Ok(()));
+    }
+
+    #[test]
+    fn a_bad_alerts_section_fails_the_extraction_naming_the_key() {
+        let figment = Figment::new().merge(("alerts.webhook_url", "http://127.0.0.1:9/hook"));
+        let err = CloudConfig::from_figment(&figment).unwrap_err().to_string();
+        assert!(err.contains("alerts.webhook_secret"), "{err}");
     }
 
     #[test]
