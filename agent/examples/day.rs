@@ -197,12 +197,24 @@ fn strategies() -> Vec<(&'static str, Option<Strategy>, bool)> {
     ]
 }
 
-/// Runs one day from midnight at 50 % SoC.
-pub fn one_day(weather: Weather, strategy: Option<Strategy>, night_charge: bool) -> Report {
+/// Runs one day from midnight at 50 % SoC; also returns when the battery first reached FULL
+/// (95 %), hours after midnight.
+pub fn one_day(
+    weather: Weather,
+    strategy: Option<Strategy>,
+    night_charge: bool,
+) -> (Report, Option<f64>) {
     let profile = DayProfile::new(weather);
     let plant = Plant::default();
+    let mut full_at = None;
+    let mut watch_full = |t: &day::Tick| {
+        if full_at.is_none() && t.soc_pct >= 95.0 {
+            full_at = Some(t.time_of_day_s / 3600.0);
+        }
+    };
     let Some(strategy) = strategy else {
-        return day::run(&plant, &profile, 0.0, DAY_S, 50.0, |_| 0.0, |_| {});
+        let report = day::run(&plant, &profile, 0.0, DAY_S, 50.0, |_| 0.0, watch_full);
+        return (report, full_at);
     };
     let mut c = Controller::new(Limits {
         strategy,
@@ -213,7 +225,7 @@ pub fn one_day(weather: Weather, strategy: Option<Strategy>, night_charge: bool)
         to_soc_pct: 90.0,
         from_grid: true,
     };
-    day::run(
+    let report = day::run(
         &plant,
         &profile,
         0.0,
@@ -230,8 +242,9 @@ pub fn one_day(weather: Weather, strategy: Option<Strategy>, night_charge: bool)
             }
             step(&mut c, r)
         },
-        |_| {},
-    )
+        watch_full,
+    );
+    (report, full_at)
 }
 
 fn day_table() {
@@ -239,14 +252,17 @@ fn day_table() {
         "## A day from midnight, battery at 50 % (10 kWh, 3 kW limits), 4 kWp PV, EV 7 kW 19–22 h\n"
     );
     println!(
-        "| day | strategy | import kWh | export kWh | self-consumption | peak import (1-min mean) | peak export (1-min mean) | cost € | SoC at midnight |"
+        "| day | strategy | import kWh | export kWh | self-consumption | peak import (1-min mean) | peak export (1-min mean) | cost € | full (95 %) at | SoC at midnight |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     for weather in [Weather::Sunny, Weather::Cloudy] {
         for (name, strategy, night) in strategies() {
-            let r = one_day(weather, strategy, night);
+            let (r, full_at) = one_day(weather, strategy, night);
+            let full_at = full_at.map_or("—".to_string(), |h| {
+                format!("{:02}:{:02}", h as u32, ((h % 1.0) * 60.0) as u32)
+            });
             println!(
-                "| {weather:?} | {name} | {:.2} | {:.2} | {:.0} % | {:.2} kW | {:.2} kW | {:.2} | {:.0} % |",
+                "| {weather:?} | {name} | {:.2} | {:.2} | {:.0} % | {:.2} kW | {:.2} kW | {:.2} | {full_at} | {:.0} % |",
                 r.import_kwh,
                 r.export_kwh,
                 r.self_consumption_pct(),

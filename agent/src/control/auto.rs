@@ -33,9 +33,9 @@
 //! 1. **target / band** (`[strategy]`): self-consumption towards `target_grid_w`, or the band
 //!    of the export and import limits ([`Strategy::band`]), through the law above;
 //! 2. **import/export limits**: a measured grid power beyond a limit is corrected at once,
-//!    without waiting for the hold and without the ramp, to where the grid would be at the
-//!    limit: `grid + (setpoint − battery reading)` (the battery reading tells how much of the
-//!    last command the grid already shows);
+//!    without waiting for the hold and without the ramp, to where the grid would be one
+//!    deadband inside the limit: `grid + (setpoint − battery reading)` (the battery reading
+//!    tells how much of the last command the grid already shows);
 //! 3. **schedule** ([`ScheduleAction`]): a fixed charge or discharge replaces 1 and 2, `Hold`
 //!    forbids discharging, `Strategy` replaces the settings of 1 and 2;
 //! 4. **backup reserve**: no discharge at or below it; below reserve − hysteresis, charge at
@@ -160,15 +160,23 @@ impl Auto {
         if fixed.is_none()
             && let (Some(grid), Some(net)) = (i.m.grid_power_w, net_load_w)
         {
+            // To the band's edge, one deadband inside the limit: correcting to the limit
+            // itself would leave the grid sitting on it, and meter noise over it half the time.
+            let db = c.deadband_w;
             if let Some(e) = strategy.export_limit_w
                 && grid < -e
             {
-                w = w.max(-e - net);
+                w = w.max(-e + db - net);
             }
             if let Some(limit) = strategy.import_limit_w
                 && grid > limit
             {
-                w = w.min(limit - net);
+                w = w.min(limit - db - net);
+            }
+            // The correction is the feedback's new goal: the hold it starts must not bring back
+            // the goal from before the limit was crossed (that was a limit cycle).
+            if self.goal_w.is_some_and(|g| (g - w).abs() > 1e-9) {
+                self.goal_w = Some(w);
             }
         }
         if holds {

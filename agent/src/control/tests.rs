@@ -302,11 +302,11 @@ fn an_export_beyond_the_limit_is_absorbed_at_once_and_smaller_exports_pass() {
     // Exporting 800 W: under the cap, the battery stays idle (PV may export).
     let d = c.step(2.0, &site(50.0, -800.0, 0.0), true);
     assert_eq!(d.setpoint_w, 0.0);
-    // Exporting 3000 W: charge 2000 W in this step, past the 1000 W/s ramp.
+    // Exporting 3000 W: charge 2050 W in this step, past the 1000 W/s ramp, to export one
+    // deadband under the cap (950 W).
     let d = c.step(3.0, &site(50.0, -3000.0, 0.0), true);
-    assert_eq!(d.setpoint_w, 2000.0);
-    // A reading from before the battery moved: no second correction; the setpoint goes on to
-    // the feedback's goal, one deadband inside the cap (950 W of export).
+    assert_eq!(d.setpoint_w, 2050.0);
+    // A reading from before the battery moved: no second correction.
     let d = c.step(4.0, &site(50.0, -3000.0, 0.0), true);
     assert_eq!(d.setpoint_w, 2050.0);
     let d = c.step(6.0, &site(50.0, -950.0, 2050.0), true);
@@ -325,16 +325,16 @@ fn peak_shaving_idles_under_the_cap_shaves_above_it_and_recharges_from_surplus()
     // Importing 2000 W, under the cap: no discharge (the battery is kept for peaks).
     let d = c.step(2.0, &site(50.0, 2000.0, 0.0), true);
     assert_eq!(d.setpoint_w, 0.0);
-    // 7000 W: discharge 2000 W at once, past the ramp, to sit at the cap.
+    // 7000 W: discharge 2050 W at once, past the ramp, to import one deadband under the cap.
     let d = c.step(3.0, &site(50.0, 7000.0, 0.0), true);
-    assert_eq!(d.setpoint_w, -2000.0);
-    // At the cap: within the deadband of the feedback's edge (4950 W), held.
-    let d = c.step(5.0, &site(50.0, 5000.0, -2000.0), true);
-    assert_eq!(d.setpoint_w, -2000.0);
+    assert_eq!(d.setpoint_w, -2050.0);
+    // Within the deadband of that edge (4950 W): held.
+    let d = c.step(5.0, &site(50.0, 4990.0, -2050.0), true);
+    assert_eq!(d.setpoint_w, -2050.0);
     // The peak is over and PV exports 1500 W: the battery charges from the surplus only
-    // (recharge_below_w = 0 W); from −2000 W it is at 0 W at once, then ramps (1000 W/s, 2 s
+    // (recharge_below_w = 0 W); from −2050 W it is at 0 W at once, then ramps (1000 W/s, 2 s
     // since the last step).
-    let d = c.step(7.0, &site(50.0, -3500.0, -2000.0), true);
+    let d = c.step(7.0, &site(50.0, -3550.0, -2050.0), true);
     assert_eq!(d.setpoint_w, 1500.0);
     let d = c.step(8.0, &site(50.0, 0.0, 1500.0), true);
     assert_eq!(d.setpoint_w, 1500.0);

@@ -5,6 +5,7 @@
 mod common;
 
 mod auto_brings_grid_to_zero;
+mod auto_strategies_hold_on_simulated_days;
 mod broken_queue_file_does_not_stop_control;
 mod clock_steps_lose_no_packet;
 mod faults_latch_error_until_reset;
