@@ -186,6 +186,8 @@ async fn evaluate(alerts: Alerts, interval: Duration) {
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut evaluator = Evaluator::default();
+    // Packets the broadcast dropped before the evaluator read them.
+    let mut skipped: u64 = 0;
     loop {
         tokio::select! {
             _ = tick.tick() => evaluator.sweep(&alerts).await,
@@ -199,7 +201,15 @@ async fn evaluate(alerts: Alerts, interval: Duration) {
                 }
                 Ok(_) => {}
                 Err(broadcast::error::RecvError::Lagged(n)) => {
-                    tracing::warn!(skipped = n, "alert evaluation fell behind; packets skipped");
+                    // Logged when the total crosses a power of two, not at every lag.
+                    let before = skipped;
+                    skipped += n;
+                    if skipped.ilog2() > before.checked_ilog2().unwrap_or(0) || before == 0 {
+                        tracing::warn!(
+                            skipped,
+                            "alert evaluation fell behind the packets; some were not evaluated"
+                        );
+                    }
                 }
                 Err(broadcast::error::RecvError::Closed) => break,
             },
