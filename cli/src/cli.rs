@@ -91,6 +91,9 @@ pub enum Command {
     Events(Events),
     /// Energy per day (or --bucket): kWh charged, discharged, imported, exported
     Energy(EnergyArgs),
+    /// The device's schedule (SET_SCHEDULE): windows it runs by itself, also offline
+    #[command(subcommand)]
+    Schedule(Schedule),
     /// API tokens (admin)
     #[command(subcommand)]
     Tokens(Tokens),
@@ -130,6 +133,59 @@ pub struct SetMode {
     /// AUTO by itself. Without it the mode holds until the next set-mode
     #[arg(long = "for", value_name = "DURATION")]
     pub lease: Option<String>,
+    #[command(flatten)]
+    pub wait: Wait,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Schedule {
+    /// Send a schedule: from a JSON or TOML file (the SET_SCHEDULE payload; `-` reads JSON from
+    /// stdin), or one window from flags; waits for the device's answer
+    #[command(after_help = EXIT_CODES)]
+    Set(Box<ScheduleSet>),
+    /// The schedule the device last accepted
+    Show,
+    /// Clear the device's schedule (SET_SCHEDULE with no windows)
+    #[command(after_help = EXIT_CODES)]
+    Clear(Wait),
+}
+
+#[derive(Debug, Args)]
+pub struct ScheduleSet {
+    /// A file holding the payload: `valid_until`, `time_zone`, `windows` (see docs/protocol.md);
+    /// `.toml` is read as TOML, anything else as JSON; `-` is JSON on stdin
+    #[arg(conflicts_with_all = ["daily", "from", "to"])]
+    pub file: Option<PathBuf>,
+    /// One daily window, local HH:MM-HH:MM in --time-zone (may cross midnight: 23:00-06:00)
+    #[arg(long, value_name = "HH:MM-HH:MM", conflicts_with_all = ["from", "to"])]
+    pub daily: Option<String>,
+    /// One one-off window's start (RFC 3339, `now` or relative like +2h)
+    #[arg(long, requires = "to", allow_hyphen_values = true)]
+    pub from: Option<String>,
+    /// Its end
+    #[arg(long, requires = "from", allow_hyphen_values = true)]
+    pub to: Option<String>,
+    /// The window's action: charge, hold, discharge
+    #[arg(long, value_parser = ["charge", "hold", "discharge", "CHARGE", "HOLD", "DISCHARGE"])]
+    pub action: Option<String>,
+    /// Power, W (charge, discharge)
+    #[arg(long, short = 'p', value_name = "W")]
+    pub power: Option<f64>,
+    /// Charge up to this SoC, %
+    #[arg(long, value_name = "PCT")]
+    pub to_soc: Option<f64>,
+    /// Discharge down to this SoC, %
+    #[arg(long, value_name = "PCT")]
+    pub down_to_soc: Option<f64>,
+    /// Charge from PV surplus only, never importing for it
+    #[arg(long)]
+    pub no_grid: bool,
+    /// IANA time zone of daily windows (default UTC)
+    #[arg(long, value_name = "ZONE")]
+    pub time_zone: Option<String>,
+    /// How long the schedule holds (1h, 7d, 2w; default 7d)
+    #[arg(long, value_name = "DURATION", default_value = "7d")]
+    pub valid_for: String,
     #[command(flatten)]
     pub wait: Wait,
 }

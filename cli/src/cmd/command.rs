@@ -50,7 +50,7 @@ fn lease_seconds(text: &str) -> Result<u32, Failure> {
 }
 
 /// The user's `--id`, or a stand-in used only for local validation (the cloud generates ids).
-fn placeholder_id(wait: &cli::Wait) -> String {
+pub(super) fn placeholder_id(wait: &cli::Wait) -> String {
     wait.id.clone().unwrap_or_else(|| "local_check".into())
 }
 
@@ -75,7 +75,9 @@ fn local_refusal(e: ProtocolError) -> Failure {
     Failure::usage(format!("{flag} {reason}")).hint(hint)
 }
 
-async fn send(ctx: &Ctx, command: Command, wait: &cli::Wait) -> anyhow::Result<Exit> {
+/// Sends `command`, waits as `wait` says, prints the record and turns its status into the exit
+/// code.
+pub(super) async fn send(ctx: &Ctx, command: Command, wait: &cli::Wait) -> anyhow::Result<Exit> {
     let device = ctx.device().await?;
     if !wait.timeout.is_finite() || wait.timeout < 0.0 {
         return Err(Failure::usage("--timeout must be a number of seconds, 0 or more").into());

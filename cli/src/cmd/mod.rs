@@ -10,6 +10,7 @@ mod energy;
 mod events;
 mod history;
 mod login;
+mod schedule;
 mod status;
 mod tokens;
 mod watch;
@@ -85,6 +86,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Commands(sub) => commands::run(&ctx, sub).await,
         Command::Events(args) => events::run(&ctx, args).await,
         Command::Energy(args) => energy::run(&ctx, args).await,
+        Command::Schedule(sub) => schedule::run(&ctx, sub).await,
         Command::Tokens(sub) => tokens::run(&ctx, sub).await,
         Command::Audit(args) => audit::run(&ctx, args).await,
         Command::Alerts(args) => alerts::run(&ctx, args).await,

@@ -19,7 +19,15 @@ async fn tags_scope_a_token_and_filter_the_list() {
     cloud.run(&["devices", "add", "paris_1"]).await.expect(0);
     let created = cloud
         .run(&[
-            "tokens", "create", "--role", "viewer", "--name", "lyon", "--tags", "site:lyon", "-o",
+            "tokens",
+            "create",
+            "--role",
+            "viewer",
+            "--name",
+            "lyon",
+            "--tags",
+            "site:lyon",
+            "-o",
             "json",
         ])
         .await
@@ -35,7 +43,11 @@ async fn tags_scope_a_token_and_filter_the_list() {
     let seen = as_lyon(&["devices", "list", "-o", "csv"]).await.expect(0);
     assert_eq!(ids(&seen), ["lyon_1"]);
     let listed = cloud.run(&["devices", "list", "-o", "csv"]).await.expect(0);
-    let lyon_row = listed.csv().into_iter().find(|r| r["id"] == "lyon_1").unwrap();
+    let lyon_row = listed
+        .csv()
+        .into_iter()
+        .find(|r| r["id"] == "lyon_1")
+        .unwrap();
     assert_eq!(lyon_row["tags"], "fleet-a,site:lyon");
 
     // Tagging paris_1 brings it into the token's view; the list filter finds both.
@@ -54,7 +66,11 @@ async fn tags_scope_a_token_and_filter_the_list() {
 
     // The token list shows the scope; a bad tag is refused naming the field.
     let tokens = cloud.run(&["tokens", "list", "-o", "csv"]).await.expect(0);
-    let row = tokens.csv().into_iter().find(|r| r["name"] == "lyon").unwrap();
+    let row = tokens
+        .csv()
+        .into_iter()
+        .find(|r| r["name"] == "lyon")
+        .unwrap();
     assert_eq!(row["tags"], "site:lyon");
     let bad = cloud
         .run(&["devices", "tag", "paris_1", "--tags", "two words"])
