@@ -111,6 +111,17 @@ pub fn status_lines(
     if let Some(h) = hold {
         lines.push(("lease", hold_line(h)));
     }
+    if let Some(w) = &t.system_status.schedule {
+        lines.push((
+            "schedule",
+            format!(
+                "window {} {} until {}",
+                w.window,
+                w.action,
+                crate::timespec::rfc3339(w.until)
+            ),
+        ));
+    }
     lines.extend([
         ("errors", flags(t)),
         (

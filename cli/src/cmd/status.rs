@@ -1,5 +1,6 @@
-//! `status`: the device's presence, its newest stored packet, and the manual mode it holds with
-//! its lease (from the newest accepted `SET_MODE`, see [`render::mode_hold`]).
+//! `status`: the device's presence, its newest stored packet, the manual mode it holds with its
+//! lease (from the newest accepted `SET_MODE`, see [`render::mode_hold`]), and the schedule
+//! window in force when the packet names one (`system_status.schedule`).
 
 use chrono::Utc;
 use ems_protocol::Telemetry;

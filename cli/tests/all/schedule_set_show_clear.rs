@@ -1,12 +1,14 @@
 //! `emsctl schedule`: one window from flags and a whole schedule from a TOML file reach the device
 //! as SET_SCHEDULE with exactly those windows; ACCEPTED exits 0 and `schedule show` prints what
 //! the device accepted; REJECTED exits 1 with the device's reason; a schedule the protocol
-//! refuses (overlap) exits 2 without being sent; `schedule clear` sends no windows.
+//! refuses (overlap) exits 2 without being sent; `schedule clear` sends no windows. `status`
+//! shows the window the device reports in force.
 
 use crate::common;
 
 use common::Cloud;
 use ems_protocol::schedule::{When, WindowAction};
+use ems_protocol::telemetry::ScheduleWindow;
 use ems_protocol::{AnswerStatus, CommandAction};
 use ems_testkit::process::SpawnGuarded;
 
@@ -62,6 +64,23 @@ async fn schedules_go_to_the_device_and_come_back_in_show() {
     assert!(run.stdout.contains("daily 23:00-06:00"), "{}", run.stdout);
     assert!(run.stdout.contains("2000 W to 90 %"), "{}", run.stdout);
     assert!(run.stdout.contains("Europe/Paris"), "{}", run.stdout);
+
+    // The device reports the window in force; status shows it.
+    let ts = common::seconds_ending(1, 5)[0];
+    let mut packet = common::packet("ems_001", ts, 55.0);
+    packet.system_status.schedule = Some(ScheduleWindow {
+        window: 0,
+        action: "CHARGE".into(),
+        until: "2026-12-02T05:00:00Z".parse().unwrap(),
+    });
+    device.send_stored(&[packet]).await;
+    let run = cloud.run(&["status"]).await.expect(0);
+    assert!(
+        run.stdout
+            .contains("window 0 CHARGE until 2026-12-02T05:00:00Z"),
+        "{}",
+        run.stdout
+    );
 
     // A file (TOML) with two windows; the device refuses it.
     let file = cloud.home.path().join("winter.toml");

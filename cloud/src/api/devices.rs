@@ -156,7 +156,8 @@ async fn get_device(
     Ok(Json(get_device_info(db, device_id).await?))
 }
 
-/// `GET /api/v1/devices/<id>/telemetry/latest` (viewer): the newest stored packet, spec shape.
+/// `GET /api/v1/devices/<id>/telemetry/latest` (viewer): the newest stored packet, spec shape,
+/// with the ems extension `system_status.schedule` when the device reported one.
 #[get("/devices/<device_id>/telemetry/latest")]
 async fn latest(device_id: &str, viewer: Viewer, db: &State<Db>) -> ApiResult<Json<Telemetry>> {
     ensure_device(db, &viewer.0, device_id).await?;
@@ -164,14 +165,21 @@ async fn latest(device_id: &str, viewer: Viewer, db: &State<Db>) -> ApiResult<Js
     let row = client
         .query_opt(
             &format!(
-                "SELECT {} FROM telemetry WHERE device_id = $1 ORDER BY time DESC LIMIT 1",
+                "SELECT {}, extensions FROM telemetry WHERE device_id = $1 \
+                 ORDER BY time DESC LIMIT 1",
                 *columns::SPEC
             ),
             &[&device_id],
         )
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no telemetry from {device_id:?} yet")))?;
-    Ok(Json(telemetry_from_row(&row)?))
+    let mut telemetry = telemetry_from_row(&row)?;
+    let extensions: Option<serde_json::Value> = row.get("extensions");
+    telemetry.system_status.schedule = extensions
+        .as_ref()
+        .and_then(|e| e.pointer("/system_status/schedule"))
+        .and_then(|v| serde_json::from_value(v.clone()).ok());
+    Ok(Json(telemetry))
 }
 
 /// `GET /api/v1/devices/<id>/events[?from=&to=&limit=]` (viewer): newest first.
