@@ -39,7 +39,11 @@ async fn a_token_scoped_to_a_tag_follows_the_tags() {
         )
         .await;
     assert_eq!(code, 201, "{body}");
-    assert_eq!(body["device"]["tags"], json!(["fleet-a", "site:lyon"]), "sorted, once");
+    assert_eq!(
+        body["device"]["tags"],
+        json!(["fleet-a", "site:lyon"]),
+        "sorted, once"
+    );
     server.add_device("paris_1").await;
     server.add_device("lyon_2").await;
 
@@ -58,13 +62,20 @@ async fn a_token_scoped_to_a_tag_follows_the_tags() {
     assert_eq!(server.get("/devices/paris_1", t).await.status(), 404);
     assert_eq!(server.get("/devices/lyon_2", t).await.status(), 404);
     let reset = json!({"action": "RESET_ERROR", "payload": {}});
-    let (code, _) = server.post_json("/devices/paris_1/commands", t, &reset).await;
+    let (code, _) = server
+        .post_json("/devices/paris_1/commands", t, &reset)
+        .await;
     assert_eq!(code, 404, "no command outside the scope");
-    let (code, body) = server.post_json("/devices/lyon_1/commands", t, &reset).await;
+    let (code, body) = server
+        .post_json("/devices/lyon_1/commands", t, &reset)
+        .await;
     assert_eq!(code, 201, "{body}");
 
     // Tagged after the token was made: seen from the next request on.
-    assert_eq!(put_tags(&server, "lyon_2", &server.admin, &["site:lyon"]).await, 200);
+    assert_eq!(
+        put_tags(&server, "lyon_2", &server.admin, &["site:lyon"]).await,
+        200
+    );
     assert_eq!(ids(&server, "/devices", t).await, ["lyon_1", "lyon_2"]);
     assert_eq!(server.get("/devices/lyon_2", t).await.status(), 200);
     // The tag taken away: gone for it at once.
@@ -77,7 +88,10 @@ async fn a_token_scoped_to_a_tag_follows_the_tags() {
         ids(&server, "/devices?tag=site:lyon", &server.admin).await,
         ["lyon_2"]
     );
-    assert_eq!(ids(&server, "/devices?tag=nothing", &server.admin).await, Vec::<String>::new());
+    assert_eq!(
+        ids(&server, "/devices?tag=nothing", &server.admin).await,
+        Vec::<String>::new()
+    );
     let tokens: Vec<TokenInfo> = server.get_json("/tokens").await;
     let info = tokens.iter().find(|k| k.name == "lyon-ops").unwrap();
     assert_eq!(info.tags.as_deref(), Some(&["site:lyon".to_string()][..]));
@@ -105,7 +119,10 @@ async fn a_token_scoped_to_a_tag_follows_the_tags() {
 
     // Refused: a tag that is not an identifier, an admin token with tags, an empty tag list, a
     // viewer or operator setting tags, tags of a device that does not exist.
-    assert_eq!(put_tags(&server, "lyon_2", &server.admin, &["two words"]).await, 400);
+    assert_eq!(
+        put_tags(&server, "lyon_2", &server.admin, &["two words"]).await,
+        400
+    );
     for body in [
         json!({"name": "x1", "role": "admin", "tags": ["site:lyon"]}),
         json!({"name": "x2", "role": "viewer", "tags": []}),
@@ -118,7 +135,14 @@ async fn a_token_scoped_to_a_tag_follows_the_tags() {
     let viewer = server.token("plain-viewer", Role::Viewer).await;
     assert_eq!(put_tags(&server, "lyon_2", &viewer, &["x"]).await, 403);
     assert_eq!(put_tags(&server, "lyon_2", &rotated, &["x"]).await, 403);
-    assert_eq!(server.get("/devices", t).await.status(), 401, "the rotated-away secret");
-    assert_eq!(put_tags(&server, "nowhere", &server.admin, &["x"]).await, 404);
+    assert_eq!(
+        server.get("/devices", t).await.status(),
+        401,
+        "the rotated-away secret"
+    );
+    assert_eq!(
+        put_tags(&server, "nowhere", &server.admin, &["x"]).await,
+        404
+    );
     server.stop().await;
 }
