@@ -207,7 +207,7 @@ pub fn one_day(
     let profile = DayProfile::new(weather);
     let plant = Plant::default();
     let mut full_at = None;
-    let mut watch_full = |t: &day::Tick| {
+    let watch_full = |t: &day::Tick| {
         if full_at.is_none() && t.soc_pct >= 95.0 {
             full_at = Some(t.time_of_day_s / 3600.0);
         }

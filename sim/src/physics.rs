@@ -275,8 +275,10 @@ mod tests {
 
     #[test]
     fn the_inverter_lag_delays_the_response() {
-        let mut params = SiteParams::default();
-        params.inverter_time_constant_s = 0.5;
+        let params = SiteParams {
+            inverter_time_constant_s: 0.5,
+            ..SiteParams::default()
+        };
         let mut s = Site::new(params, 50.0);
         s.command(1000.0, 0.0);
         for _ in 0..50 {

@@ -160,6 +160,7 @@ impl Auto {
         if fixed.is_none()
             && let (Some(grid), Some(net)) = (i.m.grid_power_w, net_load_w)
         {
+            let ramped = w;
             // To the band's edge, one deadband inside the limit: correcting to the limit
             // itself would leave the grid sitting on it, and meter noise over it half the time.
             let db = c.deadband_w;
@@ -175,7 +176,7 @@ impl Auto {
             }
             // The correction is the feedback's new goal: the hold it starts must not bring back
             // the goal from before the limit was crossed (that was a limit cycle).
-            if self.goal_w.is_some_and(|g| (g - w).abs() > 1e-9) {
+            if w != ramped {
                 self.goal_w = Some(w);
             }
         }
