@@ -470,10 +470,27 @@ pub struct AlertRecord {
     pub message: String,
 }
 
-/// The JSON body of an alert webhook: `event` is `opened` or `resolved`.
+/// What happened to an alert, in a notification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AlertEvent {
+    Opened,
+    Resolved,
+}
+
+impl std::fmt::Display for AlertEvent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            AlertEvent::Opened => "opened",
+            AlertEvent::Resolved => "resolved",
+        })
+    }
+}
+
+/// The JSON body of an alert webhook (and what an alert email says).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AlertNotification {
-    pub event: String,
+    pub event: AlertEvent,
     pub alert: AlertRecord,
     /// The ems-cloud instance that sent it.
     pub instance: String,

@@ -26,7 +26,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ems_protocol::Telemetry;
-use ems_protocol::api::{AlertKind, AlertNotification, AlertRecord, AlertRule, LiveEvent};
+use ems_protocol::api::{
+    AlertEvent, AlertKind, AlertNotification, AlertRecord, AlertRule, LiveEvent,
+};
 use rocket::fairing::AdHoc;
 use tokio::sync::{Notify, broadcast};
 
@@ -53,12 +55,12 @@ impl Alerts {
         self.reload.notify_one();
     }
 
-    /// Counts and queues the notification of `alert` having `event`ed (`opened`, `resolved`).
-    pub fn notify(&self, event: &str, alert: AlertRecord) {
+    /// Counts and queues the notification of `event` for `alert`.
+    pub fn notify(&self, event: AlertEvent, alert: AlertRecord) {
         let metrics = &self.hub.metrics;
         match event {
-            "opened" => metrics.alerts_opened.inc(),
-            _ => metrics.alerts_resolved.inc(),
+            AlertEvent::Opened => metrics.alerts_opened.inc(),
+            AlertEvent::Resolved => metrics.alerts_resolved.inc(),
         };
         tracing::info!(
             alert = alert.id,
@@ -68,7 +70,7 @@ impl Alerts {
             alert.message
         );
         self.notifier.send(AlertNotification {
-            event: event.to_string(),
+            event,
             alert,
             instance: self.hub.instance_id.clone(),
         });
@@ -118,7 +120,7 @@ impl Evaluator {
                 Ok(opened) => {
                     for a in opened {
                         self.open.insert((rule.id, a.device_id.clone()));
-                        alerts.notify("opened", a);
+                        alerts.notify(AlertEvent::Opened, a);
                     }
                 }
                 Err(e) => tracing::warn!(rule = %rule.rule.name, "offline check failed: {e}"),
@@ -127,7 +129,7 @@ impl Evaluator {
                 Ok(resolved) => {
                     for a in resolved {
                         self.open.remove(&(rule.id, a.device_id.clone()));
-                        alerts.notify("resolved", a);
+                        alerts.notify(AlertEvent::Resolved, a);
                     }
                 }
                 Err(e) => tracing::warn!(rule = %rule.rule.name, "offline check failed: {e}"),
@@ -161,13 +163,13 @@ impl Evaluator {
                     let message = rules::describe(&rule.rule, t);
                     store::open(&alerts.db, rule, &t.device_id, &message)
                         .await
-                        .map(|a| a.map(|a| ("opened", a)))
+                        .map(|a| a.map(|a| (AlertEvent::Opened, a)))
                 }
                 Some(Decision::Resolve) => {
                     self.open.remove(&key);
                     store::resolve(&alerts.db, rule.id, &t.device_id)
                         .await
-                        .map(|a| a.map(|a| ("resolved", a)))
+                        .map(|a| a.map(|a| (AlertEvent::Resolved, a)))
                 }
             };
             match result {

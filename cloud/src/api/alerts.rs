@@ -3,7 +3,7 @@
 //! `DELETE /alert-rules/<name>` removes one (its open alerts are resolved). Rule changes are
 //! audited. Evaluation and notifications are [`crate::alerts`]'s.
 
-use ems_protocol::api::{AlertRecord, AlertRule, NewAlertRule};
+use ems_protocol::api::{AlertEvent, AlertRecord, AlertRule, NewAlertRule};
 use rocket::http::Status;
 use rocket::serde::json::Json;
 use rocket::{Route, State, delete, get, post, routes};
@@ -96,7 +96,7 @@ async fn delete_rule(
         return Err(ApiError::NotFound(format!("no alert rule {name:?}")));
     };
     for alert in resolved {
-        alerts.notify("resolved", alert);
+        alerts.notify(AlertEvent::Resolved, alert);
     }
     alerts.rules_changed();
     tracing::info!(by = %admin.0.name, rule = name, "alert rule deleted");

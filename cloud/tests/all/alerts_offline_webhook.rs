@@ -8,7 +8,7 @@ use crate::common;
 use chrono::Utc;
 use common::{Backend, TestServer, packet};
 use ems_protocol::Timestamp;
-use ems_protocol::api::{AlertKind, AlertRecord};
+use ems_protocol::api::{AlertEvent, AlertKind, AlertRecord};
 use std::time::Duration;
 
 /// The test figment with alerts checked every 200 ms and sent to `webhook`.
@@ -54,7 +54,7 @@ async fn offline_alert_once_then_resolved(backend: Backend) {
     let opened = hook.next().await;
     assert!(opened.signature_valid(), "bad signature: {opened:?}");
     let n = opened.notification();
-    assert_eq!(n.event, "opened");
+    assert_eq!(n.event, AlertEvent::Opened);
     assert_eq!(n.alert.kind, AlertKind::Offline);
     assert_eq!(n.alert.device_id, "ems_off");
     assert_eq!(n.alert.rule_name, "gone");
@@ -78,7 +78,7 @@ async fn offline_alert_once_then_resolved(backend: Backend) {
     let resolved = hook.next().await;
     assert!(resolved.signature_valid());
     let r = resolved.notification();
-    assert_eq!(r.event, "resolved");
+    assert_eq!(r.event, AlertEvent::Resolved);
     assert_eq!(r.alert.id, n.alert.id);
     assert!(r.alert.resolved_at.is_some());
     assert!(

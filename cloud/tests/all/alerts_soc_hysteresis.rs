@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::{Backend, TestServer, packet};
 use ems_protocol::Timestamp;
-use ems_protocol::api::AlertRecord;
+use ems_protocol::api::{AlertEvent, AlertRecord};
 
 async fn flapping_soc_opens_once(backend: Backend) {
     let Some(url) = common::fresh_database_on(backend).await else {
@@ -42,14 +42,14 @@ async fn flapping_soc_opens_once(backend: Backend) {
     }
 
     let opened = hook.next().await.notification();
-    assert_eq!(opened.event, "opened");
+    assert_eq!(opened.event, AlertEvent::Opened);
     assert!(
         opened.alert.message.contains("15"),
         "{}",
         opened.alert.message
     );
     let resolved = hook.next().await.notification();
-    assert_eq!(resolved.event, "resolved", "{resolved:?}");
+    assert_eq!(resolved.event, AlertEvent::Resolved, "{resolved:?}");
     assert_eq!(resolved.alert.id, opened.alert.id);
     assert!(
         hook.next_within(Duration::from_secs(1)).await.is_none(),

@@ -10,6 +10,7 @@ use std::time::Duration;
 use common::{DEADLINE, TestServer, packet};
 use ems_protocol::ErrorFlag;
 use ems_protocol::Timestamp;
+use ems_protocol::api::AlertEvent;
 
 /// The value of the metric line that starts with `name` and has all of `labels`.
 async fn metric(server: &TestServer, name: &str, labels: &[&str]) -> Option<f64> {
@@ -61,7 +62,7 @@ async fn failing_webhook_is_retried_and_delivered() {
         assert!(h.signature_valid(), "{h:?}");
     }
     let n = hits[2].notification();
-    assert_eq!(n.event, "opened");
+    assert_eq!(n.event, AlertEvent::Opened);
     assert_eq!(n.alert.rule_name, "hot");
     assert!(n.alert.message.contains("OVERHEAT"), "{}", n.alert.message);
     assert!(
