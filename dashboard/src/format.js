@@ -67,7 +67,38 @@ export function commandText(c) {
     return `set mode ${p.target_mode}${p.target_power != null ? ` ${watts(p.target_power)}` : ''}`;
   }
   if (c.action === 'RESET_ERROR') return 'reset error';
+  if (c.action === 'SET_SCHEDULE') {
+    const n = c.payload?.windows?.length ?? 0;
+    return n === 0 ? 'clear schedule' : `set schedule (${n} window${n === 1 ? '' : 's'})`;
+  }
   return c.action;
+}
+
+/** A schedule window's time in words: `daily 23:00–06:00` or the one-off's local times. */
+export function windowWhen(w) {
+  if (w.daily_start) return `daily ${w.daily_start}–${w.daily_end}`;
+  return `${when(w.start)} – ${when(w.end)}`;
+}
+
+/** A schedule window's action in words, with the spec's directions. */
+export function windowAction(w) {
+  switch (w.action) {
+    case 'CHARGE':
+      return `charge ${watts(w.power_w)} up to ${w.to_soc_pct} %${w.from_grid === false ? ' (PV surplus only)' : ''}`;
+    case 'DISCHARGE':
+      return `discharge ${watts(w.power_w)} down to ${w.down_to_soc_pct} %`;
+    case 'HOLD':
+      return 'hold (no discharge)';
+    case 'LIMITS': {
+      const parts = [];
+      if (w.target_grid_w != null) parts.push(`grid target ${w.target_grid_w} W`);
+      if (w.export_limit_w != null) parts.push(`export at most ${watts(w.export_limit_w)}`);
+      if (w.import_limit_w != null) parts.push(`import at most ${watts(w.import_limit_w)}`);
+      return parts.join(', ');
+    }
+    default:
+      return w.action;
+  }
 }
 
 /** An event record in words. */

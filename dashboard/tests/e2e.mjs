@@ -165,6 +165,12 @@ try {
   await page.locator('button[data-period="days"]').click();
   await page.getByTestId('energy-status').filter({ hasText: /days with data/ }).waitFor({ timeout: T });
 
+  log('the schedule card lists the accepted windows in words');
+  await page.getByTestId('schedule').getByText('daily 23:00–06:00').waitFor({ timeout: T });
+  await page.getByTestId('schedule').getByText('charge 2.00 kW up to 90 %').waitFor({ timeout: T });
+  await page.getByTestId('schedule').getByText('discharge 2.50 kW down to 30 %').waitFor({ timeout: T });
+  await page.getByTestId('schedule-info').filter({ hasText: 'Europe/Paris' }).waitFor({ timeout: T });
+
   log('send SET_MODE MANUAL_DISCHARGE 800 W and see ACCEPTED');
   await page.getByTestId('target-mode').selectOption('MANUAL_DISCHARGE');
   await page.getByTestId('target-power').fill('800');

@@ -29,3 +29,13 @@ test('magnitudes and ages', () => {
     'set mode MANUAL_CHARGE 800 W',
   );
 });
+
+test('schedule windows in words', async () => {
+  const { windowAction, windowWhen } = await import('../src/format.js');
+  assert.equal(windowWhen({ daily_start: '23:00', daily_end: '06:00' }), 'daily 23:00–06:00');
+  assert.equal(windowAction({ action: 'CHARGE', power_w: 2000, to_soc_pct: 90 }), 'charge 2.00 kW up to 90 %');
+  assert.equal(windowAction({ action: 'CHARGE', power_w: 500, to_soc_pct: 80, from_grid: false }), 'charge 500 W up to 80 % (PV surplus only)');
+  assert.equal(windowAction({ action: 'DISCHARGE', power_w: 2500, down_to_soc_pct: 30 }), 'discharge 2.50 kW down to 30 %');
+  assert.equal(windowAction({ action: 'LIMITS', export_limit_w: 0 }), 'export at most 0 W');
+  assert.equal(commandText({ action: 'SET_SCHEDULE', payload: { windows: [] } }), 'clear schedule');
+});

@@ -268,6 +268,20 @@ async fn dashboard_signs_in_shows_live_values_and_sends_commands() {
     drop(away);
     let (stop, stopped) = oneshot::channel();
     let device_task = tokio::spawn(run_device(device, stopped));
+    // A schedule the device accepted, for the page's schedule card.
+    let until = (chrono::Utc::now() + chrono::Duration::days(7)).to_rfc3339();
+    let resp = server
+        .http
+        .put(server.api(&format!("/devices/{DEVICE}/schedule?wait=10")))
+        .bearer_auth(&server.admin)
+        .json(&serde_json::json!({"valid_until": until, "time_zone": "Europe/Paris", "windows": [
+            {"daily_start": "23:00", "daily_end": "06:00", "action": "CHARGE", "power_w": 2000, "to_soc_pct": 90},
+            {"daily_start": "17:00", "daily_end": "21:00", "action": "DISCHARGE", "power_w": 2500, "down_to_soc_pct": 30}]}))
+        .send()
+        .await
+        .unwrap();
+    let rec: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(rec["status"], "ACCEPTED", "{rec}");
 
     let screenshot = root.join("target/dashboard-screenshot.png");
     let phone_screenshot = root.join("target/dashboard-phone-screenshot.png");

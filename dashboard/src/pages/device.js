@@ -9,7 +9,7 @@ import { api, enc, liveFeed } from '../api.js';
 import { h, fill } from '../dom.js';
 import { HistoryCharts } from '../charts.js';
 import { EnergyPanel } from '../energy.js';
-import { ago, batteryCurrent, batteryPower, commandText, eventText, gridPower, num, when } from '../format.js';
+import { ago, batteryCurrent, batteryPower, commandText, eventText, gridPower, num, when, windowAction, windowWhen } from '../format.js';
 
 /** `SET_MODE.payload.target_mode` values; the first two take `target_power`. */
 const MODES = ['AUTO', 'MANUAL_CHARGE', 'MANUAL_DISCHARGE', 'MANUAL_IDLE'];
@@ -74,7 +74,25 @@ export function renderDevice(root, deviceId, ctx) {
       h('div', { class: 'card' }, h('h2', {}, 'Grid'), f.gpower.row, f.gvoltage.row, f.gfreq.row),
   );
   const energySection = h('section', { class: 'card energy', 'data-testid': 'energy' }, h('h2', {}, 'Energy'));
-  root.append(liveSection, energySection);
+  const scheduleRows = h('tbody');
+  const scheduleInfo = h('p', { class: 'hint', 'data-testid': 'schedule-info' }, 'loading…');
+  const scheduleSection = h(
+    'section',
+    { class: 'card', 'data-testid': 'schedule' },
+    h('h2', {}, 'Schedule'),
+    scheduleInfo,
+    h(
+      'div',
+      { class: 'scroll' },
+      h(
+        'table',
+        { class: 'list' },
+        h('thead', {}, h('tr', {}, ['#', 'When', 'Action', ''].map((c) => h('th', {}, c)))),
+        scheduleRows,
+      ),
+    ),
+  );
+  root.append(liveSection, energySection, scheduleSection);
   const energy = new EnergyPanel(energySection, deviceId);
 
   const show = (t) => {
@@ -110,11 +128,41 @@ export function renderDevice(root, deviceId, ctx) {
     stamp.textContent = `packet of ${when(t.timestamp)}`;
     stamp.dataset.ts = t.timestamp;
     energy.live(t);
+    markActiveWindow(s.schedule);
     checkStale();
 
     const key = `${s.state}|${s.error_flags.join(',')}`;
     if (lastEventsKey !== null && key !== lastEventsKey) setTimeout(loadEvents, 500);
     lastEventsKey = key;
+  };
+
+  // --- schedule -----------------------------------------------------------------------------
+  let activeWindow = null;
+  /** Highlights the window the device reports in force (`system_status.schedule`). */
+  const markActiveWindow = (w) => {
+    activeWindow = w ?? null;
+    for (const tr of scheduleRows.querySelectorAll('tr[data-window]')) {
+      const on = activeWindow != null && Number(tr.dataset.window) === activeWindow.window;
+      tr.classList.toggle('active', on);
+      tr.lastChild.textContent = on ? `in force until ${when(activeWindow.until)}` : '';
+    }
+  };
+  const loadSchedule = async () => {
+    try {
+      const s = await api(`/devices/${enc(deviceId)}/schedule`);
+      const sch = s.schedule;
+      scheduleInfo.textContent = `Accepted ${when(s.accepted_at)}, valid until ${when(sch.valid_until)}; daily windows in ${sch.time_zone ?? 'UTC'}. The device runs it by itself, also offline.`;
+      fill(
+        scheduleRows,
+        sch.windows.map((w, i) =>
+          h('tr', { 'data-window': i }, h('td', {}, String(i)), h('td', {}, windowWhen(w)), h('td', {}, windowAction(w)), h('td', { class: 'hint' })),
+        ),
+      );
+      markActiveWindow(activeWindow);
+    } catch (e) {
+      scheduleInfo.textContent = e.status === 404 ? 'No schedule: AUTO follows its configured strategy.' : `Schedule unavailable: ${e.message}`;
+      fill(scheduleRows);
+    }
   };
 
   // --- command panel (operators and admins) -------------------------------------------------
@@ -274,6 +322,7 @@ export function renderDevice(root, deviceId, ctx) {
     .catch(() => {});
   loadCommands();
   loadEvents();
+  loadSchedule();
   timers.push(setInterval(loadInfo, 5000), setInterval(loadEvents, 15000));
   timers.push(
     setInterval(() => {
@@ -291,6 +340,7 @@ export function renderDevice(root, deviceId, ctx) {
         charts.append(ev.telemetry);
       } else if (ev.type === 'COMMAND_STATUS') {
         showCommand(ev.command);
+        if (ev.command.action === 'SET_SCHEDULE' && ev.command.status === 'ACCEPTED') loadSchedule();
         clearTimeout(commandsReload);
         commandsReload = setTimeout(loadCommands, 200);
       }
