@@ -138,16 +138,21 @@ impl TestCloud {
         self.running.as_ref().expect("the test cloud is running")
     }
 
-    /// `http://127.0.0.1:port` (or `https://`).
+    /// `http://127.0.0.1:port` (or `https://`); valid while paused too.
     pub fn url(&self) -> String {
-        self.running().http_url()
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.port())
     }
 
-    /// `ws://127.0.0.1:port` (or `wss://`); valid while stopped too.
+    /// `ws://127.0.0.1:port` (or `wss://`); valid while paused too.
     pub fn ws_base(&self) -> String {
-        let port: u16 = self.figment.extract_inner("port").expect("port");
         let scheme = if self.tls { "wss" } else { "ws" };
-        format!("{scheme}://127.0.0.1:{port}")
+        format!("{scheme}://127.0.0.1:{}", self.port())
+    }
+
+    /// The port it listens on, and comes back on after [`TestCloud::restart`].
+    pub fn port(&self) -> u16 {
+        self.figment.extract_inner("port").expect("port")
     }
 
     pub fn api(&self, path: &str) -> String {
