@@ -52,15 +52,25 @@ async fn post_command(
         device_id, wait, expires_in, &operator, db, hub, config, body,
     )
     .await;
+    record_issued(audit, &operator, device_id, &result);
+    result
+}
+
+/// Audits a command issue: the command's id, or why it was refused.
+pub(super) fn record_issued(
+    audit: &Audit,
+    operator: &Operator,
+    device_id: &str,
+    result: &ApiResult<(Status, Json<CommandRecord>)>,
+) {
     let entry = operator.0.did(Action::CommandIssued).device(device_id);
-    audit.record(match &result {
+    audit.record(match result {
         Ok((_, rec)) => entry.command(&rec.command_id),
         Err(e) => Entry {
             result: format!("refused: {e}"),
             ..entry
         },
     });
-    result
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -12,9 +12,9 @@ use rocket::http::Status;
 use rocket::serde::json::Json;
 use rocket::{Route, State, delete, get, put, routes};
 
-use super::commands::issue;
+use super::commands::{issue, record_issued};
 use super::ensure_device;
-use crate::audit::{Action, Audit, Entry};
+use crate::audit::Audit;
 use crate::auth::{Operator, Viewer};
 use crate::commands::{COLUMNS, record};
 use crate::config::CloudConfig;
@@ -36,14 +36,7 @@ async fn send(
 ) -> ApiResult<(Status, Json<CommandRecord>)> {
     let body = serde_json::json!({"action": "SET_SCHEDULE", "payload": payload}).to_string();
     let result = issue(device_id, wait, None, operator, db, hub, config, body).await;
-    let entry = operator.0.did(Action::CommandIssued).device(device_id);
-    audit.record(match &result {
-        Ok((_, rec)) => entry.command(&rec.command_id),
-        Err(e) => Entry {
-            result: format!("refused: {e}"),
-            ..entry
-        },
-    });
+    record_issued(audit, operator, device_id, &result);
     result
 }
 
