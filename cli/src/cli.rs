@@ -416,7 +416,7 @@ pub enum AlertsSub {
 pub enum AlertRules {
     /// Every rule
     List,
-    /// Add a rule; every cloud instance evaluates it from its next tick
+    /// Add a rule; it applies to packets stored from now on, on every cloud instance
     Add {
         /// Unique name, shown in notifications
         name: String,

@@ -30,7 +30,7 @@ use ems_protocol::api::{
     AlertEvent, AlertKind, AlertNotification, AlertRecord, AlertRule, LiveEvent,
 };
 use rocket::fairing::AdHoc;
-use tokio::sync::{Notify, broadcast};
+use tokio::sync::{broadcast, watch};
 
 use crate::config::CloudConfig;
 use crate::db::Db;
@@ -45,14 +45,28 @@ pub struct Alerts {
     db: Db,
     hub: Arc<Hub>,
     notifier: Notifier,
-    /// Wakes the evaluator to re-read the rules now (a rule was added or deleted here).
-    reload: Arc<Notify>,
+    /// Rule changes made here, counted: the evaluator re-reads the rules when it moves ...
+    changes: Arc<watch::Sender<u64>>,
+    /// ... and says up to which change it has (its rules and its packet subscription).
+    applied: watch::Receiver<u64>,
 }
 
+/// Longest a rule change waits for this instance's evaluator to take it in.
+const APPLY_WAIT: Duration = Duration::from_secs(5);
+
 impl Alerts {
-    /// The rules changed on this instance; other instances see it at their next tick.
-    pub fn rules_changed(&self) {
-        self.reload.notify_one();
+    /// The rules changed on this instance: returns once this instance's evaluator uses the new
+    /// rules (so a rule applies to every packet stored after its `POST` answered), or after
+    /// [`APPLY_WAIT`] when the database is slow (the next tick takes it in). Other instances
+    /// take it in at their next tick.
+    pub async fn rules_changed(&self) {
+        let mut wanted = 0;
+        self.changes.send_modify(|n| {
+            *n += 1;
+            wanted = *n;
+        });
+        let mut applied = self.applied.clone();
+        let _ = tokio::time::timeout(APPLY_WAIT, applied.wait_for(|a| *a >= wanted)).await;
     }
 
     /// Counts and queues the notification of `event` for `alert`.
@@ -88,20 +102,27 @@ struct Evaluator {
 }
 
 impl Evaluator {
-    async fn reload(&mut self, alerts: &Alerts) {
+    /// Reads the rules again; whether that worked.
+    async fn reload(&mut self, alerts: &Alerts) -> bool {
         match store::list_rules(&alerts.db).await {
             Ok(rules) => {
                 let ids: HashSet<i64> = rules.iter().map(|r| r.id).collect();
                 self.watches.retain(|(rule, _), _| ids.contains(rule));
                 self.rules = rules;
+                true
             }
-            Err(e) => tracing::warn!("alert rules not read: {e}"),
+            Err(e) => {
+                tracing::warn!("alert rules not read: {e}");
+                false
+            }
         }
     }
 
     /// The tick: rules and open alerts again, then the `OFFLINE` rules.
     async fn sweep(&mut self, alerts: &Alerts) {
-        self.reload(alerts).await;
+        if !self.reload(alerts).await {
+            return;
+        }
         match store::open_keys(&alerts.db).await {
             Ok(open) => {
                 for (key, watch) in &mut self.watches {
@@ -182,19 +203,39 @@ impl Evaluator {
     }
 }
 
-async fn evaluate(alerts: Alerts, interval: Duration) {
+async fn evaluate(
+    alerts: Alerts,
+    interval: Duration,
+    mut changes: watch::Receiver<u64>,
+    applied: watch::Sender<u64>,
+) {
     let hub = alerts.hub.clone();
-    let mut events = hub.subscribe();
+    // Subscribed only while a packet rule exists: every packet received is a copy, which a
+    // fleet with only OFFLINE rules (or none) should not pay for at full ingest rate.
+    let mut events: Option<broadcast::Receiver<LiveEvent>> = None;
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut evaluator = Evaluator::default();
     // Packets the broadcast dropped before the evaluator read them.
     let mut skipped: u64 = 0;
     loop {
+        // The rule change the rules now reflect, to announce once subscribed accordingly.
+        let mut done = None;
+        let next_event = async {
+            match events.as_mut() {
+                Some(rx) => rx.recv().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = tick.tick() => evaluator.sweep(&alerts).await,
-            _ = alerts.reload.notified() => evaluator.reload(&alerts).await,
-            event = events.recv() => match event {
+            Ok(()) = changes.changed() => {
+                let change = *changes.borrow_and_update();
+                if evaluator.reload(&alerts).await {
+                    done = Some(change);
+                }
+            }
+            event = next_event => match event {
                 // Packets of devices on other instances are evaluated there.
                 Ok(LiveEvent::Telemetry { telemetry }) => {
                     if hub.sender(&telemetry.device_id).is_some() {
@@ -217,6 +258,18 @@ async fn evaluate(alerts: Alerts, interval: Duration) {
             },
             _ = hub.stopped() => break,
         }
+        let wanted = evaluator
+            .rules
+            .iter()
+            .any(|r| r.rule.kind != AlertKind::Offline);
+        if wanted && events.is_none() {
+            events = Some(hub.subscribe());
+        } else if !wanted {
+            events = None;
+        }
+        if let Some(change) = done {
+            applied.send_replace(change);
+        }
     }
 }
 
@@ -237,13 +290,21 @@ pub fn stage() -> AdHoc {
                 return Err(rocket);
             }
         };
+        let (changes, changes_rx) = watch::channel(0u64);
+        let (applied, applied_rx) = watch::channel(0u64);
         let alerts = Alerts {
             db,
             hub,
             notifier,
-            reload: Arc::new(Notify::new()),
+            changes: Arc::new(changes),
+            applied: applied_rx,
         };
-        tokio::spawn(evaluate(alerts.clone(), config.alerts.evaluate_interval()));
+        tokio::spawn(evaluate(
+            alerts.clone(),
+            config.alerts.evaluate_interval(),
+            changes_rx,
+            applied,
+        ));
         Ok(rocket.manage(alerts))
     })
 }

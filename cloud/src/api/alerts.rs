@@ -72,7 +72,7 @@ async fn add_rule(
     let rule = rules::validate(body.into_inner())
         .map_err(|e| ApiError::bad_field(e.field, e.to_string()))?;
     let stored = store::create_rule(db, &rule, &admin.0.name).await?;
-    alerts.rules_changed();
+    alerts.rules_changed().await;
     tracing::info!(by = %admin.0.name, rule = %rule.name, kind = %rule.kind, "alert rule added");
     let mut entry = admin.0.did(Action::AlertRuleAdded).target(&rule.name);
     if let Some(device) = &rule.device_id {
@@ -98,7 +98,7 @@ async fn delete_rule(
     for alert in resolved {
         alerts.notify(AlertEvent::Resolved, alert);
     }
-    alerts.rules_changed();
+    alerts.rules_changed().await;
     tracing::info!(by = %admin.0.name, rule = name, "alert rule deleted");
     audit.record(admin.0.did(Action::AlertRuleDeleted).target(name));
     Ok(Json(rule))
