@@ -263,19 +263,13 @@ pub async fn resolve_offline(db: &Db, rule: &AlertRule) -> Result<Vec<AlertRecor
     let client = db.pool.get().await?;
     let rows = client
         .query(
-            &format!(
-                "UPDATE alerts a SET resolved_at = now() FROM devices d \
-                 JOIN instances i ON i.id = d.connected_instance \
-                 WHERE a.rule_id = $1 AND a.resolved_at IS NULL AND d.id = a.device_id \
-                   AND i.heartbeat_at > now() - interval '30 seconds' \
-                   AND d.connected_at <= now() - make_interval(secs => $2) \
-                 RETURNING {}",
-                ALERT_COLUMNS
-                    .split(", ")
-                    .map(|c| format!("a.{c}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
+            "UPDATE alerts a SET resolved_at = now() FROM devices d \
+             JOIN instances i ON i.id = d.connected_instance \
+             WHERE a.rule_id = $1 AND a.resolved_at IS NULL AND d.id = a.device_id \
+               AND i.heartbeat_at > now() - interval '30 seconds' \
+               AND d.connected_at <= now() - make_interval(secs => $2) \
+             RETURNING a.id, a.rule_id, a.rule_name, a.kind, a.device_id, a.opened_at, \
+               a.resolved_at, a.message",
             &[&rule.id, &f64::from(rule.rule.clear_s)],
         )
         .await?;
