@@ -274,3 +274,16 @@ fn strategy_settings_that_cannot_work_are_named() {
         "at most 10 s",
     );
 }
+
+#[test]
+fn the_default_configs_commented_strategy_examples_validate_together() {
+    let text = DEFAULT_CONFIG
+        .replace("# export_limit_w =", "export_limit_w =")
+        .replace("# import_limit_w =", "import_limit_w =")
+        .replace("# backup_reserve_pct =", "backup_reserve_pct =");
+    assert_ne!(text, DEFAULT_CONFIG);
+    let c = parse(&text).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.strategy.export_limit_w, Some(2800.0));
+    assert_eq!(c.strategy.import_limit_w, Some(6000.0));
+    assert_eq!(c.strategy.backup_reserve_pct, Some(30.0));
+}
