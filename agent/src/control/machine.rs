@@ -216,8 +216,8 @@ impl Controller {
     /// step on; validated against the hard limits. It ranks below the backup reserve and above
     /// the import/export limits (see the module doc). Manual modes ignore it.
     ///
-    /// Nothing calls it yet outside tests and the day scenarios: `SET_SCHEDULE` (issue 16) is
-    /// to store the windows and call this when one opens or closes.
+    /// The agent's loop calls it when a stored `SET_SCHEDULE` window opens or closes
+    /// (`crate::run`); the day runner (`examples/day.rs`) calls it directly.
     pub fn set_schedule_action(&mut self, action: Option<ScheduleAction>) -> Result<(), Rejection> {
         if let Some(a) = &action {
             a.check(&self.limits.battery).map_err(Rejection)?;

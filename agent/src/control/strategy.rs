@@ -102,7 +102,8 @@ impl Strategy {
 
 /// What an active schedule window asks of AUTO. Precedence: below faults, hard limits and the
 /// backup reserve, above the import/export limits and the target (see [`super::machine`]).
-/// Nothing sends one yet: `SET_SCHEDULE` will, through [`super::Controller::set_schedule_action`].
+/// The loop hands the window of a stored `SET_SCHEDULE` in through
+/// [`super::Controller::set_schedule_action`].
 #[derive(Debug, Clone, PartialEq)]
 pub enum ScheduleAction {
     /// Charge at `power_w` until the SoC reaches `to_soc_pct`, then hold. With `from_grid`
