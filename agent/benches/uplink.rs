@@ -38,6 +38,7 @@ fn packet(device: &str, ts: i64) -> Telemetry {
             power: Some(412.5),
             frequency: Some(49.98),
         },
+        site: None,
     }
 }
 

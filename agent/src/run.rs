@@ -235,6 +235,7 @@ impl Agent {
             &self.config.device_id,
             timestamp,
             &view.measurements,
+            view.flows,
             &decision,
             site::wifi_strength(),
         );

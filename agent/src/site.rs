@@ -6,6 +6,7 @@
 use std::time::{Duration, Instant};
 
 use ems_driver_sdk::{Flag, Readings, Role};
+use ems_protocol::telemetry::SiteFlows;
 use ems_protocol::{Battery, ErrorFlag, Grid, SystemStatus, Telemetry, Timestamp};
 
 use crate::control::{Decision, Measurements};
@@ -22,6 +23,8 @@ pub struct Source<'a> {
 #[derive(Debug, Clone, Default)]
 pub struct SiteView {
     pub measurements: Measurements,
+    /// PV generation and house consumption, where the devices tell them (telemetry `site`).
+    pub flows: SiteFlows,
     /// Devices silent for longer than the loss window.
     pub lost: Vec<String>,
     /// Devices that have not answered yet, still inside the start-up window.
@@ -129,7 +132,43 @@ pub fn compose(
         grid_frequency_hz: pick(&grid, |r| r.grid_frequency_hz),
         device_flags: flags,
     };
+    view.flows = flows(
+        &view.measurements,
+        pick(&[Role::PvMeter], |r| r.pv_power_w),
+        pick(&[Role::Inverter], |r| r.pv_power_w),
+        pick(&[Role::Inverter], |r| r.inverter_ac_power_w),
+    );
     view
+}
+
+/// Largest PV or house power published, W; beyond it the value is unknown (a broken reading
+/// must not reach the energy sums).
+const MAX_FLOW_W: f64 = 1_000_000.0;
+
+/// PV and house power from what the devices read. PV: a PV meter's (AC-coupled), else the
+/// inverter's PV input (a PV-only inverter). House = what the loads draw, by the energy balance
+/// of the AC bus: grid + inverter AC output (+ an AC-coupled PV meter) when the inverter reports
+/// its AC power; otherwise grid + PV − battery charge (inverter losses then count as load).
+pub fn flows(
+    m: &Measurements,
+    pv_meter_w: Option<f64>,
+    inverter_pv_w: Option<f64>,
+    inverter_ac_w: Option<f64>,
+) -> SiteFlows {
+    let sane = |v: Option<f64>| v.filter(|w| w.is_finite() && w.abs() <= MAX_FLOW_W);
+    let (pv_meter_w, inverter_pv_w, inverter_ac_w) =
+        (sane(pv_meter_w), sane(inverter_pv_w), sane(inverter_ac_w));
+    let grid = sane(m.grid_power_w);
+    let pv = pv_meter_w.or(inverter_pv_w).map(|w| w.max(0.0));
+    let house = match (grid, inverter_ac_w, pv, sane(m.battery_power_w)) {
+        (Some(g), Some(ac), _, _) => Some(g + ac + pv_meter_w.unwrap_or(0.0).max(0.0)),
+        (Some(g), None, Some(p), Some(b)) => Some(g + p - b),
+        _ => None,
+    };
+    SiteFlows {
+        pv_power: pv.map(|w| (w * 10.0).round() / 10.0),
+        house_power: house.map(|w| (w.max(0.0) * 10.0).round() / 10.0),
+    }
 }
 
 /// The measurements the cloud would refuse as physically implausible (outside
@@ -162,6 +201,7 @@ pub fn telemetry(
     device_id: &str,
     timestamp: Timestamp,
     m: &Measurements,
+    flows: SiteFlows,
     decision: &Decision,
     wifi_strength: Option<i32>,
 ) -> Telemetry {
@@ -199,6 +239,7 @@ pub fn telemetry(
             power: round(value("grid.power", m.grid_power_w), 1),
             frequency: round(value("grid.frequency", m.grid_frequency_hz), 2),
         },
+        site: (flows != SiteFlows::default()).then_some(flows),
     }
 }
 
@@ -244,14 +285,49 @@ mod tests {
             "d1",
             Timestamp::from_unix(1000).unwrap(),
             &m,
+            SiteFlows::default(),
             &decision,
             None,
         );
+        assert_eq!(t.site, None, "no flows known: no site section");
         assert_eq!(t.battery.voltage, None);
         assert_eq!(t.grid.voltage, None);
         assert_eq!(t.grid.power, Some(-200.0));
         assert_eq!(t.battery.soc, Some(55.0));
         t.validate().unwrap();
+    }
+
+    #[test]
+    fn house_and_pv_follow_the_energy_balance_of_the_ac_bus() {
+        let m = Measurements {
+            grid_power_w: Some(300.0),
+            battery_power_w: Some(-500.0),
+            ..Measurements::default()
+        };
+        // A hybrid inverter reporting its AC output: house = grid + AC output.
+        let f = flows(&m, None, None, Some(1200.0));
+        assert_eq!((f.pv_power, f.house_power), (None, Some(1500.0)));
+        // Plus an AC-coupled PV inverter on its own meter.
+        let f = flows(&m, Some(800.0), None, Some(1200.0));
+        assert_eq!((f.pv_power, f.house_power), (Some(800.0), Some(2300.0)));
+        // No inverter AC power: grid + PV − battery charge (discharging 500 W adds 500 W).
+        let f = flows(&m, None, Some(1000.0), None);
+        assert_eq!((f.pv_power, f.house_power), (Some(1000.0), Some(1800.0)));
+        // Exporting more than PV and battery give would be negative use: floored at 0.
+        let exporting = Measurements {
+            grid_power_w: Some(-2000.0),
+            battery_power_w: Some(0.0),
+            ..Measurements::default()
+        };
+        assert_eq!(
+            flows(&exporting, None, Some(1000.0), None).house_power,
+            Some(0.0)
+        );
+        // Unknown or absurd inputs: unknown, never zero.
+        let f = flows(&Measurements::default(), None, None, Some(1200.0));
+        assert_eq!(f.house_power, None);
+        let f = flows(&m, Some(f64::NAN), Some(5e9), None);
+        assert_eq!((f.pv_power, f.house_power), (None, None));
     }
 
     #[test]

@@ -354,6 +354,7 @@ async fn first_ack(url: &str, device: &str) {
             power: Some(0.0),
             frequency: Some(50.0),
         },
+        site: None,
     };
     ws.send(Message::Text(packet.to_json())).await.unwrap();
     loop {

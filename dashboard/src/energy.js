@@ -27,16 +27,43 @@ function utcDaysAgo(n) {
   return new Date(Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), d.getUTCDate() - n));
 }
 
-/** Daily buckets summed per calendar month (UTC): `[{time: 'YYYY-MM', …kinds}]`. */
+/**
+ * PV, house and the two ratios over several buckets (the agent's `site` extension), or null
+ * without them. A ratio over a period weighs each bucket's by its PV (or house) energy, which is
+ * the ratio of the sums: self-consumption × PV is the PV used on site.
+ */
+export function flowTotals(buckets) {
+  const having = (k) => buckets.filter((b) => b[k] != null);
+  const sum = (list, f) => list.reduce((a, b) => a + f(b), 0);
+  const pvB = having('pv_kwh');
+  const houseB = having('house_kwh');
+  if (pvB.length === 0 && houseB.length === 0) return null;
+  const pv = sum(pvB, (b) => b.pv_kwh);
+  const house = sum(houseB, (b) => b.house_kwh);
+  const used = sum(pvB, (b) => (b.self_consumption ?? 0) * b.pv_kwh);
+  const own = sum(houseB, (b) => (b.self_sufficiency ?? 0) * b.house_kwh);
+  return {
+    pv_kwh: pvB.length ? pv : null,
+    house_kwh: houseB.length ? house : null,
+    self_consumption: pv > 0 ? used / pv : null,
+    self_sufficiency: house > 0 ? own / house : null,
+  };
+}
+
+/** Daily buckets summed per calendar month (UTC): `[{time: 'YYYY-MM', …kinds, …flowTotals}]`. */
 export function byMonth(buckets) {
   const months = new Map();
   for (const b of buckets) {
     const key = b.time.slice(0, 7);
-    const m = months.get(key) ?? { time: key, charged_kwh: 0, discharged_kwh: 0, imported_kwh: 0, exported_kwh: 0 };
+    const m = months.get(key) ?? { time: key, charged_kwh: 0, discharged_kwh: 0, imported_kwh: 0, exported_kwh: 0, days: [] };
     for (const k of KINDS) m[k.key] += b[k.key];
+    m.days.push(b);
     months.set(key, m);
   }
-  return [...months.values()];
+  return [...months.values()].map(({ days, ...m }) => {
+    const f = flowTotals(days);
+    return f ? { ...m, ...Object.fromEntries(Object.entries(f).filter(([, v]) => v != null)) } : m;
+  });
 }
 
 /**
@@ -47,8 +74,10 @@ export function byMonth(buckets) {
 export function flow(t) {
   const g = t.grid.power;
   const b = t.battery.power;
-  const site = g == null || b == null ? null : g - b;
-  return { grid: gridPower(g), battery: batteryPower(b), site };
+  // The house's own reading when the agent reports one; else what grid and battery deliver.
+  const house = t.site?.house_power;
+  const site = house != null ? house : g == null || b == null ? null : g - b;
+  return { grid: gridPower(g), battery: batteryPower(b), site, pv: t.site?.pv_power ?? null };
 }
 
 export class EnergyPanel {
@@ -61,6 +90,7 @@ export class EnergyPanel {
     this.flowBattery = h('div', { class: 'node', 'data-testid': 'flow-battery' }, '—');
     this.arrowGrid = h('span', { class: 'arrow' }, '');
     this.arrowBattery = h('span', { class: 'arrow' }, '');
+    this.siteLabel = h('span', { class: 'label' }, 'Site (house − PV)');
     // Bars and totals.
     this.status = h('span', { class: 'hint', 'data-testid': 'energy-status' });
     this.buttons = Object.entries(PERIODS).map(([key, p]) =>
@@ -74,7 +104,7 @@ export class EnergyPanel {
         { class: 'flow', 'data-testid': 'energy-flow' },
         h('div', { class: 'end' }, h('span', { class: 'label' }, 'Grid'), this.flowGrid),
         this.arrowGrid,
-        h('div', { class: 'end' }, h('span', { class: 'label' }, 'Site (house − PV)'), this.flowSite),
+        h('div', { class: 'end' }, this.siteLabel, this.flowSite),
         this.arrowBattery,
         h('div', { class: 'end' }, h('span', { class: 'label' }, 'Battery'), this.flowBattery),
       ),
@@ -85,7 +115,7 @@ export class EnergyPanel {
         'p',
         { class: 'hint legend' },
         KINDS.map((k) => h('span', { class: `key ${k.cls}` }, k.label)),
-        ' · days in UTC; PV and house consumption need meters this device does not report.',
+        ' · days in UTC; PV, house use and the ratios show when the device reports them.',
       ),
     );
     this.load('days');
@@ -100,6 +130,8 @@ export class EnergyPanel {
     this.flowBattery.textContent = f.battery.text;
     this.flowBattery.className = `node dir-${f.battery.word}`;
     this.arrowBattery.textContent = f.battery.dir > 0 ? '→' : f.battery.dir < 0 ? '←' : '·';
+    const measured = t.site?.house_power != null;
+    this.siteLabel.textContent = measured ? `House${f.pv != null ? ` (PV ${watts(f.pv)})` : ''}` : 'Site (house − PV)';
     this.flowSite.textContent =
       f.site == null ? '—' : f.site >= 0 ? `using ${watts(f.site)}` : `surplus ${watts(f.site)} (PV above use)`;
   }
@@ -126,9 +158,17 @@ export class EnergyPanel {
 
   draw(rows, period) {
     const sum = Object.fromEntries(KINDS.map((k) => [k.key, rows.reduce((a, r) => a + r[k.key], 0)]));
+    const f = flowTotals(rows);
+    const pct = (v) => `${(v * 100).toFixed(0)} %`;
     fill(
       this.totals,
       KINDS.map((k) => h('div', { class: `etotal ${k.cls}`, 'data-kind': k.label }, h('span', { class: 'label' }, k.label), ` ${kwh(sum[k.key])}`)),
+      f?.pv_kwh != null && h('div', { class: 'etotal', 'data-kind': 'pv' }, h('span', { class: 'label' }, 'PV produced'), ` ${kwh(f.pv_kwh)}`),
+      f?.house_kwh != null && h('div', { class: 'etotal', 'data-kind': 'house' }, h('span', { class: 'label' }, 'house used'), ` ${kwh(f.house_kwh)}`),
+      f?.self_consumption != null &&
+        h('div', { class: 'etotal', 'data-kind': 'self-consumption', title: 'share of the PV used on site, not exported' }, h('span', { class: 'label' }, 'self-consumption'), ` ${pct(f.self_consumption)}`),
+      f?.self_sufficiency != null &&
+        h('div', { class: 'etotal', 'data-kind': 'self-sufficiency', title: 'share of the house use not imported from the grid' }, h('span', { class: 'label' }, 'self-sufficiency'), ` ${pct(f.self_sufficiency)}`),
     );
     const max = Math.max(0.001, ...rows.flatMap((r) => KINDS.map((k) => r[k.key])));
     fill(

@@ -160,6 +160,11 @@ try {
   const totals = await page.getByTestId('energy-totals').textContent();
   if (!/imported \d+(\.\d+)? kWh/.test(totals) || !/charged \d/.test(totals)) throw new Error(`energy totals read ${JSON.stringify(totals)}`);
   console.log(`e2e:   energy totals: ${totals}`);
+  for (const kind of ['pv', 'house', 'self-consumption', 'self-sufficiency']) {
+    await page.locator(`[data-testid=energy-totals] [data-kind="${kind}"]`).waitFor({ timeout: T });
+  }
+  if (!/self-consumption \d+ %/.test(await page.getByTestId('energy-totals').textContent())) throw new Error('no self-consumption %');
+  await page.getByText(/^House \(PV /).waitFor({ timeout: T });
   await page.locator('button[data-period="months"]').click();
   await page.getByTestId('energy-status').filter({ hasText: /^[1-9]\d* months with data/ }).waitFor({ timeout: T });
   await page.locator('button[data-period="days"]').click();

@@ -38,3 +38,19 @@ test('the site draws what grid and battery deliver together', () => {
   assert.equal(g.site, -1100);
   assert.equal(flow({ grid: { power: null }, battery: { power: 5 } }).site, null);
 });
+
+test('PV, house and the ratios over a period weigh each bucket by its energy', async () => {
+  const { flowTotals } = await import('../src/energy.js');
+  const t = flowTotals([
+    { pv_kwh: 10, house_kwh: 8, self_consumption: 0.5, self_sufficiency: 0.75 },
+    { pv_kwh: 0, house_kwh: 2, self_sufficiency: 0 },
+    { charged_kwh: 1 },
+  ]);
+  assert.equal(t.pv_kwh, 10);
+  assert.equal(t.house_kwh, 10);
+  assert.equal(t.self_consumption, 0.5);
+  assert.equal(t.self_sufficiency, 0.6); // (0.75 × 8 + 0 × 2) / 10
+  assert.equal(flowTotals([{ charged_kwh: 1 }]), null);
+  // The house's own reading wins over grid + battery in the live flow.
+  assert.equal(flow({ grid: { power: 100 }, battery: { power: 0 }, site: { house_power: 900, pv_power: 800 } }).site, 900);
+});

@@ -307,6 +307,20 @@ pub struct EnergyBucket {
     pub exported_kwh: f64,
     /// Seconds the packets of the bucket stand for (86,400 for a full day at 1 Hz).
     pub covered_s: f64,
+    /// PV produced, kWh, from the packets that carry `site.pv_power`; absent without any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pv_kwh: Option<f64>,
+    /// House consumption, kWh, from the packets that carry `site.house_power`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub house_kwh: Option<f64>,
+    /// Share of the PV produced that the site used itself (not exported), 0 to 1, over the
+    /// seconds with a PV reading; absent without PV.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub self_consumption: Option<f64>,
+    /// Share of the house consumption not imported from the grid, 0 to 1, over the seconds with
+    /// a house reading; absent without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub self_sufficiency: Option<f64>,
 }
 
 /// `GET /api/v1/devices/<id>/telemetry` answer.

@@ -27,6 +27,20 @@ pub struct Telemetry {
     pub system_status: SystemStatus,
     pub battery: Battery,
     pub grid: Grid,
+    /// Where the site's power goes beyond battery and grid, when the agent can tell (an ems
+    /// extension, absent otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub site: Option<SiteFlows>,
+}
+
+/// `site`: PV generation and house consumption, W (each `null` when unknown). House
+/// consumption is what the site's loads draw: grid import + PV + battery discharge.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct SiteFlows {
+    #[serde(default)]
+    pub pv_power: Option<f64>,
+    #[serde(default)]
+    pub house_power: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -95,6 +109,8 @@ pub const PLAUSIBLE: &[(&str, f64, f64, &str)] = &[
     ("grid.voltage", 0.0, 100_000.0, "V"),
     ("grid.power", -100_000_000.0, 100_000_000.0, "W"),
     ("grid.frequency", 0.0, 1_000.0, "Hz"),
+    ("site.pv_power", 0.0, 100_000_000.0, "W"),
+    ("site.house_power", 0.0, 100_000_000.0, "W"),
 ];
 
 impl Telemetry {
@@ -123,6 +139,7 @@ impl Telemetry {
                 power: Some(-200.0),
                 frequency: Some(50.0),
             },
+            site: None,
         }
     }
 
@@ -138,6 +155,7 @@ impl Telemetry {
     /// no duplicate flags.
     pub fn validate(&self) -> Result<(), ProtocolError> {
         validate_id("device_id", &self.device_id)?;
+        let site = self.site.unwrap_or_default();
         let numbers = [
             ("battery.voltage", self.battery.voltage),
             ("battery.current", self.battery.current),
@@ -146,6 +164,8 @@ impl Telemetry {
             ("grid.voltage", self.grid.voltage),
             ("grid.power", self.grid.power),
             ("grid.frequency", self.grid.frequency),
+            ("site.pv_power", site.pv_power),
+            ("site.house_power", site.house_power),
         ];
         for (field, value) in numbers {
             if let Some(v) = value

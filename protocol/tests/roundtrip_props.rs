@@ -48,6 +48,7 @@ prop_compose! {
             system_status: SystemStatus { state, mode, error_flags: flags.into_iter().collect(), wifi_strength: wifi , schedule: None},
             battery: Battery { voltage: bv, current: bc, power: bp, soc },
             grid: Grid { voltage: gv, power: gp, frequency: gf },
+            site: None,
         }
     }
 }

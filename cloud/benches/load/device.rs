@@ -37,6 +37,7 @@ pub(crate) fn packet(device_id: &str, ts: Timestamp, i: u64) -> Telemetry {
             power: Some(-200.0),
             frequency: Some(50.0),
         },
+        site: None,
     }
 }
 

@@ -6,6 +6,11 @@
 //! at most `MAX_GAP_S`; before a longer gap (the device was offline) and at the end of the range
 //! it stands for its own second only. So a dropped packet is bridged, an outage is not invented.
 //! The same query runs on TimescaleDB and plain PostgreSQL.
+//!
+//! With the agent's `site` extension (PV and house power) it also integrates PV produced and house
+//! consumed, and the two ratios owners ask for: self-consumption (PV used on site, 1 − exported /
+//! PV) and self-sufficiency (house use not imported, 1 − imported / house), each over the seconds
+//! that carry the reading.
 
 use chrono::Utc;
 use ems_protocol::api::{Energy, EnergyBucket};
@@ -29,15 +34,31 @@ const MAX_BUCKETS: i64 = 400;
 const ENERGY: &str = "\
 WITH s AS ( \
     SELECT time, battery_power AS bp, grid_power AS gp, \
+        CASE WHEN jsonb_typeof(extensions->'site'->'pv_power') = 'number' \
+              AND (extensions->'site'->'pv_power')::numeric BETWEEN 0 AND 1e8 \
+             THEN (extensions->'site'->'pv_power')::numeric::float8 END AS pv, \
+        CASE WHEN jsonb_typeof(extensions->'site'->'house_power') = 'number' \
+              AND (extensions->'site'->'house_power')::numeric BETWEEN 0 AND 1e8 \
+             THEN (extensions->'site'->'house_power')::numeric::float8 END AS hp, \
         extract(epoch FROM lead(time) OVER (ORDER BY time) - time)::float8 AS dt \
     FROM telemetry WHERE device_id = $1 AND time >= $2 AND time < $3 \
 ), w AS ( \
-    SELECT time, bp, gp, CASE WHEN dt IS NULL OR dt > $5 THEN 1.0 ELSE dt END AS secs FROM s \
+    SELECT time, bp, gp, pv, hp, \
+        CASE WHEN dt IS NULL OR dt > $5 THEN 1.0 ELSE dt END AS secs FROM s \
 ) \
 SELECT date_bin(make_interval(secs => $4), time, $6) AS bucket, \
     sum(greatest(bp, 0) * secs) / 3.6e6, sum(greatest(-bp, 0) * secs) / 3.6e6, \
-    sum(greatest(gp, 0) * secs) / 3.6e6, sum(greatest(-gp, 0) * secs) / 3.6e6, sum(secs) \
+    sum(greatest(gp, 0) * secs) / 3.6e6, sum(greatest(-gp, 0) * secs) / 3.6e6, sum(secs), \
+    sum(pv * secs) / 3.6e6, sum(hp * secs) / 3.6e6, \
+    sum(greatest(-gp, 0) * secs) FILTER (WHERE pv IS NOT NULL) / 3.6e6, \
+    sum(greatest(gp, 0) * secs) FILTER (WHERE hp IS NOT NULL) / 3.6e6 \
 FROM w GROUP BY bucket ORDER BY bucket";
+
+/// The share of `total` that is not `away`, 0 to 1; `None` without a total.
+fn share(total: Option<f64>, away: Option<f64>) -> Option<f64> {
+    let total = total.filter(|t| *t > 0.0)?;
+    Some(((total - away.unwrap_or(0.0)) / total).clamp(0.0, 1.0))
+}
 
 #[get("/devices/<device_id>/energy?<from>&<to>&<bucket>")]
 async fn energy(
@@ -101,6 +122,11 @@ async fn energy(
             imported_kwh: r.get::<_, Option<f64>>(3).unwrap_or(0.0),
             exported_kwh: r.get::<_, Option<f64>>(4).unwrap_or(0.0),
             covered_s: r.get::<_, Option<f64>>(5).unwrap_or(0.0),
+            pv_kwh: r.get(6),
+            house_kwh: r.get(7),
+            // PV not exported was used on site; house use not imported came from PV or battery.
+            self_consumption: share(r.get(6), r.get(8)),
+            self_sufficiency: share(r.get(7), r.get(9)),
         })
         .collect();
     Ok(Json(Energy {

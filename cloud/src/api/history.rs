@@ -64,6 +64,7 @@ pub fn telemetry_from_row(row: &Row) -> ApiResult<Telemetry> {
             power: row.get("grid_power"),
             frequency: row.get("grid_frequency"),
         },
+        site: None,
     })
 }
 

@@ -116,6 +116,7 @@ fn parse_plain(text: &str) -> Option<Telemetry> {
             power: p.grid.power,
             frequency: p.grid.frequency,
         },
+        site: None,
     };
     telemetry.validate().ok()?;
     Some(telemetry)

@@ -127,7 +127,20 @@ fn spec_packet(
             power: Some(round(grid_w, 1)),
             frequency: Some(round(50.0 + 0.02 * wobble, 3)),
         },
+        // PV and the house use that balance grid and battery (house = grid + PV − battery).
+        site: Some(ems_protocol::telemetry::SiteFlows {
+            pv_power: Some(round(pv_w(battery_w, grid_w), 1)),
+            house_power: Some(round(HOUSE_W, 1)),
+        }),
     }
+}
+
+/// The scripted site's house load, W.
+const HOUSE_W: f64 = 400.0;
+
+/// The PV that makes the balance hold: house = grid + PV − battery; never negative.
+fn pv_w(battery_w: f64, grid_w: f64) -> f64 {
+    (HOUSE_W - grid_w + battery_w).max(0.0)
 }
 
 /// The day before: a packet every 5 min until an hour ago, then every 30 s; the battery charges

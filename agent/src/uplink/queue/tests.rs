@@ -27,6 +27,7 @@ fn packet(ts: i64) -> Telemetry {
             power: Some(10.0),
             frequency: Some(50.0),
         },
+        site: None,
     }
 }
 
