@@ -100,8 +100,16 @@ try {
   log('sign in as operator');
   await signIn(page, operator, 'operator');
 
+  log('the device list shows the open alert of the device that left');
+  await page
+    .locator(`[data-testid=open-alerts] tr.open`)
+    .filter({ hasText: offlineDevice })
+    .filter({ hasText: 'site offline (offline)' })
+    .waitFor({ timeout: T });
+
   log('open the device from the list');
   await openDevice(page);
+  await page.getByTestId('device-alerts').getByTestId('alerts-empty').waitFor({ timeout: T });
 
   log('live values change from one second to the next');
   await page.waitForFunction(() => document.querySelector('[data-testid=timestamp]')?.dataset.ts, null, { timeout: T });
@@ -217,6 +225,7 @@ try {
   log('a device that is not connected: the banner says offline and the values are not live');
   await page.goto(`${url}/#/device/${encodeURIComponent(offlineDevice)}`);
   await page.getByTestId('stale-banner').filter({ hasText: 'Offline' }).waitFor({ timeout: T });
+  await page.getByTestId('device-alerts').locator('tr.open').filter({ hasText: 'site offline' }).waitFor({ timeout: T });
 
   log('admin: create a scoped viewer token in the dashboard; its secret is shown once');
   await page.getByTestId('sign-out').click();

@@ -253,7 +253,9 @@ async fn dashboard_signs_in_shows_live_values_and_sends_commands() {
     check_prerequisites(&dashboard);
 
     let db_url = ems_testkit::pg::fresh_database().await;
-    let figment = common::figment(&db_url).merge(("dashboard_dir", dashboard.join("dist")));
+    let figment = common::figment(&db_url)
+        .merge(("dashboard_dir", dashboard.join("dist")))
+        .merge(("alerts.evaluate_interval_ms", 200));
     let server = TestServer::with(figment, &db_url, reqwest::Client::new()).await;
 
     let device_token = server.add_device(DEVICE).await;
@@ -279,6 +281,15 @@ async fn dashboard_signs_in_shows_live_values_and_sends_commands() {
         .collect();
     away.send_stored(&away_packets).await;
     drop(away);
+    // A rule that raises an alert for the away device, for the page's alert lists.
+    let (code, rule) = server
+        .post_json(
+            "/alert-rules",
+            &server.admin,
+            &serde_json::json!({"name": "site offline", "kind": "OFFLINE", "for_s": 1}),
+        )
+        .await;
+    assert_eq!(code, 201, "{rule}");
     let (stop, stopped) = oneshot::channel();
     let device_task = tokio::spawn(run_device(device, stopped));
     // A schedule the device accepted, for the page's schedule card.

@@ -9,6 +9,7 @@ import { api, enc, liveFeed } from '../api.js';
 import { h, fill } from '../dom.js';
 import { HistoryCharts } from '../charts.js';
 import { EnergyPanel } from '../energy.js';
+import { alertsTable } from '../alerts.js';
 import { ago, batteryCurrent, batteryPower, commandText, eventText, gridPower, num, when, windowAction, windowWhen } from '../format.js';
 
 /** `SET_MODE.payload.target_mode` values; the first two take `target_power`. */
@@ -92,7 +93,17 @@ export function renderDevice(root, deviceId, ctx) {
       ),
     ),
   );
-  root.append(liveSection, energySection, scheduleSection);
+  const alertsBox = h('div');
+  const alertsSection = h('section', { class: 'card', 'data-testid': 'device-alerts' }, h('h2', {}, 'Alerts'), alertsBox);
+  root.append(liveSection, alertsSection, energySection, scheduleSection);
+  const loadAlerts = async () => {
+    try {
+      const list = await api(`/alerts?device=${enc(deviceId)}&limit=20`);
+      fill(alertsBox, alertsTable(list, { showDevice: false, empty: 'No alerts.' }));
+    } catch (e) {
+      fill(alertsBox, h('p', { class: 'error' }, `Alerts unavailable: ${e.message}`));
+    }
+  };
   const energy = new EnergyPanel(energySection, deviceId);
 
   const show = (t) => {
@@ -323,7 +334,8 @@ export function renderDevice(root, deviceId, ctx) {
   loadCommands();
   loadEvents();
   loadSchedule();
-  timers.push(setInterval(loadInfo, 5000), setInterval(loadEvents, 15000));
+  loadAlerts();
+  timers.push(setInterval(loadInfo, 5000), setInterval(loadEvents, 15000), setInterval(loadAlerts, 10000));
   timers.push(
     setInterval(() => {
       if (last) freshness.textContent = `last packet ${ago(last.timestamp)}`;

@@ -1,13 +1,19 @@
-// The device list: online state and last seen, refreshed every 5 s.
+// The device list: online state and last seen, and the open alerts of every device the token
+// sees (`GET /alerts?state=open`), refreshed every 5 s.
 
 import { api } from '../api.js';
 import { h, fill } from '../dom.js';
 import { ago, when } from '../format.js';
+import { alertsTable } from '../alerts.js';
 
 export function renderDevices(root) {
   const body = h('tbody');
   const status = h('p', { class: 'hint' });
+  const alerts = h('section', { class: 'card alerts', 'data-testid': 'open-alerts' }, h('h2', {}, 'Open alerts'));
+  const alertsBody = h('div');
+  alerts.append(alertsBody);
   root.append(
+    alerts,
     h('h1', {}, 'Devices'),
     h(
       'table',
@@ -38,6 +44,13 @@ export function renderDevices(root) {
       status.textContent = `Updated ${new Date().toLocaleTimeString()}`;
     } catch (e) {
       status.textContent = `Could not load devices: ${e.message}`;
+    }
+    try {
+      const open = await api('/alerts?state=open&limit=100');
+      fill(alertsBody, alertsTable(open, { showDevice: true, empty: 'None: every device is within its rules.' }));
+      alerts.classList.toggle('firing', open.length > 0);
+    } catch (e) {
+      fill(alertsBody, h('p', { class: 'error' }, `Alerts unavailable: ${e.message}`));
     }
   };
   load();
