@@ -27,6 +27,7 @@ mod energy_accounting;
 mod events_derived;
 mod extreme_values_keep_history_working;
 mod forged_notices;
+mod grafana_dashboards;
 mod history_buckets;
 mod hot_path_queries_are_bounded;
 mod ingest_and_resend;
