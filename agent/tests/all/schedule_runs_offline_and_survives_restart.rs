@@ -1,5 +1,6 @@
-//! A schedule sent through the cloud's REST API (`PUT /devices/<id>/schedule`, what `emsctl
-//! schedule set` uses) is accepted by the real agent and runs: the battery discharges as the
+//! A schedule sent through the cloud's REST API (`PUT /devices/<id>/schedule`; `emsctl schedule
+//! set` sends the same `SET_SCHEDULE` through `POST /devices/<id>/commands`, tested in emsctl's
+//! tests) is accepted by the real agent and runs: the battery discharges as the
 //! window says and telemetry names the window. With the cloud stopped it keeps running, and
 //! after the agent itself is restarted (cloud still down) it runs again from the agent's disk.
 //! A schedule beyond the battery's limits is refused with the reason, one with overlapping
