@@ -22,6 +22,7 @@
 //! - [`db`]: pool, refinery migrations from `migrations/`, [`db::timescale`] setup,
 //!   [`db::retention`].
 //! - [`metrics`]: `GET /metrics` for Prometheus.
+//! - [`planner`]: the cloud planner (issue 17): the optimiser and its baselines, pure.
 //! - [`config`], [`budget`] (token buckets), [`error`] ([`ApiError`](error::ApiError), catchers),
 //!   `stage` and `logsafe` (private helpers).
 //! - `testing` (feature `testing`): the in-process server and scripted device that the tests
@@ -40,6 +41,7 @@ pub mod hub;
 pub mod ingest;
 mod logsafe;
 pub mod metrics;
+pub mod planner;
 pub mod server;
 mod stage;
 #[cfg(feature = "testing")]
