@@ -1,8 +1,8 @@
 //! The agent's health as Prometheus metrics: `GET /metrics` (text exposition format, written by
 //! `prometheus-client`), served when `[metrics] listen` is set.
 //!
-//! Cycle and poll latencies are observed where they happen (the loop and the pollers hold
-//! clones of the histograms). Everything the agent already counts (bus counters, the uplink's
+//! Cycle and poll latencies, and the bus transactions each device poll needed, are observed
+//! where they happen (the loop and the pollers hold clones of the histograms). Everything the agent already counts (bus counters, the uplink's
 //! stats, the latest cycle's status) is read when scraped, not counted twice.
 //!
 //! The HTTP side is a minimal HTTP/1.1 responder for one path: a request is read up to
@@ -51,6 +51,11 @@ fn poll_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.005, 2.0, 12))
 }
 
+/// Fine steps at the bottom, where one retry turns a SunSpec poll's 2 reads into 3.
+fn transactions_histogram() -> Histogram {
+    Histogram::new([1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0, 32.0, 64.0])
+}
+
 /// What the loop observes each cycle; cheap clones sharing the same values.
 #[derive(Clone, Debug)]
 pub struct CycleMetrics {
@@ -81,6 +86,8 @@ pub struct Metrics {
     /// Seconds per device poll (driver call including its bus transactions); the pollers
     /// observe it.
     pub poll_seconds: HistogramFamily,
+    /// Bus transactions per device poll, retries included; the pollers observe it.
+    pub poll_transactions: HistogramFamily,
     devices: Vec<DeviceSource>,
     buses: BTreeMap<String, BusHandle>,
     status: watch::Receiver<Option<Status>>,
@@ -112,6 +119,7 @@ impl Metrics {
         let mut registry = Registry::with_prefix("ems_agent");
         let m = Metrics {
             poll_seconds: Family::new_with_constructor(poll_histogram),
+            poll_transactions: Family::new_with_constructor(transactions_histogram),
             devices: Vec::new(),
             buses,
             status,
@@ -142,6 +150,12 @@ impl Metrics {
             "device_poll_seconds",
             "Seconds per device poll (driver call with its bus transactions)",
             m.poll_seconds.clone(),
+        );
+        registry.register(
+            "device_poll_transactions",
+            "Bus transactions one poll of the device needed (attempts on the line, retries \
+             included; setpoint writes are not polls)",
+            m.poll_transactions.clone(),
         );
         registry.register(
             "device_poll_failures",
@@ -211,13 +225,17 @@ impl Metrics {
         Metrics { registry, ..m }
     }
 
-    /// Adds a device: its poll histogram goes into its poller's slot.
+    /// Adds a device: its poll histograms go into its poller's slot.
     pub fn add_device(&mut self, source: DeviceSource) {
         let label = DeviceLabel {
             device: source.device.name.clone(),
         };
-        let histogram = self.poll_seconds.get_or_create(&label).clone();
-        source.device.slot.lock().expect("slot lock").poll_seconds = Some(histogram);
+        let seconds = self.poll_seconds.get_or_create(&label).clone();
+        let transactions = self.poll_transactions.get_or_create(&label).clone();
+        let mut slot = source.device.slot.lock().expect("slot lock");
+        slot.poll_seconds = Some(seconds);
+        slot.poll_transactions = Some(transactions);
+        drop(slot);
         self.devices.push(source);
     }
 

@@ -64,6 +64,13 @@ impl BusHandle {
     pub fn stats(&self) -> BusStats {
         self.stats.lock().expect("stats lock").clone()
     }
+
+    /// Transactions with `target` (unit id or I2C address) so far, retries included: a poller
+    /// reads it before and after a poll, without copying the whole [`BusStats`].
+    pub fn requests_to(&self, target: u8) -> u64 {
+        let stats = self.stats.lock().expect("stats lock");
+        stats.by_device.get(&target).map_or(0, |c| c.requests)
+    }
 }
 
 /// Something that executes transactions on one physical bus.

@@ -51,6 +51,9 @@ pub struct DeviceSlot {
     /// Seconds per poll, observed by the poller when metrics are on (shared with
     /// [`crate::metrics::Metrics`]).
     pub poll_seconds: Option<prometheus_client::metrics::histogram::Histogram>,
+    /// Bus transactions per poll (attempts on the line, retries included), observed by the
+    /// poller when metrics are on: a driver that starts needing retries shows here.
+    pub poll_transactions: Option<prometheus_client::metrics::histogram::Histogram>,
 }
 
 /// Why a device has no working driver instance at the moment.

@@ -176,13 +176,18 @@ impl Poller {
     /// Polls once, records the outcome and returns when to poll next.
     async fn poll(&mut self) -> tokio::time::Instant {
         let started = Instant::now();
+        let transactions_before = self.transactions();
         let result = self.call("poll", |i, b| i.poll(b)).await;
+        let transactions = self.transactions().saturating_sub(transactions_before);
         let failures = {
             let name = self.name.clone();
             let mut s = self.slot();
             s.polls += 1;
             if let Some(h) = &s.poll_seconds {
                 h.observe(started.elapsed().as_secs_f64());
+            }
+            if let Some(h) = &s.poll_transactions {
+                h.observe(transactions as f64);
             }
             match result {
                 Ok(readings) => {
@@ -225,6 +230,14 @@ impl Poller {
             self.interval
         };
         now + wait
+    }
+
+    /// The bus's count of transactions with this device so far (retries included). The
+    /// difference around a poll is what the poll needed: this task makes the device's calls one
+    /// at a time, so only a hung instance's leftover call can add to it meanwhile.
+    fn transactions(&self) -> u64 {
+        let target = self.address.modbus_unit.or(self.address.i2c_address);
+        target.map_or(0, |t| self.bus.requests_to(t))
     }
 
     /// Writes a setpoint and records the outcome in the slot.

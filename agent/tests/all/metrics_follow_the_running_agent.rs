@@ -14,6 +14,79 @@ fn sample(text: &str, series: &str) -> f64 {
         .unwrap()
 }
 
+/// The cumulative buckets of one device's histogram `name`, in the order written, as
+/// (upper bound, count).
+fn buckets(text: &str, name: &str, device: &str) -> Vec<(f64, f64)> {
+    let prefix = format!("{name}_bucket{{");
+    let label = format!("device=\"{device}\"");
+    text.lines()
+        .filter_map(|l| l.strip_prefix(&prefix))
+        .filter(|l| l.contains(&label))
+        .map(|l| {
+            let le = l.split("le=\"").nth(1).unwrap().split('"').next().unwrap();
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().unwrap()
+            };
+            let count = l.rsplit(' ').next().unwrap().parse().unwrap();
+            (le, count)
+        })
+        .collect()
+}
+
+/// `ems_agent_device_poll_transactions` observes, per poll, what the bus counted for the device:
+/// between two scrapes the grid meter's (it only polls, never writes) sum grows by exactly its
+/// transaction counter's increase, and every SunSpec poll of the inverter needs two reads at least.
+/// A scrape may fall inside a poll (the bus has counted, the histogram not yet), so the pair of
+/// scrapes is retried until one brackets whole polls, within a deadline.
+async fn poll_transactions_match_the_bus_counters<F, Fut>(scrape: &F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = String>,
+{
+    let name = "ems_agent_device_poll_transactions";
+    let of = |what: &str, device: &str| format!("{name}_{what}{{device=\"{device}\"}}");
+    let bus_tx = "ems_agent_device_bus_transactions_total{device=\"grid_meter\"}";
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut before = scrape().await;
+    loop {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let after = scrape().await;
+        let grown = |series: &str| sample(&after, series) - sample(&before, series);
+        let polls = grown(&of("count", "grid_meter"));
+        if polls >= 2.0 && grown(&of("sum", "grid_meter")) == grown(bus_tx) {
+            assert!(grown(&of("sum", "grid_meter")) >= polls, "{after}");
+            let inverter_polls = grown(&of("count", "inverter"));
+            assert!(inverter_polls >= 1.0, "{after}");
+            assert!(
+                grown(&of("sum", "inverter")) >= 2.0 * inverter_polls,
+                "{after}"
+            );
+            for device in ["inverter", "grid_meter", "shunt"] {
+                let b = buckets(&after, name, device);
+                assert!(b.len() > 2, "no buckets for {device}:\n{after}");
+                assert!(
+                    b.windows(2).all(|w| w[0].0 < w[1].0 && w[0].1 <= w[1].1),
+                    "{b:?}"
+                );
+                assert_eq!(
+                    b.last().unwrap(),
+                    &(f64::INFINITY, sample(&after, &of("count", device)))
+                );
+            }
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "poll transactions never matched the bus counter:\n{before}\n---\n{after}"
+        );
+        if polls >= 2.0 {
+            before = after;
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_move_with_the_agent() {
     let bench = common::start(60.0, "[metrics]\nlisten = \"127.0.0.1:0\"\n").await;
@@ -74,6 +147,7 @@ async fn metrics_move_with_the_agent() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    poll_transactions_match_the_bus_counters(&scrape).await;
     assert!(second.contains("ems_agent_battery_setpoint_watts "));
     assert!(second.contains("ems_agent_battery_power_watts "));
     assert!(second.contains("ems_agent_device_bus_crc_errors_total{device=\"inverter\"} 0"));
