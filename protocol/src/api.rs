@@ -509,3 +509,22 @@ pub struct AlertNotification {
     /// The ems-cloud instance that sent it.
     pub instance: String,
 }
+
+/// One period of a device's tariff (cloud planner, issue 17): from `start` (inclusive) to `end`
+/// (exclusive), one kWh imported costs `import_price` and one exported earns `export_price`,
+/// in the currency the owner uses (the planner only compares prices).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TariffPeriod {
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    pub import_price: f64,
+    pub export_price: f64,
+}
+
+/// `GET /devices/<id>/tariff`: the device's stored tariff, periods in time order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Tariff {
+    pub device_id: String,
+    pub periods: Vec<TariffPeriod>,
+}

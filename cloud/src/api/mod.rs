@@ -11,6 +11,7 @@ pub mod energy;
 pub mod health;
 pub mod history;
 pub mod schedule;
+pub mod tariff;
 pub mod tokens;
 
 use rocket::Route;
@@ -30,6 +31,7 @@ pub fn routes() -> Vec<Route> {
         energy::routes(),
         commands::routes(),
         schedule::routes(),
+        tariff::routes(),
         dashboard::routes(),
         alerts::routes(),
     ]

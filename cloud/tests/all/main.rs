@@ -35,6 +35,7 @@ mod keepalive_and_replacement;
 mod live_feed;
 mod malformed_frames;
 mod metrics_scrape;
+mod planner_tariff;
 mod migrations_from_empty;
 mod poison_packet_isolated;
 mod scoped_tokens;
