@@ -12,6 +12,7 @@ mod faults_latch_error_until_reset;
 mod hung_driver_does_not_stall_the_loop;
 mod lease_returns_to_auto_through_the_cloud;
 mod manual_discharge_moves_the_battery;
+mod metrics_follow_the_cloud_link;
 mod metrics_follow_the_running_agent;
 mod modbus_tcp;
 mod panicking_inverter_driver_is_replaced;

@@ -1,12 +1,24 @@
 //! The agent against ems-sim with `[metrics] listen` on a free port: `GET /metrics` is the
 //! Prometheus text format and its values move with the running agent.
 
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use crate::common;
 
+/// `GET /metrics` from the agent at `addr`, which must answer 200 in the text format.
+pub(crate) async fn scrape(addr: SocketAddr) -> String {
+    let r = reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let ct = r.headers()["content-type"].to_str().unwrap().to_string();
+    assert!(ct.starts_with("text/plain; version=0.0.4"), "{ct}");
+    r.text().await.unwrap()
+}
+
 /// The value of one sample line (`name{labels} value`), by its exact name and labels.
-fn sample(text: &str, series: &str) -> f64 {
+pub(crate) fn sample(text: &str, series: &str) -> f64 {
     text.lines()
         .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
         .unwrap_or_else(|| panic!("no {series} in\n{text}"))
@@ -91,14 +103,7 @@ where
 async fn metrics_move_with_the_agent() {
     let bench = common::start(60.0, "[metrics]\nlisten = \"127.0.0.1:0\"\n").await;
     let addr = bench.agent.metrics_addr.expect("metrics endpoint bound");
-    let url = format!("http://{addr}/metrics");
-    let scrape = || async {
-        let r = reqwest::get(&url).await.unwrap();
-        assert_eq!(r.status(), 200);
-        let ct = r.headers()["content-type"].to_str().unwrap().to_string();
-        assert!(ct.starts_with("text/plain; version=0.0.4"), "{ct}");
-        r.text().await.unwrap()
-    };
+    let scrape = || scrape(addr);
     let inverter_polls = "ems_agent_device_poll_seconds_count{device=\"inverter\"}";
 
     // Wait (with a deadline) for a first cycle and a first poll.
