@@ -33,7 +33,9 @@ use ems_driver_sdk::{
     Role,
 };
 
-use map::{DataType, Map};
+use std::time::{Duration, Instant};
+
+use map::{DataType, Map, WritePolicy};
 use target::Target;
 
 /// One device described by a register map.
@@ -43,6 +45,9 @@ pub struct ModbusMap {
     map: Map,
     /// The reads of one poll, planned once from the map.
     reads: Vec<Span>,
+    /// The setpoint registers last written and when (`write = "on_change"`); `None` before the
+    /// first write and after a failed one.
+    last_written: Option<(Vec<u16>, Instant)>,
 }
 
 /// A decoded register value before scaling.
@@ -108,7 +113,12 @@ impl ModbusMap {
             }))
             .collect();
         let reads = plan::plan(&spans, map.max_gap, map.max_registers);
-        ModbusMap { unit, map, reads }
+        ModbusMap {
+            unit,
+            map,
+            reads,
+            last_written: None,
+        }
     }
 
     /// The words of `[address, address + width)` from whichever read holds them.
@@ -220,45 +230,7 @@ impl Driver for ModbusMap {
     }
 
     fn set_battery_power(&mut self, bus: &mut dyn Bus, power_w: f64) -> Result<(), DriverError> {
-        let w = self.map.battery_power.as_ref().ok_or_else(|| {
-            DriverError::Unsupported("the register map has no [battery_power]".into())
-        })?;
-        for f in &w.before {
-            bus.write_single_register(self.unit, f.address, f.value)
-                .map_err(DriverError::bus(format!(
-                    "write {} to holding {} before the setpoint",
-                    f.value, f.address
-                )))?;
-        }
-        let raw = (power_w - w.offset) / w.scale;
-        let out_of_range = || {
-            DriverError::InvalidSetpoint(format!(
-                "{power_w} W is register value {raw}, outside the range of a {:?}",
-                w.data_type
-            ))
-        };
-        let rounded = raw.round();
-        let words: Vec<u16> = match w.data_type {
-            DataType::U16 if (0.0..=65535.0).contains(&rounded) => vec![rounded as u16],
-            DataType::I16 if (-32768.0..=32767.0).contains(&rounded) => {
-                vec![rounded as i16 as u16]
-            }
-            DataType::U32 if (0.0..=4294967295.0).contains(&rounded) => {
-                u32_to(rounded as u32, w.word_order).to_vec()
-            }
-            DataType::I32 if (-2147483648.0..=2147483647.0).contains(&rounded) => {
-                u32_to(rounded as i32 as u32, w.word_order).to_vec()
-            }
-            DataType::F32 if raw.is_finite() => f32_to(raw as f32, w.word_order).to_vec(),
-            _ => return Err(out_of_range()),
-        };
-        let operation = format!("write setpoint to holding {}", w.address);
-        if let [word] = words[..] {
-            bus.write_single_register(self.unit, w.address, word)
-        } else {
-            bus.write_multiple_registers(self.unit, w.address, &words)
-        }
-        .map_err(DriverError::bus(operation))
+        self.set_battery_power_at(bus, power_w, Instant::now())
     }
 
     fn reset_alarms(&mut self, bus: &mut dyn Bus) -> Result<(), DriverError> {
@@ -276,6 +248,85 @@ impl Driver for ModbusMap {
         }
         Ok(())
     }
+}
+
+impl ModbusMap {
+    /// [`Driver::set_battery_power`] at time `now`: encodes the setpoint and writes it as the
+    /// map's write policy says (see [`map`]).
+    fn set_battery_power_at(
+        &mut self,
+        bus: &mut dyn Bus,
+        power_w: f64,
+        now: Instant,
+    ) -> Result<(), DriverError> {
+        let w = self.map.battery_power.as_ref().ok_or_else(|| {
+            DriverError::Unsupported("the register map has no [battery_power]".into())
+        })?;
+        let words = encode_setpoint(w, power_w)?;
+        let zero = encode_setpoint(w, 0.0).ok();
+        if let WritePolicy::OnChange {
+            min_interval_s,
+            refresh_s,
+        } = w.policy
+            && let Some((last, at)) = &self.last_written
+        {
+            let since = now.saturating_duration_since(*at);
+            let due = |s: f64| since >= Duration::from_secs_f64(s);
+            let skip = if *last == words {
+                !refresh_s.is_some_and(due)
+            } else {
+                // Going to 0 W is never delayed.
+                Some(&words) != zero.as_ref() && !due(min_interval_s)
+            };
+            if skip {
+                return Ok(());
+            }
+        }
+        let first = self.last_written.is_none();
+        self.last_written = None;
+        if w.policy == WritePolicy::Always || first {
+            for f in &w.before {
+                bus.write_single_register(self.unit, f.address, f.value)
+                    .map_err(DriverError::bus(format!(
+                        "write {} to holding {} before the setpoint",
+                        f.value, f.address
+                    )))?;
+            }
+        }
+        let operation = format!("write setpoint to holding {}", w.address);
+        if let [word] = words[..] {
+            bus.write_single_register(self.unit, w.address, word)
+        } else {
+            bus.write_multiple_registers(self.unit, w.address, &words)
+        }
+        .map_err(DriverError::bus(operation))?;
+        self.last_written = Some((words, now));
+        Ok(())
+    }
+}
+
+/// The registers of setpoint `power_w` under `w`'s type, scale and word order.
+fn encode_setpoint(w: &map::ValueWrite, power_w: f64) -> Result<Vec<u16>, DriverError> {
+    let raw = (power_w - w.offset) / w.scale;
+    let out_of_range = || {
+        DriverError::InvalidSetpoint(format!(
+            "{power_w} W is register value {raw}, outside the range of a {:?}",
+            w.data_type
+        ))
+    };
+    let rounded = raw.round();
+    Ok(match w.data_type {
+        DataType::U16 if (0.0..=65535.0).contains(&rounded) => vec![rounded as u16],
+        DataType::I16 if (-32768.0..=32767.0).contains(&rounded) => vec![rounded as i16 as u16],
+        DataType::U32 if (0.0..=4294967295.0).contains(&rounded) => {
+            u32_to(rounded as u32, w.word_order).to_vec()
+        }
+        DataType::I32 if (-2147483648.0..=2147483647.0).contains(&rounded) => {
+            u32_to(rounded as i32 as u32, w.word_order).to_vec()
+        }
+        DataType::F32 if raw.is_finite() => f32_to(raw as f32, w.word_order).to_vec(),
+        _ => return Err(out_of_range()),
+    })
 }
 
 ems_driver_sdk::export_driver!(ModbusMap);

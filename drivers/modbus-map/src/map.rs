@@ -35,6 +35,14 @@
 //! type = "i16"                  # register = (power_w − offset) / scale, rounded
 //! scale = -1.0                  # e.g. a device whose + means discharge
 //! before = [{ address = 199, value = 1 }]   # fixed writes first (e.g. "remote control on")
+//! write = "on_change"           # "always" (default: every cycle) or "on_change": only a value
+//!                               # that differs from the last one written (EEPROM-backed
+//!                               # registers wear out when written every second); `before` is
+//!                               # then written once, and again after a failed write
+//! min_interval_s = 60           # on_change: a changed value at most this often; 0 W (the safe
+//!                               # value) is always written at once
+//! refresh_s = 300               # on_change: rewrite an unchanged value after this long (devices
+//!                               # that revert to their own mode without it)
 //!
 //! [reset_alarms]
 //! writes = [{ address = 300, value = 1 }]
@@ -140,6 +148,32 @@ struct RawValueWrite {
     offset: Option<f64>,
     #[serde(default)]
     before: Vec<FixedWrite>,
+    #[serde(default)]
+    write: WritePolicyKind,
+    min_interval_s: Option<f64>,
+    refresh_s: Option<f64>,
+}
+
+/// `[battery_power] write`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum WritePolicyKind {
+    #[default]
+    Always,
+    OnChange,
+}
+
+/// When a setpoint is written.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum WritePolicy {
+    /// Every call.
+    Always,
+    /// Only a value that differs from the last one written, a changed non-zero value at most
+    /// every `min_interval_s`, an unchanged one again after `refresh_s`.
+    OnChange {
+        min_interval_s: f64,
+        refresh_s: Option<f64>,
+    },
 }
 
 #[derive(Debug, Deserialize)]
@@ -193,6 +227,7 @@ pub struct ValueWrite {
     pub scale: f64,
     pub offset: f64,
     pub before: Vec<FixedWrite>,
+    pub policy: WritePolicy,
 }
 
 /// A checked register map.
@@ -365,6 +400,34 @@ impl RawMap {
                     w.address,
                     w.data_type.width(None),
                 )?;
+                let seconds = |key: &str, v: Option<f64>| match v {
+                    Some(s) if !(s.is_finite() && s >= 0.0) => Err(ConfigError::new(
+                        format!("battery_power.{key}"),
+                        format!("{s} is not a number of seconds >= 0"),
+                    )),
+                    other => Ok(other),
+                };
+                let min_interval_s = seconds("min_interval_s", w.min_interval_s)?;
+                let refresh_s = seconds("refresh_s", w.refresh_s)?;
+                let policy = match w.write {
+                    WritePolicyKind::Always => {
+                        if let Some(key) =
+                            [("min_interval_s", min_interval_s), ("refresh_s", refresh_s)]
+                                .iter()
+                                .find_map(|(k, v)| v.map(|_| *k))
+                        {
+                            return Err(ConfigError::new(
+                                format!("battery_power.{key}"),
+                                "only used with write = \"on_change\"",
+                            ));
+                        }
+                        WritePolicy::Always
+                    }
+                    WritePolicyKind::OnChange => WritePolicy::OnChange {
+                        min_interval_s: min_interval_s.unwrap_or(0.0),
+                        refresh_s,
+                    },
+                };
                 Some(ValueWrite {
                     address: w.address,
                     data_type: w.data_type,
@@ -372,6 +435,7 @@ impl RawMap {
                     scale: scale_of("battery_power.scale".into(), w.scale)?,
                     offset: w.offset.unwrap_or(0.0),
                     before: w.before,
+                    policy,
                 })
             }
         };

@@ -318,3 +318,87 @@ fn map_files_and_option_errors() {
     let err = ModbusMap::new(&t(""), DeviceAddress::default()).unwrap_err();
     assert_eq!(err.key, "modbus_unit");
 }
+
+/// The single-register writes of `bus` since it was last cleared, as (address, value).
+fn writes(bus: &MemoryBus) -> Vec<(u16, u16)> {
+    bus.transactions()
+        .iter()
+        .filter_map(|r| match r {
+            Request::WriteSingle { addr, value, .. } => Some((*addr, *value)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn on_change_writes_an_eeprom_register_only_when_it_must() {
+    let map = BMS.replace(
+        "before = [{ address = 301, value = 1 }]",
+        "before = [{ address = 301, value = 1 }]\nwrite = \"on_change\"\nmin_interval_s = 60\nrefresh_s = 300",
+    );
+    let mut bus = bms_bus();
+    let mut d = driver(&map);
+    let t0 = Instant::now();
+    let at = |s: u64| t0 + Duration::from_secs(s);
+
+    // The first write: the mode register once, then the setpoint.
+    d.set_battery_power_at(&mut bus, 1500.0, at(0)).unwrap();
+    assert_eq!(writes(&bus), [(301, 1), (300, (-1500i16) as u16)]);
+    bus.clear_transactions();
+    // The same value every second for a minute: nothing written.
+    for s in 1..=60 {
+        d.set_battery_power_at(&mut bus, 1500.0, at(s)).unwrap();
+    }
+    assert_eq!(writes(&bus), []);
+    // A change 30 s after the last write waits for min_interval_s …
+    d.set_battery_power_at(&mut bus, 1000.0, at(30)).unwrap();
+    assert_eq!(writes(&bus), []);
+    // … and is written once it has passed, without the mode register again.
+    d.set_battery_power_at(&mut bus, 1000.0, at(61)).unwrap();
+    assert_eq!(writes(&bus), [(300, (-1000i16) as u16)]);
+    bus.clear_transactions();
+    // 0 W, the safe value, is written at once whatever the interval.
+    d.set_battery_power_at(&mut bus, 0.0, at(62)).unwrap();
+    assert_eq!(writes(&bus), [(300, 0)]);
+    bus.clear_transactions();
+    // An unchanged value is written again after refresh_s.
+    d.set_battery_power_at(&mut bus, 0.0, at(62 + 299)).unwrap();
+    assert_eq!(writes(&bus), []);
+    d.set_battery_power_at(&mut bus, 0.0, at(62 + 300)).unwrap();
+    assert_eq!(writes(&bus), [(300, 0)]);
+    bus.clear_transactions();
+
+    // A failed write forgets what was written: the next call writes the mode and the value.
+    bus.fail(UNIT, 300..=300, BusError::Timeout);
+    assert!(d.set_battery_power_at(&mut bus, 500.0, at(500)).is_err());
+    bus.clear_faults(UNIT);
+    bus.clear_transactions();
+    d.set_battery_power_at(&mut bus, 500.0, at(501)).unwrap();
+    assert_eq!(writes(&bus), [(301, 1), (300, (-500i16) as u16)]);
+
+    // "always" (the default) writes every call, the mode register too.
+    let mut d = driver(BMS);
+    bus.clear_transactions();
+    d.set_battery_power_at(&mut bus, 1500.0, at(0)).unwrap();
+    d.set_battery_power_at(&mut bus, 1500.0, at(1)).unwrap();
+    assert_eq!(writes(&bus).len(), 4);
+}
+
+#[test]
+fn write_policy_keys_are_checked() {
+    for (keys, field) in [
+        ("min_interval_s = 10", "battery_power.min_interval_s"),
+        (
+            "write = \"on_change\"\nrefresh_s = -1",
+            "battery_power.refresh_s",
+        ),
+        ("write = \"sometimes\"", "battery_power.write"),
+    ] {
+        let map = BMS.replace(
+            "before = [{ address = 301, value = 1 }]",
+            &format!("before = [{{ address = 301, value = 1 }}]\n{keys}"),
+        );
+        let err = ModbusMap::new(&toml::from_str(&map).unwrap(), unit()).unwrap_err();
+        assert!(err.to_string().contains(field), "{keys}: {err}");
+    }
+}
