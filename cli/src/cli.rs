@@ -94,6 +94,9 @@ pub enum Command {
     /// The device's schedule (SET_SCHEDULE): windows it runs by itself, also offline
     #[command(subcommand)]
     Schedule(Schedule),
+    /// The device's tariff for the cloud planner: import and export prices per period
+    #[command(subcommand)]
+    Tariff(Tariff),
     /// API tokens (admin)
     #[command(subcommand)]
     Tokens(Tokens),
@@ -148,6 +151,19 @@ pub enum Schedule {
     /// Clear the device's schedule (SET_SCHEDULE with no windows)
     #[command(after_help = EXIT_CODES)]
     Clear(Wait),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Tariff {
+    /// Replace the device's tariff (operator) from a CSV file (header
+    /// `start,end,import_price,export_price`, RFC 3339 times) or a JSON file (a list of periods,
+    /// or what `tariff show -o json` prints); `-` reads JSON from stdin
+    Set {
+        #[arg(value_name = "FILE.csv|FILE.json")]
+        file: PathBuf,
+    },
+    /// The device's stored tariff, in time order
+    Show,
 }
 
 #[derive(Debug, Args)]

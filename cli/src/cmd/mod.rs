@@ -12,6 +12,7 @@ mod history;
 mod login;
 mod schedule;
 mod status;
+mod tariff;
 mod tokens;
 mod watch;
 
@@ -87,6 +88,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Events(args) => events::run(&ctx, args).await,
         Command::Energy(args) => energy::run(&ctx, args).await,
         Command::Schedule(sub) => schedule::run(&ctx, sub).await,
+        Command::Tariff(sub) => tariff::run(&ctx, sub).await,
         Command::Tokens(sub) => tokens::run(&ctx, sub).await,
         Command::Audit(args) => audit::run(&ctx, args).await,
         Command::Alerts(args) => alerts::run(&ctx, args).await,

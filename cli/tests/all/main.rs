@@ -26,6 +26,7 @@ mod settings_precedence;
 mod stack_env_makes_emsctl_work_as_typed;
 mod status_shows_directions;
 mod status_shows_the_lease;
+mod tariff_set_show;
 mod tls_with_ca_file;
 mod watch_live;
 mod watch_reconnects_after_cloud_restart;
