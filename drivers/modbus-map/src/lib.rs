@@ -189,10 +189,24 @@ impl Driver for ModbusMap {
             let Some(w) = Self::words(&blocks, reading.kind, reading.address, reading.width) else {
                 continue;
             };
-            match (
+            // A bit field: the unsigned value of those bits (the sentinel still applies to the
+            // whole register, below).
+            let raw = match (
                 decode(reading.data_type, reading.word_order, w),
-                reading.target,
+                reading.bits,
             ) {
+                (Raw::Number { bits, .. }, Some((lo, hi)))
+                    if reading.not_implemented != Some(bits) =>
+                {
+                    let field = (u64::from(bits) >> lo) & ((1u64 << (hi - lo + 1)) - 1);
+                    Raw::Number {
+                        bits: field as u32,
+                        value: field as f64,
+                    }
+                }
+                (other, _) => other,
+            };
+            match (raw, reading.target) {
                 (Raw::Text(text), Target::InverterState) => {
                     r.inverter_state = (!text.is_empty()).then_some(text);
                 }

@@ -18,6 +18,8 @@
 //! scale = 1.0                   # value = raw × scale + offset (defaults 1 and 0)
 //! offset = 0.0
 //! not_implemented = 0xFFFF      # raw value meaning "absent" (optional)
+//! # bits = [4, 7]               # a bit field of an integer register: bits 4..=7, as an
+//!                               # unsigned number (then scale, offset or states)
 //! # count = 8                   # registers, for type = "string"
 //! # states = { 1 = "OFF", 4 = "MPPT" }   # for name = "inverter_state" with an integer type
 //!
@@ -117,6 +119,7 @@ struct RawReading {
     not_implemented: Option<u32>,
     count: Option<u16>,
     states: Option<BTreeMap<String, String>>,
+    bits: Option<[u8; 2]>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -205,6 +208,9 @@ pub struct Reading {
     pub width: u16,
     /// Raw value → state name, for `inverter_state` from an integer.
     pub states: BTreeMap<u32, String>,
+    /// A bit field `(lowest, highest)` of the raw integer, inclusive; the whole value when
+    /// `None`.
+    pub bits: Option<(u8, u8)>,
 }
 
 /// One flag bit.
@@ -343,6 +349,31 @@ impl RawMap {
                     "an integer inverter_state needs `states` naming its values",
                 ));
             }
+            let bits = match r.bits {
+                None => None,
+                Some([lo, hi]) => {
+                    let size = match r.data_type {
+                        DataType::U16 | DataType::I16 => 16,
+                        DataType::U32 | DataType::I32 => 32,
+                        _ => {
+                            return Err(ConfigError::new(
+                                key("bits"),
+                                "a bit field needs an integer type (u16, i16, u32, i32)",
+                            ));
+                        }
+                    };
+                    if lo > hi || hi >= size {
+                        return Err(ConfigError::new(
+                            key("bits"),
+                            format!(
+                                "[{lo}, {hi}] is not a range of bits within 0..={}",
+                                size - 1
+                            ),
+                        ));
+                    }
+                    Some((lo, hi))
+                }
+            };
             fits(key("address"), r.address, width)?;
             readings.push(Reading {
                 target,
@@ -355,6 +386,7 @@ impl RawMap {
                 not_implemented: r.not_implemented,
                 width,
                 states,
+                bits,
             });
         }
         let mut flags = Vec::new();

@@ -402,3 +402,52 @@ fn write_policy_keys_are_checked() {
         assert!(err.to_string().contains(field), "{keys}: {err}");
     }
 }
+
+#[test]
+fn bit_fields_are_read_as_unsigned_numbers_and_named() {
+    // Register 500: bits 0-3 a SoC in 10 % steps (7 = 70 %), bits 4-7 a work mode (2 = "GRID"),
+    // bit 15 set (another field). 0xFFFF means "not implemented" for the whole register.
+    let map = r#"
+[[reading]]
+name = "battery_soc_pct"
+function = "holding"
+address = 500
+type = "u16"
+bits = [0, 3]
+scale = 10.0
+not_implemented = 0xFFFF
+
+[[reading]]
+name = "inverter_state"
+function = "holding"
+address = 500
+type = "u16"
+bits = [4, 7]
+states = { 1 = "OFF_GRID", 2 = "GRID" }
+"#;
+    let mut bus = MemoryBus::new();
+    bus.set_holding(UNIT, 500, &[0x8027]);
+    let r = driver(map).poll(&mut bus).unwrap();
+    assert!(close(r.battery_soc_pct, 70.0), "{:?}", r.battery_soc_pct);
+    assert_eq!(r.inverter_state.as_deref(), Some("GRID"));
+    bus.set_holding(UNIT, 500, &[0xFFFF]);
+    let r = driver(map).poll(&mut bus).unwrap();
+    assert_eq!(
+        r.battery_soc_pct, None,
+        "the sentinel applies to the register"
+    );
+
+    for (bits, why) in [("[4, 3]", "range"), ("[0, 16]", "0..=15")] {
+        let bad = map.replacen("bits = [0, 3]", &format!("bits = {bits}"), 1);
+        let err = ModbusMap::new(&toml::from_str(&bad).unwrap(), unit()).unwrap_err();
+        assert!(err.to_string().contains("reading[0].bits"), "{err}");
+        assert!(err.to_string().contains(why), "{err}");
+    }
+    let float = map.replacen(
+        "type = \"u16\"\nbits = [0, 3]",
+        "type = \"f32\"\nbits = [0, 3]",
+        1,
+    );
+    let err = ModbusMap::new(&toml::from_str(&float).unwrap(), unit()).unwrap_err();
+    assert!(err.to_string().contains("integer type"), "{err}");
+}
