@@ -9,8 +9,9 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 # Debian packages: PostgreSQL for the cloud and the tests, pkg-config/libudev for serial ports,
-# Chromium for the dashboard's browser test, dpkg-dev for the Debian packages.
-PACKAGES=(postgresql pkg-config libudev-dev chromium dpkg-dev)
+# Chromium for the dashboard's browser test, dpkg-dev for the Debian packages, HAProxy for the
+# multi-instance failover test (the test starts its own; no service is enabled).
+PACKAGES=(postgresql pkg-config libudev-dev chromium dpkg-dev haproxy)
 
 deps() {
     local missing=()

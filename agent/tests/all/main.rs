@@ -9,6 +9,7 @@ mod auto_strategies_hold_on_simulated_days;
 mod broken_queue_file_does_not_stop_control;
 mod clock_steps_lose_no_packet;
 mod faults_latch_error_until_reset;
+mod haproxy_spreads_and_fails_over;
 mod hung_driver_does_not_stall_the_loop;
 mod lease_returns_to_auto_through_the_cloud;
 mod manual_discharge_moves_the_battery;
