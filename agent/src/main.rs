@@ -166,7 +166,32 @@ fn status(config: &AgentConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What a `modbus-map` device's register map says of itself (`[device]`: name, source and how
+/// far it is checked), for `probe`; `None` for other drivers or a map that cannot be read (the
+/// driver reports that itself).
+fn map_info(device: &ems_agent::config::DeviceConfig) -> Option<serde_json::Value> {
+    if device.driver != "modbus-map" {
+        return None;
+    }
+    let table = match device.options.get("map").and_then(|m| m.as_str()) {
+        Some(path) => toml::from_str::<toml::Table>(&std::fs::read_to_string(path).ok()?).ok()?,
+        None => device.options.clone(),
+    };
+    let d = table.get("device")?.as_table()?;
+    let text = |k: &str| d.get(k).and_then(|v| v.as_str()).map(str::to_string);
+    Some(serde_json::json!({
+        "name": text("name"),
+        "source": text("source"),
+        "checked": text("checked").unwrap_or_else(|| "not stated".into()),
+    }))
+}
+
 async fn probe(config: AgentConfig) -> anyhow::Result<()> {
+    let maps: std::collections::BTreeMap<String, serde_json::Value> = config
+        .devices
+        .iter()
+        .filter_map(|(name, d)| map_info(d).map(|m| (name.clone(), m)))
+        .collect();
     let agent = ems_agent::app::start(config)?;
     for d in &agent.devices {
         d.poll_now().await;
@@ -181,6 +206,13 @@ async fn probe(config: AgentConfig) -> anyhow::Result<()> {
                 failed = true;
                 serde_json::json!({ "error": err.clone().unwrap_or_else(|| "no answer".into()) })
             }
+        };
+        let value = match (value, maps.get(&d.name)) {
+            (serde_json::Value::Object(mut o), Some(map)) => {
+                o.insert("map".into(), map.clone());
+                serde_json::Value::Object(o)
+            }
+            (v, _) => v,
         };
         out.insert(d.name.clone(), value);
     }

@@ -17,6 +17,7 @@ mod metrics_follow_the_cloud_link;
 mod metrics_follow_the_running_agent;
 mod modbus_tcp;
 mod panicking_inverter_driver_is_replaced;
+mod probe_names_the_register_map;
 mod schedule_runs_offline_and_survives_restart;
 mod silent_device_gives_comm_loss;
 mod state_machine_invariants;

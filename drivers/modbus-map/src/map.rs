@@ -1,9 +1,11 @@
 //! The register map format (TOML, read with serde) and its checked, compiled form [`Map`].
 //!
 //! ```toml
-//! [device]                      # informative
+//! [device]                      # informative, shown by `ems-agent probe`
 //! name = "Eastron SDM630"
 //! source = "Eastron SDM630 Modbus protocol, input registers"
+//! checked = "document"          # "device": read from a real device of this model;
+//!                               # "document": from the vendor's document, tested on ems-sim only
 //!
 //! [read]
 //! max_gap = 24                  # unmapped registers one read may span (default 0)
@@ -85,7 +87,6 @@ impl DataType {
 #[serde(deny_unknown_fields)]
 struct RawMap {
     #[serde(default)]
-    #[allow(dead_code)] // informative only
     device: toml::Table,
     #[serde(default)]
     read: RawRead,
@@ -286,6 +287,19 @@ fn fits(key: String, address: u16, width: u16) -> Result<(), ConfigError> {
 
 impl RawMap {
     fn check(self) -> Result<Map, ConfigError> {
+        match self.device.get("checked") {
+            None => {}
+            Some(toml::Value::String(s)) if s == "device" || s == "document" => {}
+            Some(other) => {
+                return Err(ConfigError::new(
+                    "device.checked",
+                    format!(
+                        "{other} is not \"device\" (read from a real device) or \"document\" \
+                         (from the vendor's document only)"
+                    ),
+                ));
+            }
+        }
         let max_registers = self.read.max_registers.unwrap_or(MAX_READ_REGISTERS);
         if !(1..=MAX_READ_REGISTERS).contains(&max_registers) {
             return Err(ConfigError::new(

@@ -451,3 +451,31 @@ states = { 1 = "OFF_GRID", 2 = "GRID" }
     let err = ModbusMap::new(&toml::from_str(&float).unwrap(), unit()).unwrap_err();
     assert!(err.to_string().contains("integer type"), "{err}");
 }
+
+#[test]
+fn shipped_maps_say_how_far_they_are_checked() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../config/devices");
+    let mut n = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        Map::from_toml(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let table: toml::Table = toml::from_str(&text).unwrap();
+        let checked = table["device"].get("checked").and_then(|v| v.as_str());
+        assert!(
+            matches!(checked, Some("device" | "document")),
+            "{}: [device] checked must say \"device\" or \"document\"",
+            path.display()
+        );
+        assert!(
+            table["device"].get("source").is_some(),
+            "{}",
+            path.display()
+        );
+        n += 1;
+    }
+    assert!(n >= 1);
+    let bad = SDM630_MAP.replace("checked = \"document\"", "checked = \"yes\"");
+    let err = Map::from_toml(&bad).unwrap_err();
+    assert_eq!(err.key, "device.checked", "{err}");
+}
