@@ -24,8 +24,13 @@ pub enum TimescaleMode {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct CloudConfig {
-    /// `postgres://user:pass@host:port/db` (TLS to the database is not supported yet).
+    /// `postgres://user:pass@host:port/db`; TLS as its `sslmode`/`sslrootcert` say (see
+    /// `db::tls`).
     pub database_url: String,
+    /// A read-only replica (PostgreSQL streaming replication) for the heavy reads: history,
+    /// energy, the latest packet, events. Everything else, and all writes, use `database_url`.
+    /// `None`: every query goes to `database_url`.
+    pub read_database_url: Option<String>,
     /// At start, how long to wait for an unreachable database before giving up, s.
     pub database_wait_s: u64,
     /// Connections in the pool shared by ingest and the API.
@@ -98,6 +103,7 @@ impl Default for CloudConfig {
     fn default() -> Self {
         CloudConfig {
             database_url: "postgres://ems@localhost/ems".into(),
+            read_database_url: None,
             database_wait_s: 30,
             database_pool_size: 16,
             batch_max_rows: 5000,

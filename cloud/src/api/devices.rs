@@ -161,7 +161,7 @@ async fn get_device(
 #[get("/devices/<device_id>/telemetry/latest")]
 async fn latest(device_id: &str, viewer: Viewer, db: &State<Db>) -> ApiResult<Json<Telemetry>> {
     ensure_device(db, &viewer.0, device_id).await?;
-    let client = db.pool.get().await?;
+    let client = db.read_pool.get().await?;
     let row = client
         .query_opt(
             &format!(
@@ -199,7 +199,7 @@ async fn events(
     if !(1..=10_000).contains(&limit) {
         return Err(ApiError::bad_field("limit", "must be 1 to 10000"));
     }
-    let client = db.pool.get().await?;
+    let client = db.read_pool.get().await?;
     let rows = client
         .query(
             "SELECT device_id, time, kind, from_state, to_state, flag FROM events \

@@ -99,7 +99,7 @@ async fn energy(
             format!("more than {MAX_BUCKETS} buckets in this range; choose a larger bucket"),
         ));
     }
-    let client = db.pool.get().await?;
+    let client = db.read_pool.get().await?;
     let rows = client
         .query(
             ENERGY,

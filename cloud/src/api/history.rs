@@ -145,7 +145,7 @@ async fn raw(db: &Db, q: &HistoryQuery) -> ApiResult<History> {
          ORDER BY time LIMIT $4",
         q.fields.join(", ")
     );
-    let client = db.pool.get().await?;
+    let client = db.read_pool.get().await?;
     let rows = client
         .query(&sql, &[&q.device_id, &q.from, &q.to, &(q.limit + 1)])
         .await?;
@@ -217,7 +217,7 @@ async fn bucketed(db: &Db, q: &HistoryQuery, bucket_s: i64) -> ApiResult<History
              GROUP BY b ORDER BY b LIMIT $6"
         )
     };
-    let client = db.pool.get().await?;
+    let client = db.read_pool.get().await?;
     let rows = client
         .query(
             &sql,

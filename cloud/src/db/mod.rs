@@ -82,6 +82,9 @@ pub(crate) fn sql(step: &'static str) -> impl FnOnce(tokio_postgres::Error) -> D
 #[derive(Clone)]
 pub struct Db {
     pub pool: Pool,
+    /// For history, energy, the latest packet and events: the `read_database_url` replica's
+    /// pool, or `pool` itself. A replica trails the primary by its replication lag.
+    pub read_pool: Pool,
     /// Telemetry lives in a hypertable with a per-minute continuous aggregate `telemetry_1m`.
     pub timescale: bool,
     /// Which storage path is in use and why, one line (health, start-up log).
@@ -101,8 +104,17 @@ impl Db {
         let storage = prepare(config).await?;
         tracing::info!("storage: {}", storage.reason);
         let pool = pool(&config.database_url, config.database_pool_size)?;
+        let read_pool = match &config.read_database_url {
+            None => pool.clone(),
+            Some(url) => {
+                let tls = tls::target(url)?;
+                tracing::info!("history reads: {} with {}", target_of(url), tls.describe);
+                self::pool(url, config.database_pool_size)?
+            }
+        };
         Ok(Db {
             pool,
+            read_pool,
             timescale: storage.timescale,
             storage: storage.reason,
             url: config.database_url.clone(),

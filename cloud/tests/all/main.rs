@@ -30,6 +30,7 @@ mod forged_notices;
 mod grafana_dashboards;
 mod history_buckets;
 mod history_from_a_replica;
+mod history_from_a_replica;
 mod hot_path_queries_are_bounded;
 mod ingest_and_resend;
 mod keepalive_and_replacement;

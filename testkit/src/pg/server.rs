@@ -65,6 +65,58 @@ impl PgServer {
         server.launch_on_free_port()
     }
 
+    /// A hot-standby streaming replica of `primary` (pg_basebackup with `-R`), of the same kind,
+    /// started on a free port: read-only, following the primary's writes.
+    pub fn start_replica_of(primary: &PgServer) -> Result<PgServer, PgError> {
+        let bin = primary.bin.clone();
+        let dir = tempfile::Builder::new()
+            .prefix("ems-pg-replica-")
+            .tempdir()
+            .map_err(io_err("creating the temp dir"))?;
+        let run_as = primary.run_as;
+        if let Some((uid, gid)) = run_as {
+            chown(dir.path(), uid, gid)?;
+        }
+        let mut backup = Command::new(bin.join("pg_basebackup"));
+        backup
+            .arg("-D")
+            .arg(dir.path().join("data"))
+            .args([
+                "-R",
+                "-X",
+                "stream",
+                "--checkpoint=fast",
+                "-h",
+                "127.0.0.1",
+                "-U",
+                "postgres",
+            ])
+            .arg("-p")
+            .arg(primary.port.to_string())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if let Some((uid, gid)) = run_as {
+            backup.uid(uid).gid(gid);
+        }
+        let out = backup.output().map_err(io_err("running pg_basebackup"))?;
+        if !out.status.success() {
+            return Err(PgError::Failed {
+                step: "pg_basebackup",
+                detail: String::from_utf8_lossy(&out.stderr).into_owned(),
+            });
+        }
+        let replica = PgServer {
+            bin,
+            dir,
+            port: 0,
+            run_as,
+            backend: primary.backend,
+            settings: primary.settings.clone(),
+            child: Mutex::new(None),
+        };
+        replica.launch_on_free_port()
+    }
+
     /// initdb into a new temp dir; not started.
     fn init(backend: Backend) -> Result<PgServer, PgError> {
         if backend == Backend::TimescaleDb {
