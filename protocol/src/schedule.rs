@@ -378,6 +378,13 @@ fn window(i: usize, w: &WindowPayload) -> Result<Window, ProtocolError> {
             if end <= start {
                 return invalid("end", "must be after start".into());
             }
+            // Also bounds the work of the overlap check, which walks a one-off window's days.
+            if end - start > Duration::days(MAX_VALIDITY_DAYS) {
+                return invalid(
+                    "end",
+                    format!("a one-off window lasts at most {MAX_VALIDITY_DAYS} days"),
+                );
+            }
             When::Once { start, end }
         }
         (None, None, Some(s), Some(e)) => {
