@@ -5,9 +5,11 @@
 //! - [`lp`]: the optimiser, a linear program over 15-minute slots (pure, no I/O).
 //! - [`forecast`]: house load and PV per slot from the device's own history (one SQL query,
 //!   then a pure fallback chain).
+//! - [`schedule`]: a plan as a `SET_SCHEDULE` (pure).
 //! - [`simulate`]: the two baselines a plan is compared with — no battery, and plain
 //!   self-consumption (AUTO) — on the same forecast (pure).
 
 pub mod forecast;
 pub mod lp;
+pub mod schedule;
 pub mod simulate;
