@@ -663,6 +663,10 @@ mod tests {
                 "payload.windows[0].start",
             ),
             (
+                json!({"valid_until": "2026-12-31T00:00:00Z", "windows": [{"start": "0001-01-01T00:00:00Z", "end": "9999-01-01T00:00:00Z", "action": "HOLD"}]}),
+                "payload.windows[0].end",
+            ),
+            (
                 json!({"valid_until": "2026-12-31T00:00:00Z", "windows": [{"daily_start": "01:00", "daily_end": "02:00", "action": "HOLD", "powr_w": 5}]}),
                 "payload.windows[0]",
             ),
