@@ -10,6 +10,7 @@ pub mod devices;
 pub mod energy;
 pub mod health;
 pub mod history;
+pub mod plan;
 pub mod schedule;
 pub mod tariff;
 pub mod tokens;
@@ -32,6 +33,7 @@ pub fn routes() -> Vec<Route> {
         commands::routes(),
         schedule::routes(),
         tariff::routes(),
+        plan::routes(),
         dashboard::routes(),
         alerts::routes(),
     ]

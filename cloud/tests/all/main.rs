@@ -38,6 +38,7 @@ mod malformed_frames;
 mod metrics_scrape;
 mod migrations_from_empty;
 mod planner_forecast;
+mod planner_plan;
 mod planner_tariff;
 mod poison_packet_isolated;
 mod scoped_tokens;

@@ -1,0 +1,238 @@
+//! The cloud planner's endpoints (issue 17): `GET /devices/<id>/plan` computes the cheapest use
+//! of the battery over the next slots the device's tariff covers (up to 48 h), from the
+//! forecast of its own history, and compares it with no battery and with plain
+//! self-consumption on the same forecast; `POST /devices/<id>/plan/apply` sends that plan to
+//! the device as a `SET_SCHEDULE`, like `PUT /schedule`. The battery's figures come with the
+//! request (the cloud stores no battery configuration); the SoC is the latest packet's.
+//! Computed on request: nothing replans by itself yet.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, Utc};
+use ems_protocol::api::{CommandRecord, DevicePlan, PlanSlot};
+use ems_protocol::duration::align_up;
+use rocket::http::Status;
+use rocket::serde::json::Json;
+use rocket::{FromForm, Route, State, get, post, routes};
+
+use super::commands::{issue, record_issued};
+use super::ensure_device;
+use super::tariff::periods;
+use crate::audit::Audit;
+use crate::auth::{ApiUser, Operator, Viewer};
+use crate::config::CloudConfig;
+use crate::db::Db;
+use crate::error::{ApiError, ApiResult};
+use crate::hub::Hub;
+use crate::planner::lp::{self, Limits, MAX_SLOTS, PlanError, PlannedSlot, SlotInput};
+use crate::planner::{forecast, schedule, simulate};
+
+/// One slot, s.
+const SLOT_S: i64 = 900;
+
+/// The battery and grid figures of a plan request (query parameters).
+#[derive(Debug, FromForm)]
+pub struct PlanParams {
+    /// Usable capacity, Wh (required).
+    capacity_wh: Option<f64>,
+    /// Largest charge and discharge power, W (required).
+    max_charge_w: Option<f64>,
+    max_discharge_w: Option<f64>,
+    /// Backup reserve, % (default 10).
+    reserve_soc_pct: Option<f64>,
+    /// Top SoC, % (default 100).
+    max_soc_pct: Option<f64>,
+    /// One-way efficiency for charge and discharge each (default 0.95).
+    efficiency: Option<f64>,
+    import_limit_w: Option<f64>,
+    export_limit_w: Option<f64>,
+    /// SoC to start from instead of the latest packet's, %.
+    soc_pct: Option<f64>,
+    /// Planning horizon, hours (default 24, at most 48; shorter when the tariff ends sooner).
+    hours: Option<f64>,
+    /// IANA zone of the household's clock, for the forecast's weekdays (default UTC).
+    time_zone: Option<String>,
+}
+
+fn required(v: Option<f64>, name: &str) -> ApiResult<f64> {
+    v.ok_or_else(|| ApiError::BadRequest {
+        message: format!("query parameter {name} is required"),
+        field: Some(name.to_string()),
+    })
+}
+
+/// A computed plan: the answer, the solver's slots and where they start.
+struct Computed {
+    answer: DevicePlan,
+    planned: Vec<PlannedSlot>,
+    start: DateTime<Utc>,
+}
+
+async fn compute(db: &Db, user: &ApiUser, device_id: &str, p: &PlanParams) -> ApiResult<Computed> {
+    ensure_device(db, user, device_id).await?;
+    let tz: chrono_tz::Tz = p
+        .time_zone
+        .as_deref()
+        .unwrap_or("UTC")
+        .parse()
+        .map_err(|_| ApiError::BadRequest {
+            message: "time_zone: not an IANA zone name".into(),
+            field: Some("time_zone".into()),
+        })?;
+    let hours = p.hours.unwrap_or(24.0);
+    if !(0.25..=48.0).contains(&hours) {
+        return Err(ApiError::bad_request("hours: 0.25 to 48"));
+    }
+    let soc_pct = match p.soc_pct {
+        Some(v) => v,
+        None => {
+            let client = db.pool.get().await?;
+            client
+                .query_opt(
+                    "SELECT battery_soc FROM telemetry WHERE device_id = $1 \
+                     AND battery_soc IS NOT NULL ORDER BY time DESC LIMIT 1",
+                    &[&device_id],
+                )
+                .await?
+                .map(|r| r.get::<_, f64>(0))
+                .ok_or_else(|| {
+                    ApiError::Conflict(format!(
+                        "device {device_id:?} has reported no SoC yet; pass soc_pct"
+                    ))
+                })?
+        }
+    };
+    let efficiency = p.efficiency.unwrap_or(0.95);
+    let limits = Limits {
+        capacity_wh: required(p.capacity_wh, "capacity_wh")?,
+        soc_pct,
+        reserve_soc_pct: p.reserve_soc_pct.unwrap_or(10.0),
+        max_soc_pct: p.max_soc_pct.unwrap_or(100.0),
+        max_charge_w: required(p.max_charge_w, "max_charge_w")?,
+        max_discharge_w: required(p.max_discharge_w, "max_discharge_w")?,
+        charge_efficiency: efficiency,
+        discharge_efficiency: efficiency,
+        import_limit_w: p.import_limit_w,
+        export_limit_w: p.export_limit_w,
+        end_soc_pct: None,
+    };
+
+    // The slots from the next quarter hour on, as far as the tariff covers them without a gap.
+    let now = Utc::now();
+    let start = align_up(now, SLOT_S);
+    let wanted = ((hours * 4.0).round() as usize).clamp(1, MAX_SLOTS);
+    let end = start + Duration::seconds(SLOT_S * wanted as i64);
+    let tariff = periods(db, device_id, start, end).await?;
+    let mut starts = Vec::new();
+    let mut prices = Vec::new();
+    let mut t = start;
+    let mut covering = tariff.iter().peekable();
+    while starts.len() < wanted {
+        while covering.next_if(|p| p.end <= t).is_some() {}
+        match covering.peek() {
+            Some(p) if p.start <= t => prices.push((p.import_price, p.export_price)),
+            _ => break,
+        }
+        starts.push(t);
+        t += Duration::seconds(SLOT_S);
+    }
+    if starts.is_empty() {
+        return Err(ApiError::Conflict(format!(
+            "the tariff of {device_id:?} does not cover {start}; PUT /devices/{device_id}/tariff"
+        )));
+    }
+
+    let history = {
+        let client = db.pool.get().await?;
+        forecast::history(&client, device_id, now, tz).await?
+    };
+    let fc = forecast::forecast(&history, &starts, tz);
+    let inputs: Vec<SlotInput> = prices
+        .iter()
+        .zip(&fc)
+        .map(|(&(import_price, export_price), f)| SlotInput {
+            import_price,
+            export_price,
+            load_w: f.load_w,
+            pv_w: f.pv_w,
+        })
+        .collect();
+    let solve_inputs = inputs.clone();
+    let plan = tokio::task::spawn_blocking(move || lp::optimise(&solve_inputs, &limits))
+        .await
+        .map_err(|e| ApiError::Internal(format!("planner: {e}")))?
+        .map_err(|e| match e {
+            PlanError::Invalid(m) => ApiError::bad_request(m),
+            PlanError::Infeasible => ApiError::Conflict(e.to_string()),
+            PlanError::Solver(m) => ApiError::Internal(m),
+        })?;
+    let (_, cost_self_consumption) = simulate::self_consumption(&inputs, &limits);
+    let slots = starts
+        .iter()
+        .zip(&inputs)
+        .zip(&fc)
+        .zip(&plan.slots)
+        .map(|(((&start, s), f), p)| PlanSlot {
+            start,
+            import_price: s.import_price,
+            export_price: s.export_price,
+            load_w: f.load_w,
+            pv_w: f.pv_w,
+            forecast: f.method.to_string(),
+            battery_w: p.battery_w(),
+            grid_w: p.grid_w(),
+            soc_pct: p.soc_pct,
+        })
+        .collect();
+    Ok(Computed {
+        answer: DevicePlan {
+            device_id: device_id.to_string(),
+            soc_pct,
+            slots,
+            cost: plan.cost,
+            cost_self_consumption,
+            cost_no_battery: simulate::no_battery_cost(&inputs),
+        },
+        planned: plan.slots,
+        start,
+    })
+}
+
+/// `GET /api/v1/devices/<id>/plan?capacity_wh=&max_charge_w=&max_discharge_w=[&…]` (viewer).
+#[get("/devices/<device_id>/plan?<params..>")]
+async fn get_plan(
+    device_id: &str,
+    params: PlanParams,
+    viewer: Viewer,
+    db: &State<Db>,
+) -> ApiResult<Json<DevicePlan>> {
+    Ok(Json(
+        compute(db, &viewer.0, device_id, &params).await?.answer,
+    ))
+}
+
+/// `POST /api/v1/devices/<id>/plan/apply?…[&wait=<s>]` (operator): computes the plan as `GET`
+/// does and sends it as a `SET_SCHEDULE`; answers 201 with the command's record.
+#[post("/devices/<device_id>/plan/apply?<wait>&<params..>")]
+#[allow(clippy::too_many_arguments)]
+async fn apply_plan(
+    device_id: &str,
+    wait: Option<f64>,
+    params: PlanParams,
+    operator: Operator,
+    db: &State<Db>,
+    hub: &State<Arc<Hub>>,
+    config: &State<CloudConfig>,
+    audit: &State<Audit>,
+) -> ApiResult<(Status, Json<CommandRecord>)> {
+    let computed = compute(db, &operator.0, device_id, &params).await?;
+    let payload = schedule::to_schedule(computed.start, &computed.planned);
+    let body = serde_json::json!({"action": "SET_SCHEDULE", "payload": payload}).to_string();
+    let result = issue(device_id, wait, None, &operator, db, hub, config, body).await;
+    record_issued(audit, &operator, device_id, &result);
+    result
+}
+
+pub fn routes() -> Vec<Route> {
+    routes![get_plan, apply_plan]
+}
