@@ -97,6 +97,9 @@ pub enum Command {
     /// The device's tariff for the cloud planner: import and export prices per period
     #[command(subcommand)]
     Tariff(Tariff),
+    /// The cloud planner's plan over the tariff's next slots (`plan show`, the default), or
+    /// `plan apply` to send it to the device as a schedule
+    Plan(PlanArgs),
     /// API tokens (admin)
     #[command(subcommand)]
     Tokens(Tokens),
@@ -151,6 +154,68 @@ pub enum Schedule {
     /// Clear the device's schedule (SET_SCHEDULE with no windows)
     #[command(after_help = EXIT_CODES)]
     Clear(Wait),
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    #[command(subcommand)]
+    pub action: Option<PlanAction>,
+    #[command(flatten)]
+    pub battery: PlanBattery,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PlanAction {
+    /// Print the plan, slot by slot, and its expected cost (the default)
+    Show,
+    /// Send the plan to the device as a SET_SCHEDULE (operator); waits for its answer
+    #[command(after_help = EXIT_CODES)]
+    Apply {
+        /// Return as soon as the cloud has stored the command
+        #[arg(long)]
+        no_wait: bool,
+        /// Seconds to wait for the device's answer (at most 60) before exit code 4
+        #[arg(long, value_name = "S", default_value_t = 30.0, conflicts_with = "no_wait")]
+        timeout: f64,
+    },
+}
+
+/// The battery's figures the planner needs (the cloud stores none).
+#[derive(Debug, Args)]
+pub struct PlanBattery {
+    /// Usable battery capacity, Wh (required)
+    #[arg(long, global = true, value_name = "WH")]
+    pub capacity_wh: Option<f64>,
+    /// Largest charging power, W (required)
+    #[arg(long, global = true, value_name = "W")]
+    pub max_charge_w: Option<f64>,
+    /// Largest discharging power, W (required)
+    #[arg(long, global = true, value_name = "W")]
+    pub max_discharge_w: Option<f64>,
+    /// Backup reserve, % [server default: 10]
+    #[arg(long, global = true, value_name = "PCT")]
+    pub reserve: Option<f64>,
+    /// Top SoC, % [server default: 100]
+    #[arg(long, global = true, value_name = "PCT")]
+    pub max_soc: Option<f64>,
+    /// One-way efficiency of charging and of discharging, 0-1 [server default: 0.95]
+    #[arg(long, global = true, value_name = "0-1")]
+    pub efficiency: Option<f64>,
+    /// Most the site may import, W
+    #[arg(long, global = true, value_name = "W")]
+    pub import_limit: Option<f64>,
+    /// Most the site may export, W
+    #[arg(long, global = true, value_name = "W")]
+    pub export_limit: Option<f64>,
+    /// Start from this SoC instead of the latest packet's, %
+    #[arg(long, global = true, value_name = "PCT")]
+    pub soc: Option<f64>,
+    /// Horizon, hours (0.25-48) [server default: 24]
+    #[arg(long, global = true, value_name = "H")]
+    pub hours: Option<f64>,
+    /// IANA time zone of the household's clock, for the forecast's weekdays [server default: UTC]
+    #[arg(long, global = true, value_name = "ZONE")]
+    pub time_zone: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -10,6 +10,7 @@ mod energy;
 mod events;
 mod history;
 mod login;
+mod plan;
 mod schedule;
 mod status;
 mod tariff;
@@ -89,6 +90,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Energy(args) => energy::run(&ctx, args).await,
         Command::Schedule(sub) => schedule::run(&ctx, sub).await,
         Command::Tariff(sub) => tariff::run(&ctx, sub).await,
+        Command::Plan(args) => plan::run(&ctx, args).await,
         Command::Tokens(sub) => tokens::run(&ctx, sub).await,
         Command::Audit(args) => audit::run(&ctx, args).await,
         Command::Alerts(args) => alerts::run(&ctx, args).await,
