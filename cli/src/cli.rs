@@ -210,6 +210,9 @@ pub struct PlanBattery {
     /// Start from this SoC instead of the latest packet's, %
     #[arg(long, global = true, value_name = "PCT")]
     pub soc: Option<f64>,
+    /// Least SoC at the end of the horizon, % [server default: none]
+    #[arg(long, global = true, value_name = "PCT")]
+    pub end_soc: Option<f64>,
     /// Horizon, hours (0.25-48) [server default: 24]
     #[arg(long, global = true, value_name = "H")]
     pub hours: Option<f64>,

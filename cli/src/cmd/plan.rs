@@ -79,6 +79,7 @@ fn query(b: &cli::PlanBattery) -> Result<Vec<(&'static str, String)>, Failure> {
         ("import_limit_w", b.import_limit),
         ("export_limit_w", b.export_limit),
         ("soc_pct", b.soc),
+        ("end_soc_pct", b.end_soc),
         ("hours", b.hours),
     ];
     q.extend(

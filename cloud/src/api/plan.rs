@@ -48,6 +48,8 @@ pub struct PlanParams {
     export_limit_w: Option<f64>,
     /// SoC to start from instead of the latest packet's, %.
     soc_pct: Option<f64>,
+    /// Least SoC at the end of the horizon, % (default none: the plan may end at the reserve).
+    end_soc_pct: Option<f64>,
     /// Planning horizon, hours (default 24, at most 48; shorter when the tariff ends sooner).
     hours: Option<f64>,
     /// IANA zone of the household's clock, for the forecast's weekdays (default UTC).
@@ -114,7 +116,7 @@ async fn compute(db: &Db, user: &ApiUser, device_id: &str, p: &PlanParams) -> Ap
         discharge_efficiency: efficiency,
         import_limit_w: p.import_limit_w,
         export_limit_w: p.export_limit_w,
-        end_soc_pct: None,
+        end_soc_pct: p.end_soc_pct,
     };
 
     // The slots from the next quarter hour on, as far as the tariff covers them without a gap.

@@ -363,7 +363,10 @@ pub(crate) mod tests {
         // A winter day: no PV, so the evening can only come from the night.
         let slots = tariff_day(0.0);
         let l = battery();
+        let started = std::time::Instant::now();
         let plan = optimise(&slots, &l).unwrap();
+        // Reported, not asserted (the machine may be busy): issue 17 wants 96 slots under 1 s.
+        eprintln!("96 slots solved in {:?}", started.elapsed());
         assert_within(&slots, &l, &plan);
         let night_charge: f64 = plan.slots[..24].iter().map(|p| p.charge_w).sum();
         let evening_discharge: f64 = plan.slots[68..84].iter().map(|p| p.discharge_w).sum();

@@ -3,7 +3,7 @@
 //! cheap and covers the dear hours from the battery, costs measurably less than plain
 //! self-consumption and no battery on the same forecast, and keeps every slot within the
 //! battery's power and SoC limits. `POST …/plan/apply` sends it as a `SET_SCHEDULE` with a
-//! grid CHARGE window. Without a tariff the answer is 409, without the battery's figures 400.
+//! grid CHARGE window. With `end_soc_pct` the plan ends at least that full. Without a tariff the answer is 409, without the battery's figures 400.
 //! Same answers on TimescaleDB and plain PostgreSQL.
 
 use crate::common;
@@ -113,6 +113,20 @@ async fn plan_beats_self_consumption_and_applies_as_a_schedule(backend: Backend)
         "24 h: plan {:.3}, self-consumption {:.3}, no battery {:.3}",
         plan.cost, plan.cost_self_consumption, plan.cost_no_battery
     );
+
+    // With an end SoC the plan keeps it at the horizon's end, and costs no less.
+    let kept: DevicePlan = server
+        .get(&format!("{url}&end_soc_pct=60"), &viewer)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        kept.slots.last().unwrap().soc_pct >= 60.0 - 1e-6,
+        "{kept:?}"
+    );
+    assert!(plan.slots.last().unwrap().soc_pct < 60.0, "{plan:?}");
+    assert!(kept.cost >= plan.cost - 1e-9);
 
     // Applied: a SET_SCHEDULE with a CHARGE from the grid.
     let resp = server
