@@ -3,7 +3,8 @@
 //! cheap and covers the dear hours from the battery, costs measurably less than plain
 //! self-consumption and no battery on the same forecast, and keeps every slot within the
 //! battery's power and SoC limits. `POST …/plan/apply` sends it as a `SET_SCHEDULE` with a
-//! grid CHARGE window. With `end_soc_pct` the plan ends at least that full. Without a tariff the answer is 409, without the battery's figures 400.
+//! grid CHARGE window, which the device receives on connecting and, once it accepts it, is the
+//! device's schedule. With `end_soc_pct` the plan ends at least that full. Without a tariff the answer is 409, without the battery's figures 400.
 //! Same answers on TimescaleDB and plain PostgreSQL.
 
 use crate::common;
@@ -21,7 +22,7 @@ async fn plan_beats_self_consumption_and_applies_as_a_schedule(backend: Backend)
     let Some(server) = TestServer::fresh_on(backend).await else {
         return;
     };
-    server.add_device("ems_plan").await;
+    let device_token = server.add_device("ems_plan").await;
     let operator = server.token("op", Role::Operator).await;
     let viewer = server.token("owner", Role::Viewer).await;
 
@@ -146,6 +147,38 @@ async fn plan_beats_self_consumption_and_applies_as_a_schedule(backend: Backend)
             .any(|w| w["action"] == "CHARGE" && w["from_grid"] == true),
         "{record}"
     );
+    // The device, connecting, gets it as a schedule it can parse; once it accepts, it is the
+    // device's schedule.
+    let mut device = server.device("ems_plan", &device_token).await;
+    let command = device.next_command().await;
+    assert_eq!(command.command_id, record["command_id"].as_str().unwrap());
+    let ems_protocol::CommandAction::SetSchedule(schedule) = &command.action else {
+        panic!("{command:?}");
+    };
+    assert_eq!(schedule.windows.len(), windows.len());
+    device
+        .answer(
+            &command.command_id,
+            ems_protocol::AnswerStatus::Accepted,
+            None,
+        )
+        .await;
+    let deadline = tokio::time::Instant::now() + ems_cloud::testing::DEADLINE;
+    loop {
+        let resp = server.get("/devices/ems_plan/schedule", &viewer).await;
+        if resp.status() == 200 {
+            let accepted: ems_protocol::api::DeviceSchedule = resp.json().await.unwrap();
+            assert_eq!(accepted.command_id, command.command_id);
+            assert_eq!(accepted.schedule.windows.len(), windows.len());
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "schedule never accepted"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+
     // A viewer may look but not apply.
     let resp = server
         .http
