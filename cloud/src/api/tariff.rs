@@ -8,6 +8,7 @@ use rocket::serde::json::Json;
 use rocket::{Route, State, get, put, routes};
 
 use super::ensure_device;
+use crate::audit::{Action, Audit};
 use crate::auth::{Operator, Viewer};
 use crate::db::Db;
 use crate::error::{ApiError, ApiResult};
@@ -106,6 +107,7 @@ async fn put_tariff(
     device_id: &str,
     operator: Operator,
     db: &State<Db>,
+    audit: &State<Audit>,
     body: Json<Vec<TariffPeriod>>,
 ) -> ApiResult<Json<Tariff>> {
     ensure_device(db, &operator.0, device_id).await?;
@@ -135,6 +137,7 @@ async fn put_tariff(
         periods = periods.len(),
         "tariff replaced"
     );
+    audit.record(operator.0.did(Action::TariffSet).device(device_id));
     Ok(Json(Tariff {
         device_id: device_id.to_string(),
         periods,

@@ -123,4 +123,17 @@ async fn tariff_round_trips_replaces_and_refuses_bad_periods(backend: Backend) {
     let other: Tariff = server.get_json("/devices/ems_other/tariff").await;
     assert_eq!(other.periods.len(), 1);
     assert_eq!(other.periods[0].import_price, 9.0);
+    // Each replacement is in the audit trail (written in batches: wait for it).
+    ems_testkit::wait::until(
+        "TARIFF_SET in the audit trail",
+        std::time::Duration::from_secs(20),
+        std::time::Duration::from_millis(50),
+        || async {
+            let audit: Vec<ems_protocol::api::AuditRecord> = server
+                .get_json("/audit?action=TARIFF_SET&device=ems_tariff")
+                .await;
+            (audit.len() >= 3).then_some(())
+        },
+    )
+    .await;
 }
