@@ -175,7 +175,12 @@ pub enum PlanAction {
         #[arg(long)]
         no_wait: bool,
         /// Seconds to wait for the device's answer (at most 60) before exit code 4
-        #[arg(long, value_name = "S", default_value_t = 30.0, conflicts_with = "no_wait")]
+        #[arg(
+            long,
+            value_name = "S",
+            default_value_t = 30.0,
+            conflicts_with = "no_wait"
+        )]
         timeout: f64,
     },
 }
