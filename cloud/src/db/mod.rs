@@ -185,9 +185,7 @@ pub async fn connect(url: &str) -> Result<tokio_postgres::Client, DbError> {
 
 /// The stream of a connection: TLS or plain as the URL says.
 pub type TlsStream =
-    <tokio_postgres_rustls::MakeRustlsConnect as tokio_postgres::tls::MakeTlsConnect<
-        tokio_postgres::Socket,
-    >>::Stream;
+    <tls::Connector as tokio_postgres::tls::MakeTlsConnect<tokio_postgres::Socket>>::Stream;
 
 /// One dedicated connection and its driver, for callers that poll it themselves (`LISTEN`).
 pub async fn connect_raw(

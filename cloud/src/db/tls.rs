@@ -29,11 +29,35 @@ use tokio_rustls::rustls::{
 
 use super::DbError;
 
+/// The TLS side of a connection: rustls when the URL asks for TLS; otherwise a connector that
+/// is never used (the config says `sslmode=disable`) but must still accept any host, a Unix
+/// socket's directory included, because tokio-postgres prepares it for every host it dials.
+#[derive(Clone)]
+pub struct Connector {
+    rustls: MakeRustlsConnect,
+    enabled: bool,
+}
+
+impl<S> tokio_postgres::tls::MakeTlsConnect<S> for Connector
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    type Stream = <MakeRustlsConnect as tokio_postgres::tls::MakeTlsConnect<S>>::Stream;
+    type TlsConnect = <MakeRustlsConnect as tokio_postgres::tls::MakeTlsConnect<S>>::TlsConnect;
+    type Error = <MakeRustlsConnect as tokio_postgres::tls::MakeTlsConnect<S>>::Error;
+
+    fn make_tls_connect(&mut self, hostname: &str) -> Result<Self::TlsConnect, Self::Error> {
+        // With TLS off the name is never checked against a certificate: any valid one will do.
+        let name = if self.enabled { hostname } else { "localhost" };
+        tokio_postgres::tls::MakeTlsConnect::<S>::make_tls_connect(&mut self.rustls, name)
+    }
+}
+
 /// How the connections of one `database_url` are made.
 #[derive(Clone)]
 pub struct Target {
     pub config: tokio_postgres::Config,
-    pub tls: MakeRustlsConnect,
+    pub tls: Connector,
     /// One line for the start-up log: `TLS off`, `TLS verify-full (roots: …)`.
     pub describe: String,
 }
@@ -53,6 +77,7 @@ pub fn target(url: &str) -> Result<Target, DbError> {
     let mut config: tokio_postgres::Config =
         rest.parse().map_err(|e| DbError::Url(format!("{e}")))?;
     let describe;
+    let enabled = mode != Mode::Disable;
     let client = match mode {
         Mode::Disable => {
             config.ssl_mode(SslMode::Disable);
@@ -76,7 +101,10 @@ pub fn target(url: &str) -> Result<Target, DbError> {
     };
     Ok(Target {
         config,
-        tls: MakeRustlsConnect::new(client),
+        tls: Connector {
+            rustls: MakeRustlsConnect::new(client),
+            enabled,
+        },
         describe,
     })
 }

@@ -1,5 +1,6 @@
 //! ems-cloud to PostgreSQL over TLS, as `database_url`'s `sslmode` and `sslrootcert` ask, against
 //! a real server with `ssl = on`: every connection of the cloud is encrypted and the data flows;
+//! without `sslmode` a Unix socket (the packaged default) connects as before;
 //! a server whose certificate no trusted root vouches for is refused at once, naming TLS; a
 //! certificate for another host name passes `verify-ca` and fails `verify-full`.
 
@@ -42,6 +43,24 @@ async fn the_cloud_talks_to_postgresql_over_verified_tls_only() {
     .expect("PostgreSQL with ssl = on starts");
     let plain_url = pg.create_database().await.unwrap();
     let tls_url = with_tls(&plain_url, "verify-full", &cert.cert_path);
+
+    // TLS off over a Unix socket (the packaged default, peer authentication) still connects:
+    // the TLS connector, prepared for every host, accepts a socket directory as its host.
+    let dbname = plain_url
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .split('?')
+        .next()
+        .unwrap();
+    let unix_url = format!(
+        "postgresql:///{dbname}?host={}&port={}&user=postgres",
+        pg.socket_dir().display(),
+        pg.port()
+    );
+    open(&unix_url)
+        .await
+        .unwrap_or_else(|e| panic!("{unix_url}: {e}"));
 
     // The whole server on TLS: a device's packets are stored and acknowledged.
     let server = TestServer::on(&tls_url).await;

@@ -254,6 +254,11 @@ impl PgServer {
         lines[lines.len().saturating_sub(20)..].join("\n")
     }
 
+    /// The directory of its Unix socket (`host=` in a connection URL).
+    pub fn socket_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
     pub fn port(&self) -> u16 {
         self.port
     }
