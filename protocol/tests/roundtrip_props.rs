@@ -95,7 +95,8 @@ proptest! {
     fn answers_and_acks_round_trip(
         cid in id(),
         status in proptest::sample::select(AnswerStatus::ALL.to_vec()),
-        reason in "[ -~]{1,40}",
+        // A REJECTED answer needs a reason with something in it (not only spaces).
+        reason in "[!-~][ -~]{0,39}",
         stamps in proptest::collection::vec(timestamp(), 0..10),
     ) {
         let answer = Upstream::CommandAnswer(CommandAnswer { command_id: cid, status, reason: Some(reason) });
