@@ -114,21 +114,48 @@ pub struct LineStats {
     pub crc_errors: u64,
     pub corrupted: u64,
     pub dropped: u64,
+    /// Frames with a write function code (0x05, 0x06, 0x0F, 0x10) received with a good CRC,
+    /// whatever unit they were for: what proves that a read-only client (`ems-agent scan`)
+    /// wrote nothing.
+    pub writes: u64,
+    /// Frames sent while the serial port's line settings (baud rate, parity) differed from the
+    /// devices': on a real line the devices would see garbage and stay silent, so they are not
+    /// answered.
+    pub line_mismatch: u64,
+}
+
+/// Function codes that change a device: write single/multiple coils and registers.
+pub fn is_write_function(fc: u8) -> bool {
+    matches!(fc, 0x05 | 0x06 | 0x0F | 0x10)
+}
+
+/// A serial line's settings, as the devices on it are set up and as the other end has set its
+/// port (a pseudo-terminal carries bytes whatever the baud rate, so the simulation compares the
+/// settings instead, see [`serve`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LineSettings {
+    pub baud: u32,
+    /// `'N'`, `'E'` or `'O'`.
+    pub parity: char,
 }
 
 /// Serves requests on `io` until it fails. `faults` and `stats` are read/updated per frame
-/// through the callbacks so they can change at run time.
+/// through the callbacks so they can change at run time. `peer_line` says how the other end has
+/// set its port right now (`None`: unknown, taken as matching); a frame sent with settings other
+/// than `line` is not answered, as devices at another baud rate or parity would not.
 pub async fn serve<IO, R>(
     mut io: IO,
-    baud: u32,
+    line: LineSettings,
     responder: &mut R,
     mut faults: impl FnMut() -> LineFaults,
     mut stats: impl FnMut(&dyn Fn(&mut LineStats)),
+    mut peer_line: impl FnMut() -> Option<LineSettings>,
 ) -> std::io::Result<()>
 where
     IO: AsyncRead + AsyncWrite + Unpin,
     R: Responder + ?Sized,
 {
+    let baud = line.baud;
     // 3.5 characters of 11 bits, at least 1.75 ms as the spec fixes above 19200 baud.
     let gap = Duration::from_secs_f64((3.5 * 11.0 / baud as f64).max(0.00175));
     let mut buf: Vec<u8> = Vec::with_capacity(256);
@@ -166,10 +193,17 @@ where
             }
             let frame: Vec<u8> = buf.drain(..len).collect();
             stats(&|s| s.requests += 1);
+            if peer_line().is_some_and(|peer| peer != line) {
+                stats(&|s| s.line_mismatch += 1);
+                continue;
+            }
             let (body, crc) = frame.split_at(len - 2);
             if crc16(body) != u16::from_le_bytes([crc[0], crc[1]]) {
                 stats(&|s| s.crc_errors += 1);
                 continue;
+            }
+            if is_write_function(body[1]) {
+                stats(&|s| s.writes += 1);
             }
             let f = faults();
             if f.drop_rate > 0.0 && fastrand::f64() < f.drop_rate {

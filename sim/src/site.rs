@@ -1,6 +1,7 @@
 //! The simulated site on a directory of device paths:
 //! - `<dir>/rs485`: symlink to the pseudo-terminal of the RS-485 bus (SunSpec inverter + battery
-//!   at unit 1, SDM630 grid meter at unit 2 by default);
+//!   at unit 1, SDM630 grid meter at unit 2 by default; answered only when the port is set to the
+//!   line's baud rate and parity, 19200 8N1 by default);
 //! - `<dir>/i2c.sock`: the simulated I2C bus with an INA226 at 0x40;
 //! - `<dir>/control.sock`: line commands for fault injection at run time (see `sim/README.md`);
 //! - optionally a Modbus TCP server (an RS-485-to-Ethernet gateway) in front of the same slaves.
@@ -20,7 +21,7 @@ use tokio::task::JoinHandle;
 
 use crate::ina226::Ina226;
 use crate::physics::{Site, SiteParams};
-use crate::rtu::{self, LineFaults, LineStats, Responder};
+use crate::rtu::{self, LineFaults, LineSettings, LineStats, Responder};
 use crate::sdm630;
 use crate::sunspec::SunSpecDevice;
 use crate::tcp::{self, Gateway, TcpStats};
@@ -30,6 +31,9 @@ use crate::tcp::{self, Gateway, TcpStats};
 pub struct SimOptions {
     pub dir: PathBuf,
     pub baud: u32,
+    /// Parity of the RS-485 line: `'N'`, `'E'` or `'O'`. A request sent at another baud rate or
+    /// parity than these is not answered (see [`rtu::serve`]).
+    pub parity: char,
     pub inverter_unit: u8,
     pub meter_unit: u8,
     pub ina226_address: u8,
@@ -52,6 +56,7 @@ impl SimOptions {
         SimOptions {
             dir: dir.into(),
             baud: 19200,
+            parity: 'N',
             inverter_unit: 1,
             meter_unit: 2,
             ina226_address: 0x40,
@@ -155,18 +160,21 @@ impl SimSite {
         // RS-485 line. The slave fd stays open in this task so the master never sees EIO
         // while the agent reconnects.
         let st = state.clone();
-        let baud = opts.baud;
+        let line = LineSettings {
+            baud: opts.baud,
+            parity: opts.parity,
+        };
         tasks.push(tokio::spawn(async move {
-            let _keep_slave_open = slave_fd;
             let mut responder = SharedResponder(st.clone());
             let faults_state = st.clone();
             let stats_state = st.clone();
             let result = rtu::serve(
                 master,
-                baud,
+                line,
                 &mut responder,
                 move || lock(&faults_state).line_faults.clone(),
                 move |f| f(&mut lock(&stats_state).stats),
+                move || peer_line_settings(&slave_fd),
             )
             .await;
             if let Err(e) = result {
@@ -237,6 +245,34 @@ impl SimSite {
             .parent()
             .expect("rs485 lives in the sim dir")
     }
+}
+
+/// How the program on the slave side has set its port (the settings of a pseudo-terminal are
+/// those of its slave side, shared by every open of it). `TCGETS2` gives the baud rate as a
+/// number whether it was set as a `Bxxx` constant or as an arbitrary rate (`BOTHER`, which
+/// serialport uses). `None` when the settings cannot be read.
+fn peer_line_settings(slave: &std::os::fd::OwnedFd) -> Option<LineSettings> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: termios2 is plain data; TCGETS2 fills it for a valid tty fd, which `slave` is
+    // (owned by the caller and open for the whole call).
+    let t = unsafe {
+        let mut t: libc::termios2 = std::mem::zeroed();
+        if libc::ioctl(slave.as_raw_fd(), libc::TCGETS2, &mut t) != 0 {
+            return None;
+        }
+        t
+    };
+    let parity = if t.c_cflag & libc::PARENB == 0 {
+        'N'
+    } else if t.c_cflag & libc::PARODD != 0 {
+        'O'
+    } else {
+        'E'
+    };
+    Some(LineSettings {
+        baud: t.c_ospeed,
+        parity,
+    })
 }
 
 fn lock(st: &Mutex<SimState>) -> MutexGuard<'_, SimState> {

@@ -134,6 +134,8 @@ pub struct TcpStats {
     pub responses: u64,
     /// Connections closed for a malformed or incomplete frame.
     pub malformed: u64,
+    /// Requests with a write function code (see [`crate::rtu::is_write_function`]).
+    pub writes: u64,
 }
 
 /// Updates the counters (they live with the rest of the simulation state).
@@ -251,6 +253,13 @@ async fn connection_loop<R: Responder>(
                 Err(e) => return e.into(),
             };
             stats(&|s| s.requests += 1);
+            if request
+                .pdu
+                .first()
+                .is_some_and(|&fc| crate::rtu::is_write_function(fc))
+            {
+                stats(&|s| s.writes += 1);
+            }
             match *gateway.borrow() {
                 Gateway::Up => {}
                 Gateway::Stalled => continue,
