@@ -10,8 +10,9 @@ cd "$(dirname "$0")"
 
 # Debian packages: PostgreSQL for the cloud and the tests, pkg-config/libudev for serial ports,
 # Chromium for the dashboard's browser test, dpkg-dev for the Debian packages, HAProxy for the
-# multi-instance failover test (the test starts its own; no service is enabled).
-PACKAGES=(postgresql pkg-config libudev-dev chromium dpkg-dev haproxy)
+# multi-instance failover test (the test starts its own; no service is enabled), tzdata for the
+# IANA zones of daily schedule windows (read at run time from /usr/share/zoneinfo).
+PACKAGES=(postgresql pkg-config libudev-dev chromium dpkg-dev haproxy tzdata)
 
 deps() {
     local missing=()

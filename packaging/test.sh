@@ -129,8 +129,8 @@ declare -A expected_conffiles=(
     [emsctl]=""
 )
 declare -A expected_depends=(
-    [ems-agent]="adduser"
-    [ems-cloud]="adduser"
+    [ems-agent]="adduser tzdata"
+    [ems-cloud]="adduser tzdata"
     [emsctl]=""
 )
 

@@ -25,6 +25,7 @@ pub mod message;
 mod num;
 pub mod schedule;
 pub mod telemetry;
+pub mod zone;
 
 pub use command::{Command, CommandAction};
 pub use enums::{AnswerStatus, CommandStatus, ErrorFlag, Mode, State, TargetMode};

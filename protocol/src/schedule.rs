@@ -17,11 +17,12 @@
 //! must not overlap. Parsing here checks shape and values; the agent also checks the actions
 //! against its battery's limits and refuses with the reason.
 
-use chrono::{DateTime, Duration, NaiveTime, TimeZone, Utc};
+use chrono::{DateTime, Duration, NaiveTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::ProtocolError;
 use crate::error::from_value_with_path;
+use crate::zone::Zone;
 
 mod parse;
 
@@ -38,7 +39,7 @@ pub struct Schedule {
     /// After this the schedule is void. `None` only for an empty schedule (a clear).
     pub valid_until: Option<DateTime<Utc>>,
     /// The zone of daily windows.
-    pub time_zone: chrono_tz::Tz,
+    pub time_zone: Zone,
     pub windows: Vec<Window>,
 }
 
@@ -149,12 +150,8 @@ impl Schedule {
     /// (`valid_until` in the future) are [`Schedule::check_current`]'s.
     pub fn from_payload(p: &SchedulePayload) -> Result<Schedule, ProtocolError> {
         let tz_name = p.time_zone.as_deref().unwrap_or("UTC");
-        let time_zone: chrono_tz::Tz = tz_name.parse().map_err(|_| {
-            ProtocolError::invalid(
-                "payload.time_zone",
-                format!("{tz_name:?} is not an IANA time zone name (e.g. Europe/Paris)"),
-            )
-        })?;
+        let time_zone = Zone::named(tz_name)
+            .map_err(|e| ProtocolError::invalid("payload.time_zone", e.to_string()))?;
         if p.windows.len() > MAX_WINDOWS {
             return Err(ProtocolError::invalid(
                 "payload.windows",
@@ -248,21 +245,12 @@ impl Schedule {
         let When::Daily { start, end } = *when else {
             return Vec::new();
         };
-        let tz = self.time_zone;
-        let mut day = from.with_timezone(&tz).date_naive();
-        let last = to.with_timezone(&tz).date_naive();
+        let tz = &self.time_zone;
+        let mut day = tz.local(from).date();
+        let last = tz.local(to).date();
         let mut out = Vec::new();
-        // A local time that does not exist (a DST gap) starts at the first one that does.
-        let at = |date: chrono::NaiveDate, t: NaiveTime| -> Option<DateTime<Utc>> {
-            let local = date.and_time(t);
-            tz.from_local_datetime(&local)
-                .earliest()
-                .or_else(|| {
-                    tz.from_local_datetime(&(local + Duration::hours(1)))
-                        .earliest()
-                })
-                .map(|d| d.with_timezone(&Utc))
-        };
+        // A local time that does not exist (a DST gap) is shifted forward by the gap.
+        let at = |date: chrono::NaiveDate, t: NaiveTime| tz.instant(date.and_time(t));
         while day <= last {
             let end_day = if end <= start {
                 day.succ_opt().unwrap_or(day)
