@@ -500,8 +500,14 @@ mod tests {
         sim.state().silent_units.insert(2);
         assert_eq!(call(&mut conn, 2, &[0x04, 0, 0, 0, 2]).await, [0x84, 0x0B]);
         assert_eq!(call(&mut conn, 9, &[0x03, 0, 0, 0, 1]).await, [0x83, 0x0B]);
+        // A write (to a register that is not writable) is counted as a write, refused or not.
+        assert_eq!(call(&mut conn, 1, &[0x06, 0, 0, 0, 1]).await, [0x86, 2]);
         let stats = sim.state().tcp_stats.clone();
-        assert_eq!((stats.connections, stats.responses), (1, 4), "{stats:?}");
+        assert_eq!(
+            (stats.connections, stats.responses, stats.writes),
+            (1, 5, 1),
+            "{stats:?}"
+        );
         drop(sim);
         let _ = std::fs::remove_dir_all(&dir);
     }

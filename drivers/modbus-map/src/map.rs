@@ -50,6 +50,14 @@
 //!
 //! [reset_alarms]
 //! writes = [{ address = 300, value = 1 }]
+//!
+//! [identify]                    # how `ems-agent scan` recognises the device (the driver
+//! roles = ["grid_meter"]        # ignores it): the roles it suggests, and registers that must
+//! [[identify.register]]         # all match; documented in ems-agent's `scan::identify`
+//! function = "holding"
+//! address = 0xFC02
+//! type = "u16"                  # u16 i16 u32 i32 f32 string (with `count`)
+//! equals = 112                  # or range = [45.0, 65.0] (after `scale`), or prefix = "ACME"
 //! ```
 
 use std::collections::BTreeMap;
@@ -98,6 +106,10 @@ struct RawMap {
     flag: Vec<RawFlag>,
     battery_power: Option<RawValueWrite>,
     reset_alarms: Option<RawResetAlarms>,
+    /// How `ems-agent scan` recognises the device; read and checked there, not by the driver.
+    #[serde(default)]
+    #[allow(dead_code)]
+    identify: Option<toml::Table>,
 }
 
 #[derive(Debug, Default, Deserialize)]
