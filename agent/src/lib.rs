@@ -13,6 +13,8 @@
 //!   COMM_LOSS) and the spec's telemetry packet.
 //! - [`metrics`]: Prometheus metrics and the minimal HTTP responder serving `GET /metrics`.
 //! - [`run`]: the 1 Hz loop, aligned to wall-clock seconds, and command handling.
+//! - [`scan`]: `ems-agent scan`: the Modbus units on a bus, recognised, as config sections
+//!   (reads only).
 //! - [`schedule`]: the `SET_SCHEDULE` schedule, kept on disk, and its window in force.
 //! - [`uplink`]: the WSS client to the cloud and the store-and-forward queue; its rules
 //!   (window, resend, backlog, command de-duplication, liveness) are plain state in
@@ -26,6 +28,7 @@ pub mod control;
 pub mod devices;
 pub mod metrics;
 pub mod run;
+pub mod scan;
 pub mod schedule;
 pub mod site;
 pub mod uplink;

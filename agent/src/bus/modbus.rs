@@ -69,6 +69,17 @@ impl ModbusTransport {
         }
     }
 
+    /// Changes the time to wait for an answer (`ems-agent scan` waits briefly for units that may
+    /// not exist, longer for the identification reads of a unit that answered).
+    pub(crate) fn set_timeout(&mut self, timeout: Duration) {
+        let ms = timeout.as_millis().try_into().unwrap_or(u64::MAX);
+        if let BusConfig::Rtu { timeout_ms, .. } | BusConfig::Tcp { timeout_ms, .. } =
+            &mut self.config
+        {
+            *timeout_ms = ms;
+        }
+    }
+
     fn timeout_and_retries(&self) -> (Duration, u32) {
         match &self.config {
             BusConfig::Rtu {

@@ -18,6 +18,7 @@ mod metrics_follow_the_running_agent;
 mod modbus_tcp;
 mod panicking_inverter_driver_is_replaced;
 mod probe_names_the_register_map;
+mod scan_finds_the_sims_units;
 mod schedule_runs_offline_and_survives_restart;
 mod silent_device_gives_comm_loss;
 mod state_machine_invariants;

@@ -1,0 +1,294 @@
+//! A scan's result as the agent's config: a `[buses.*]` section (unless the bus came from the
+//! config) and a `[devices.*]` section per recognised unit, in the format of `config/*.toml`,
+//! with comments saying what was seen. A role goes to the first unit that can fill it; a later
+//! unit whose roles are all taken is printed commented out, so the snippet stays valid.
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+
+use ems_driver_sdk::Role;
+
+use super::{FoundUnit, LineSetting, Report};
+use crate::config::Parity;
+
+fn quoted(s: &str) -> String {
+    toml::Value::String(s.to_string()).to_string()
+}
+
+fn role_name(role: Role) -> String {
+    serde_json::to_value(role)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_else(|| format!("{role:?}"))
+}
+
+fn parity_name(p: Parity) -> &'static str {
+    match p {
+        Parity::None => "none",
+        Parity::Even => "even",
+        Parity::Odd => "odd",
+    }
+}
+
+/// The bus name a unit found at `setting` goes on: the scan's bus name when everything answered
+/// at one setting, else the name with the setting (`rs485_9600e`).
+fn bus_for(report: &Report, settings: &[LineSetting], setting: Option<LineSetting>) -> String {
+    match setting {
+        Some(s) if settings.len() > 1 => format!(
+            "{}_{}{}",
+            report.bus,
+            s.baud,
+            parity_name(s.parity).chars().next().unwrap_or('n')
+        ),
+        _ => report.bus.clone(),
+    }
+}
+
+/// The TOML snippet.
+pub fn toml(report: &Report) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# ems-agent scan of {} ({} {}), {} unit ids, {:.1} s",
+        report.bus, report.kind, report.target, report.units_scanned, report.elapsed_s
+    );
+    for p in &report.passes {
+        let label = p
+            .setting
+            .map_or_else(|| "Modbus TCP".to_string(), |s| s.to_string());
+        let _ = writeln!(
+            out,
+            "# {label}: {} requests, {} units answered, {} exceptions, {} timeouts, {} garbled answers (CRC, noise), {} other errors",
+            p.requests,
+            p.answered.len(),
+            p.exceptions,
+            p.timeouts,
+            p.garbled,
+            p.other_errors
+        );
+    }
+    if report.found.is_empty() {
+        let _ = writeln!(out, "# no unit answered: nothing to configure");
+        return out;
+    }
+    let _ = writeln!(
+        out,
+        "# Paste what follows into the agent's config and check it with `ems-agent check-config`."
+    );
+    // Settings at which something answered: one bus section each.
+    let mut settings: Vec<LineSetting> = Vec::new();
+    for f in &report.found {
+        if let Some(s) = f.setting
+            && !settings.contains(&s)
+        {
+            settings.push(s);
+        }
+    }
+    if report.bus_configured {
+        let _ = writeln!(
+            out,
+            "# (bus {} is in the config already; its baud rate and parity must be as below)",
+            report.bus
+        );
+    } else if report.kind == "tcp" {
+        let _ = write!(
+            out,
+            "\n[buses.{}]\nkind = \"tcp\"\naddress = {}\n",
+            report.bus,
+            quoted(&report.target)
+        );
+    } else {
+        for s in &settings {
+            let _ = write!(
+                out,
+                "\n[buses.{}]\nkind = \"rtu\"\nport = {}\nbaud = {}\nparity = \"{}\"\n",
+                bus_for(report, &settings, Some(*s)),
+                quoted(&report.target),
+                s.baud,
+                parity_name(s.parity)
+            );
+        }
+    }
+    let mut taken: BTreeSet<String> = BTreeSet::new();
+    let mut names: BTreeSet<String> = BTreeSet::new();
+    for f in &report.found {
+        out.push('\n');
+        device(
+            &mut out,
+            report,
+            &settings,
+            f,
+            &mut taken,
+            &mut names,
+            report.maps_tried.len(),
+        );
+    }
+    out
+}
+
+fn device(
+    out: &mut String,
+    report: &Report,
+    settings: &[LineSetting],
+    f: &FoundUnit,
+    taken: &mut BTreeSet<String>,
+    names: &mut BTreeSet<String>,
+    maps: usize,
+) {
+    let at = f.setting.map_or_else(String::new, |s| format!(" at {s}"));
+    let Some(id) = f.identities.first() else {
+        let _ = writeln!(
+            out,
+            "# unit {}{at} answers ({}) but is none of: SunSpec, an Eastron meter, the {maps} \
+             register maps with [identify]; write a map for it (drivers/README.md, \"Supported hardware\")",
+            f.unit, f.answer
+        );
+        return;
+    };
+    let what: Vec<&str> = [&id.manufacturer, &id.model, &id.serial]
+        .into_iter()
+        .filter_map(|s| s.as_deref())
+        .collect();
+    let _ = writeln!(
+        out,
+        "# unit {}{at}: {}{}",
+        f.unit,
+        id.evidence,
+        if what.is_empty() {
+            String::new()
+        } else {
+            format!("; {}", what.join(", "))
+        }
+    );
+    if let Some(note) = &id.note {
+        let _ = writeln!(out, "# note: {note}");
+    }
+    for other in &f.identities[1..] {
+        let _ = writeln!(
+            out,
+            "# also matches: {} (driver {})",
+            other.evidence, other.driver
+        );
+    }
+    let roles: Vec<String> = id
+        .roles
+        .iter()
+        .map(|r| role_name(*r))
+        .filter(|r| !taken.contains(r))
+        .collect();
+    let base = match roles.first().map(String::as_str) {
+        Some(r) => r.to_string(),
+        None => format!("unit_{}", f.unit),
+    };
+    let mut name = base.clone();
+    if names.contains(&name) {
+        name = format!("{base}_{}", f.unit);
+    }
+    names.insert(name.clone());
+    let mut section = format!(
+        "[devices.{name}]\ndriver = {}\nbus = \"{}\"\nunit = {}\nroles = [{}]\n",
+        quoted(&id.driver),
+        bus_for(report, settings, f.setting),
+        f.unit,
+        roles
+            .iter()
+            .map(|r| quoted(r))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    if !id.options.is_empty() {
+        let inline = id
+            .options
+            .iter()
+            .map(|(k, v)| format!("{k} = {v}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let _ = writeln!(section, "options = {{ {inline} }}");
+    }
+    if roles.is_empty() {
+        let _ = writeln!(
+            out,
+            "# its roles ({}) are taken by a unit above: give it roles of its own, then uncomment",
+            id.roles
+                .iter()
+                .map(|r| role_name(*r))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        for line in section.lines() {
+            let _ = writeln!(out, "# {line}");
+        }
+    } else {
+        taken.extend(roles);
+        out.push_str(&section);
+    }
+}
+
+/// The JSON form: the report with the snippet.
+pub fn json(report: &Report) -> serde_json::Value {
+    let mut v = serde_json::to_value(report).unwrap_or_default();
+    if let Some(o) = v.as_object_mut() {
+        o.insert("config".into(), toml(report).into());
+    }
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scan::identify::Identity;
+
+    fn identity(driver: &str, roles: Vec<Role>) -> Identity {
+        Identity {
+            by: "sunspec",
+            driver: driver.into(),
+            options: toml::Table::new(),
+            roles,
+            manufacturer: Some("ACME".into()),
+            model: None,
+            serial: None,
+            evidence: "seen".into(),
+            note: None,
+        }
+    }
+
+    #[test]
+    fn the_snippet_is_a_valid_config_and_a_role_is_given_once() {
+        let setting = Some(LineSetting {
+            baud: 9600,
+            parity: Parity::Even,
+        });
+        let found = |unit, ids| FoundUnit {
+            unit,
+            setting,
+            answer: "registers".into(),
+            identities: ids,
+        };
+        let report = Report {
+            bus: "rs485".into(),
+            kind: "rtu",
+            target: "/dev/ttyUSB0".into(),
+            bus_configured: false,
+            units_scanned: 10,
+            maps_tried: vec![],
+            passes: vec![],
+            found: vec![
+                found(
+                    1,
+                    vec![identity("sunspec", vec![Role::Inverter, Role::Battery])],
+                ),
+                found(2, vec![identity("sunspec", vec![Role::Inverter])]),
+                found(3, vec![]),
+            ],
+            elapsed_s: 1.0,
+        };
+        let text = toml(&report);
+        let config = format!("device_id = \"x\"\n{text}");
+        let parsed = crate::config::AgentConfig::from_toml_str(&config, "scan").unwrap();
+        assert_eq!(parsed.devices.len(), 1, "{text}");
+        assert_eq!(parsed.devices["inverter"].unit, Some(1));
+        assert!(text.contains("# [devices.unit_2]"), "{text}");
+        assert!(text.contains("unit 3 at 9600 8E1 answers"), "{text}");
+        assert!(text.contains("parity = \"even\""), "{text}");
+    }
+}
