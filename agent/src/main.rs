@@ -297,6 +297,7 @@ fn scan_spec(args: &ScanArgs, config_path: &std::path::Path) -> anyhow::Result<S
             port,
             settings: scan::settings(&bauds, &parities),
         };
+    let mut configured = Vec::new();
     let (line, bus_name, bus_configured) = if let Some(port) = &args.port {
         let line = rtu(
             port.clone(),
@@ -349,6 +350,15 @@ fn scan_spec(args: &ScanArgs, config_path: &std::path::Path) -> anyhow::Result<S
             BusConfig::Tcp { address, .. } => Line::Tcp { address },
             _ => bail!("--bus {name}: not a Modbus bus (an I2C bus cannot be scanned)"),
         };
+        configured = config
+            .devices
+            .iter()
+            .map(|(device, d)| scan::ConfiguredDevice {
+                name: device.clone(),
+                unit_on_bus: d.unit.filter(|_| d.bus == name),
+                roles: d.roles.clone(),
+            })
+            .collect();
         (line, name, true)
     };
     if matches!(line, Line::Tcp { .. }) && (args.baud.is_some() || args.parity.is_some()) {
@@ -374,6 +384,7 @@ fn scan_spec(args: &ScanArgs, config_path: &std::path::Path) -> anyhow::Result<S
         maps,
         bus_name,
         bus_configured,
+        configured,
     })
 }
 

@@ -87,6 +87,18 @@ pub struct ScanSpec {
     pub bus_name: String,
     /// The bus is already in the config (`--bus`): print only `[devices.*]` sections.
     pub bus_configured: bool,
+    /// The config's devices (with `--bus`): their names and roles are not given out again, and
+    /// a unit already configured on the scanned bus gets no new section.
+    pub configured: Vec<ConfiguredDevice>,
+}
+
+/// A device of the config, as the printed sections must not collide with it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ConfiguredDevice {
+    pub name: String,
+    /// Its unit id when it is on the scanned bus.
+    pub unit_on_bus: Option<u8>,
+    pub roles: Vec<ems_driver_sdk::Role>,
 }
 
 /// Why a scan could not run; nothing a device answers is among them (those are counted).
@@ -395,6 +407,7 @@ pub struct Report {
     /// The serial port or `host:port`.
     pub target: String,
     pub bus_configured: bool,
+    pub configured: Vec<ConfiguredDevice>,
     pub units_scanned: usize,
     pub maps_tried: Vec<String>,
     pub passes: Vec<PassReport>,
@@ -550,6 +563,7 @@ pub async fn run(spec: &ScanSpec, progress: &mut dyn FnMut(&str)) -> Result<Repo
         kind,
         target,
         bus_configured: spec.bus_configured,
+        configured: spec.configured.clone(),
         units_scanned: spec.units.len(),
         maps_tried: spec
             .maps
@@ -618,6 +632,7 @@ mod tests {
             maps: vec![],
             bus_name: "rs485".into(),
             bus_configured: false,
+            configured: vec![],
         };
         assert_eq!(spec.probes(), 8 * 247);
         let s = spec.worst_case().as_secs_f64();

@@ -85,10 +85,16 @@ pub fn toml(report: &Report) -> String {
         }
     }
     if report.bus_configured {
+        let at: Vec<String> = settings.iter().map(|s| s.to_string()).collect();
         let _ = writeln!(
             out,
-            "# (bus {} is in the config already; its baud rate and parity must be as below)",
-            report.bus
+            "# (bus {} is in the config already{})",
+            report.bus,
+            if at.is_empty() {
+                String::new()
+            } else {
+                format!(": the units answered at {}", at.join(", "))
+            }
         );
     } else if report.kind == "tcp" {
         let _ = write!(
@@ -109,10 +115,31 @@ pub fn toml(report: &Report) -> String {
             );
         }
     }
-    let mut taken: BTreeSet<String> = BTreeSet::new();
-    let mut names: BTreeSet<String> = BTreeSet::new();
+    let mut taken: BTreeSet<String> = report
+        .configured
+        .iter()
+        .flat_map(|d| d.roles.iter().map(|r| role_name(*r)))
+        .collect();
+    let mut names: BTreeSet<String> = report.configured.iter().map(|d| d.name.clone()).collect();
     for f in &report.found {
         out.push('\n');
+        if let Some(d) = report
+            .configured
+            .iter()
+            .find(|d| d.unit_on_bus == Some(f.unit))
+        {
+            let _ = writeln!(
+                out,
+                "# unit {} answers ({}): it is devices.{} in the config already{}",
+                f.unit,
+                f.answer,
+                d.name,
+                f.identities
+                    .first()
+                    .map_or_else(String::new, |id| format!(" ({})", id.evidence))
+            );
+            continue;
+        }
         device(
             &mut out,
             report,
@@ -269,6 +296,7 @@ mod tests {
             kind: "rtu",
             target: "/dev/ttyUSB0".into(),
             bus_configured: false,
+            configured: vec![],
             units_scanned: 10,
             maps_tried: vec![],
             passes: vec![],

@@ -190,3 +190,36 @@ async fn scan_errors_are_one_clear_line() {
         assert_eq!(stderr.trim().lines().count(), 1, "{args:?}: {stderr}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbled_answers_are_counted_not_fatal() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = SimSite::start(SimOptions::new(dir.path().join("sim")))
+        .await
+        .expect("start ems-sim");
+    // Every answer on the line arrives with a broken CRC.
+    sim.state().line_faults.corrupt_rate = 1.0;
+    let port = sim.rs485_path.to_str().unwrap().to_string();
+    let out = agent(&[
+        "scan", "--port", &port, "--baud", "19200", "--parity", "N", "--units", "1-3", "--json",
+    ])
+    .await;
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).expect("JSON");
+    let pass = &report["passes"][0];
+    assert_eq!(
+        pass["garbled"], 2,
+        "units 1 and 2 answered garbage: {report:#}"
+    );
+    assert_eq!(pass["timeouts"], 1, "unit 3 is silent: {report:#}");
+    assert_eq!(report["found"], serde_json::json!([]), "{report:#}");
+    assert!(
+        report["config"]
+            .as_str()
+            .unwrap()
+            .contains("2 garbled answers (CRC, noise)"),
+        "{report:#}"
+    );
+    assert_eq!(sim.state().stats.corrupted, 2);
+}
