@@ -374,7 +374,13 @@ fn scan_spec(args: &ScanArgs, config_path: &std::path::Path) -> anyhow::Result<S
         shipped.is_dir().then_some(shipped)
     });
     let maps = match &maps_dir {
-        Some(dir) => scan::load_maps(dir)?,
+        Some(dir) => {
+            let (maps, errors) = scan::load_maps(dir)?;
+            for e in errors {
+                eprintln!("warning: not used for recognising devices: {e}");
+            }
+            maps
+        }
         None => Vec::new(),
     };
     Ok(ScanSpec {

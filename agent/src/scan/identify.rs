@@ -309,8 +309,9 @@ impl MapSignature {
         }))
     }
 
-    /// Every `*.toml` in `dir` that has an `[identify]` section, by file name.
-    pub fn load_dir(dir: &Path) -> Result<Vec<MapSignature>, MapError> {
+    /// Every `*.toml` in `dir` that has an `[identify]` section, by file name, and the errors
+    /// of those whose section (or file) cannot be used. Only an unreadable `dir` fails.
+    pub fn load_dir(dir: &Path) -> Result<(Vec<MapSignature>, Vec<MapError>), MapError> {
         let entries = std::fs::read_dir(dir).map_err(|e| MapError {
             path: dir.display().to_string(),
             reason: e.to_string(),
@@ -320,11 +321,14 @@ impl MapSignature {
             .filter(|p| p.extension().is_some_and(|x| x == "toml"))
             .collect();
         paths.sort();
-        let mut out = Vec::new();
+        let (mut maps, mut errors) = (Vec::new(), Vec::new());
         for p in paths {
-            out.extend(MapSignature::load(&p)?);
+            match MapSignature::load(&p) {
+                Ok(map) => maps.extend(map),
+                Err(e) => errors.push(e),
+            }
         }
-        Ok(out)
+        Ok((maps, errors))
     }
 
     /// Whether the section checks an identification register (`equals` or `prefix`), not only
@@ -513,8 +517,15 @@ mod tests {
             "#,
         )
         .unwrap();
-        let maps = MapSignature::load_dir(dir.path()).unwrap();
+        std::fs::write(dir.path().join("broken.toml"), "[identify]\nroles = 1\n").unwrap();
+        let (maps, errors) = MapSignature::load_dir(dir.path()).unwrap();
         assert_eq!(maps.len(), 1);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].to_string().contains("broken.toml"),
+            "{}",
+            errors[0]
+        );
         let mut bus = MemoryBus::new();
         bus.set_holding(1, 100, &ascii_to("ACME-48", 4));
         bus.set_holding(1, 110, &[7]);
@@ -533,6 +544,14 @@ mod tests {
         .unwrap();
         let err = MapSignature::load(&path).unwrap_err().to_string();
         assert!(err.contains("exactly one of"), "{err}");
+    }
+
+    #[test]
+    fn every_shipped_maps_identify_section_is_usable() {
+        let dir = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../config/devices"));
+        let (maps, errors) = MapSignature::load_dir(dir).unwrap();
+        assert!(errors.is_empty(), "{errors:?}");
+        assert!(!maps.is_empty());
     }
 
     #[test]

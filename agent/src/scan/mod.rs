@@ -219,6 +219,38 @@ impl ScanSpec {
         }
     }
 
+    /// Each pass's bus: the agent's bus config at the pass's setting, with the probe timeout
+    /// and no retries.
+    fn bus_configs(&self) -> Vec<(Option<LineSetting>, BusConfig)> {
+        let timeout_ms = self.timeout.as_millis().try_into().unwrap_or(u64::MAX);
+        match &self.line {
+            Line::Rtu { port, settings } => settings
+                .iter()
+                .map(|s| {
+                    let config = BusConfig::Rtu {
+                        port: port.clone(),
+                        baud: s.baud,
+                        parity: s.parity,
+                        data_bits: 8,
+                        stop_bits: 1,
+                        timeout_ms,
+                        retries: 0,
+                        extra_delay_ms: 0,
+                    };
+                    (Some(*s), config)
+                })
+                .collect(),
+            Line::Tcp { address } => vec![(
+                None,
+                BusConfig::Tcp {
+                    address: address.clone(),
+                    timeout_ms,
+                    retries: 0,
+                },
+            )],
+        }
+    }
+
     /// Probes the scan sends: units × line settings.
     pub fn probes(&self) -> u64 {
         self.passes().len() as u64 * self.units.len() as u64
@@ -468,25 +500,7 @@ pub async fn run(spec: &ScanSpec, progress: &mut dyn FnMut(&str)) -> Result<Repo
     let mut found = Vec::new();
     let total = spec.probes();
     let mut probed = 0u64;
-    for setting in spec.passes() {
-        let config = match (&spec.line, setting) {
-            (Line::Rtu { port, .. }, Some(s)) => BusConfig::Rtu {
-                port: port.clone(),
-                baud: s.baud,
-                parity: s.parity,
-                data_bits: 8,
-                stop_bits: 1,
-                timeout_ms: spec.timeout.as_millis() as u64,
-                retries: 0,
-                extra_delay_ms: 0,
-            },
-            (Line::Tcp { address }, _) => BusConfig::Tcp {
-                address: address.clone(),
-                timeout_ms: spec.timeout.as_millis() as u64,
-                retries: 0,
-            },
-            (Line::Rtu { .. }, None) => unreachable!("a serial line's passes have settings"),
-        };
+    for (setting, config) in spec.bus_configs() {
         let label = setting.map_or_else(|| "Modbus TCP".to_string(), |s| s.to_string());
         let mut line = ScanLine {
             transport: ModbusTransport::new(&spec.bus_name, config),
@@ -576,8 +590,9 @@ pub async fn run(spec: &ScanSpec, progress: &mut dyn FnMut(&str)) -> Result<Repo
     })
 }
 
-/// The maps with an `[identify]` section in `dir`.
-pub fn load_maps(dir: &std::path::Path) -> Result<Vec<MapSignature>, ScanError> {
+/// The maps with an `[identify]` section in `dir`, and why each other map with one cannot be
+/// used (a broken map must not stop a scan; the caller warns). An unreadable `dir` is an error.
+pub fn load_maps(dir: &std::path::Path) -> Result<(Vec<MapSignature>, Vec<MapError>), ScanError> {
     Ok(MapSignature::load_dir(dir)?)
 }
 
