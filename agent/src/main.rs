@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use ems_agent::config::{AgentConfig, DEFAULT_CONFIG, DEFAULT_PATH};
-use ems_agent::scan::{self, Line, ScanSpec};
+use ems_agent::scan::{self, ScanSpec};
 
 /// The ems edge agent: drivers, battery state machine and control, telemetry.
 #[derive(Parser)]
@@ -39,42 +39,7 @@ enum Cmd {
     Status,
     /// Find the Modbus units on a bus and print `[devices.*]` sections for them. Only reads
     /// (function codes 3 and 4), never writes. Stop the agent first: it owns the port.
-    Scan(ScanArgs),
-}
-
-/// `ems-agent scan`: a serial port (`--port`), a Modbus TCP address (`--tcp`) or a bus of the
-/// config (`--bus`, or the config's only Modbus bus).
-#[derive(clap::Args)]
-struct ScanArgs {
-    /// A bus of the config file (its port or address; its baud rate and parity unless --baud
-    /// and --parity are given).
-    #[arg(long, conflicts_with_all = ["port", "tcp"])]
-    bus: Option<String>,
-    /// A serial port, e.g. /dev/ttyUSB0 (Modbus RTU).
-    #[arg(long, conflicts_with = "tcp")]
-    port: Option<PathBuf>,
-    /// A Modbus TCP device or gateway, host:port.
-    #[arg(long, value_name = "HOST:PORT")]
-    tcp: Option<String>,
-    /// Baud rates to try, e.g. 9600,19200 [default on a port: 9600,19200,38400,115200].
-    #[arg(long)]
-    baud: Option<String>,
-    /// Parities to try, N, E or O, e.g. N,E [default on a port: N,E].
-    #[arg(long)]
-    parity: Option<String>,
-    /// Unit ids, e.g. 1-247, 1-10 or 1,2,30-40.
-    #[arg(long, default_value = "1-247")]
-    units: String,
-    /// How long to wait for each probe's answer, ms.
-    #[arg(long, default_value_t = 100)]
-    timeout_ms: u64,
-    /// Register maps whose [identify] sections are tried [default: /usr/share/ems/devices if
-    /// it exists].
-    #[arg(long, value_name = "DIR")]
-    maps: Option<PathBuf>,
-    /// Print JSON instead of TOML.
-    #[arg(long)]
-    json: bool,
+    Scan(scan::ScanArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -147,7 +112,10 @@ fn real_main() -> anyhow::Result<()> {
         Cmd::Probe => runtime()?.block_on(probe(AgentConfig::load(&cli.config)?)),
         Cmd::Status => status(&AgentConfig::load(&cli.config)?),
         Cmd::Scan(args) => {
-            let spec = scan_spec(&args, &cli.config)?;
+            let (spec, map_errors) = args.spec(&cli.config)?;
+            for e in map_errors {
+                eprintln!("warning: not used for recognising devices: {e}");
+            }
             runtime()?.block_on(scan(spec, args.json))
         }
         Cmd::Run => runtime()?.block_on(run(AgentConfig::load(&cli.config)?)),
@@ -274,124 +242,6 @@ async fn probe(config: AgentConfig) -> anyhow::Result<()> {
         bail!("at least one device did not answer (see its \"error\")");
     }
     Ok(())
-}
-
-/// What to scan, from the command line and (for `--bus`, or neither `--port` nor `--tcp`) the
-/// config file.
-fn scan_spec(args: &ScanArgs, config_path: &std::path::Path) -> anyhow::Result<ScanSpec> {
-    use ems_agent::config::BusConfig;
-    if args.timeout_ms == 0 || args.timeout_ms > 60_000 {
-        bail!(
-            "--timeout-ms {}: not a probe timeout (1 to 60000 ms)",
-            args.timeout_ms
-        );
-    }
-    let bauds = args.baud.as_deref().map(scan::parse_bauds).transpose()?;
-    let parities = args
-        .parity
-        .as_deref()
-        .map(scan::parse_parities)
-        .transpose()?;
-    let rtu =
-        |port: PathBuf, bauds: Vec<u32>, parities: Vec<ems_agent::config::Parity>| Line::Rtu {
-            port,
-            settings: scan::settings(&bauds, &parities),
-        };
-    let mut configured = Vec::new();
-    let (line, bus_name, bus_configured) = if let Some(port) = &args.port {
-        let line = rtu(
-            port.clone(),
-            bauds.unwrap_or(scan::DEFAULT_BAUDS.to_vec()),
-            parities.unwrap_or(scan::DEFAULT_PARITIES.to_vec()),
-        );
-        (line, "rs485".to_string(), false)
-    } else if let Some(address) = &args.tcp {
-        let line = Line::Tcp {
-            address: address.clone(),
-        };
-        (line, "modbus_tcp".to_string(), false)
-    } else {
-        let config = AgentConfig::load(config_path)?;
-        let (name, bus) = match &args.bus {
-            Some(name) => {
-                let bus = config.buses.get(name).with_context(|| {
-                    format!(
-                        "--bus {name}: no such bus in {} (buses: {})",
-                        config_path.display(),
-                        config.buses.keys().cloned().collect::<Vec<_>>().join(", ")
-                    )
-                })?;
-                (name.clone(), bus.clone())
-            }
-            None => {
-                let modbus: Vec<_> = config.buses.iter().filter(|(_, b)| b.is_modbus()).collect();
-                match modbus[..] {
-                    [(name, bus)] => (name.clone(), bus.clone()),
-                    _ => bail!(
-                        "scan: say what to scan: --port, --tcp, or --bus with one of the Modbus buses of {} ({})",
-                        config_path.display(),
-                        modbus
-                            .iter()
-                            .map(|(n, _)| n.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
-                }
-            }
-        };
-        let line = match bus {
-            BusConfig::Rtu {
-                port, baud, parity, ..
-            } => rtu(
-                port,
-                bauds.unwrap_or(vec![baud]),
-                parities.unwrap_or(vec![parity]),
-            ),
-            BusConfig::Tcp { address, .. } => Line::Tcp { address },
-            _ => bail!("--bus {name}: not a Modbus bus (an I2C bus cannot be scanned)"),
-        };
-        configured = config
-            .devices
-            .iter()
-            .map(|(device, d)| scan::ConfiguredDevice {
-                name: device.clone(),
-                unit_on_bus: d.unit.filter(|_| d.bus == name),
-                roles: d.roles.clone(),
-            })
-            .collect();
-        (line, name, true)
-    };
-    if matches!(line, Line::Tcp { .. }) && (args.baud.is_some() || args.parity.is_some()) {
-        bail!("--baud and --parity are for a serial line, not Modbus TCP");
-    }
-    let max_unit = if matches!(line, Line::Tcp { .. }) {
-        255
-    } else {
-        247
-    };
-    let maps_dir = args.maps.clone().or_else(|| {
-        let shipped = PathBuf::from("/usr/share/ems/devices");
-        shipped.is_dir().then_some(shipped)
-    });
-    let maps = match &maps_dir {
-        Some(dir) => {
-            let (maps, errors) = scan::load_maps(dir)?;
-            for e in errors {
-                eprintln!("warning: not used for recognising devices: {e}");
-            }
-            maps
-        }
-        None => Vec::new(),
-    };
-    Ok(ScanSpec {
-        line,
-        units: scan::parse_units(&args.units, max_unit)?,
-        timeout: Duration::from_millis(args.timeout_ms),
-        maps,
-        bus_name,
-        bus_configured,
-        configured,
-    })
 }
 
 /// Runs the scan: the estimate and progress on stderr, the result on stdout.

@@ -139,6 +139,33 @@ pub struct LineSettings {
     pub parity: char,
 }
 
+/// How the program on the slave side has set its port (the settings of a pseudo-terminal are
+/// those of its slave side, shared by every open of it). `TCGETS2` gives the baud rate as a
+/// number whether it was set as a `Bxxx` constant or as an arbitrary rate (`BOTHER`, which
+/// serialport uses). `None` when the settings cannot be read.
+pub fn tty_line_settings(slave: &impl std::os::fd::AsRawFd) -> Option<LineSettings> {
+    // SAFETY: termios2 is plain data; TCGETS2 fills it for a valid tty fd, which `slave` is
+    // (owned by the caller and open for the whole call).
+    let t = unsafe {
+        let mut t: libc::termios2 = std::mem::zeroed();
+        if libc::ioctl(slave.as_raw_fd(), libc::TCGETS2, &mut t) != 0 {
+            return None;
+        }
+        t
+    };
+    let parity = if t.c_cflag & libc::PARENB == 0 {
+        'N'
+    } else if t.c_cflag & libc::PARODD != 0 {
+        'O'
+    } else {
+        'E'
+    };
+    Some(LineSettings {
+        baud: t.c_ospeed,
+        parity,
+    })
+}
+
 /// Serves requests on `io` until it fails. `faults` and `stats` are read/updated per frame
 /// through the callbacks so they can change at run time. `peer_line` says how the other end has
 /// set its port right now (`None`: unknown, taken as matching); a frame sent with settings other

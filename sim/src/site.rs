@@ -174,7 +174,7 @@ impl SimSite {
                 &mut responder,
                 move || lock(&faults_state).line_faults.clone(),
                 move |f| f(&mut lock(&stats_state).stats),
-                move || peer_line_settings(&slave_fd),
+                move || rtu::tty_line_settings(&slave_fd),
             )
             .await;
             if let Err(e) = result {
@@ -245,34 +245,6 @@ impl SimSite {
             .parent()
             .expect("rs485 lives in the sim dir")
     }
-}
-
-/// How the program on the slave side has set its port (the settings of a pseudo-terminal are
-/// those of its slave side, shared by every open of it). `TCGETS2` gives the baud rate as a
-/// number whether it was set as a `Bxxx` constant or as an arbitrary rate (`BOTHER`, which
-/// serialport uses). `None` when the settings cannot be read.
-fn peer_line_settings(slave: &std::os::fd::OwnedFd) -> Option<LineSettings> {
-    use std::os::fd::AsRawFd;
-    // SAFETY: termios2 is plain data; TCGETS2 fills it for a valid tty fd, which `slave` is
-    // (owned by the caller and open for the whole call).
-    let t = unsafe {
-        let mut t: libc::termios2 = std::mem::zeroed();
-        if libc::ioctl(slave.as_raw_fd(), libc::TCGETS2, &mut t) != 0 {
-            return None;
-        }
-        t
-    };
-    let parity = if t.c_cflag & libc::PARENB == 0 {
-        'N'
-    } else if t.c_cflag & libc::PARODD != 0 {
-        'O'
-    } else {
-        'E'
-    };
-    Some(LineSettings {
-        baud: t.c_ospeed,
-        parity,
-    })
 }
 
 fn lock(st: &Mutex<SimState>) -> MutexGuard<'_, SimState> {
