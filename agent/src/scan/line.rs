@@ -106,6 +106,7 @@ pub async fn check_line(spec: &ScanSpec) -> Result<(), ScanError> {
                     std::io::ErrorKind::PermissionDenied => {
                         ScanError::PermissionDenied(name.clone())
                     }
+                    _ if e.raw_os_error() == Some(libc::EBUSY) => ScanError::Busy(name.clone()),
                     _ => ScanError::Port {
                         port: name.clone(),
                         source: e,

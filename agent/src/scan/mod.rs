@@ -59,6 +59,10 @@ pub enum ScanError {
         "serial port {0}: permission denied (add the user to the `dialout` group, or run as root)"
     )]
     PermissionDenied(String),
+    #[error(
+        "serial port {0}: in use by another program (stop the agent first: `systemctl stop ems-agent`)"
+    )]
+    Busy(String),
     #[error("serial port {0}: not a serial port (not a terminal device)")]
     NotASerialPort(String),
     #[error("serial port {port}: {source}")]
