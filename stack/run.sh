@@ -8,7 +8,12 @@
 # the PATH and points it at this stack (URL, operator token, device), so `emsctl status` works
 # as typed. A personal ~/.config/emsctl/config.toml is never touched.
 #
-# Options: --no-build  use the binaries already built (for tests; the dashboard is not built).
+# Options: --no-build       use the binaries already built (for tests; the dashboard is not built).
+#          --instances N    N ems-cloud instances (2-9) sharing the database behind HAProxy on
+#                           EMS_CLOUD_PORT, as packaging/README.md deploys them; the instances
+#                           listen on EMS_CLOUD_INSTANCE_PORTS (space-separated, default the N
+#                           ports after EMS_CLOUD_PORT). Stopping one (its pid is in
+#                           $EMS_LOCAL_DIR/cloudK.pid) shows the failover; the stack goes on.
 # Environment: EMS_LOCAL_DIR (state, default .ems-local), EMS_PG_PORT (55432),
 # EMS_CLOUD_PORT (8000), EMS_PROFILE (debug | release, default debug), EMS_BIN_DIR (the built
 # binaries and driver .so files, default target/$EMS_PROFILE).
@@ -25,12 +30,18 @@ PROFILE=${EMS_PROFILE:-debug}
 DEVICE=sim_001
 BIN=${EMS_BIN_DIR:-$ROOT/target/$PROFILE}
 BUILD=1
-for arg in "$@"; do
-    case $arg in
+INSTANCES=1
+usage() { echo "usage: $0 [--no-build] [--instances N]" >&2; exit 2; }
+while (($#)); do
+    case $1 in
         --no-build) BUILD=0 ;;
-        *) echo "usage: $0 [--no-build]" >&2; exit 2 ;;
+        --instances) (($# > 1)) || usage; INSTANCES=$2; shift ;;
+        --instances=*) INSTANCES=${1#*=} ;;
+        *) usage ;;
     esac
+    shift
 done
+[[ $INSTANCES =~ ^[1-9]$ ]] || { echo "--instances: $INSTANCES is not a number from 1 to 9" >&2; exit 2; }
 
 step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
@@ -130,10 +141,59 @@ export EMS_CLOUD_DATABASE_URL="postgres://postgres@127.0.0.1:$PG_PORT/ems"
 export ROCKET_ADDRESS=127.0.0.1 ROCKET_PORT=$CLOUD_PORT ROCKET_LOG_LEVEL=critical
 export EMS_CLOUD_DASHBOARD_DIR=$ROOT/dashboard/dist
 
-step "ems-cloud on http://127.0.0.1:$CLOUD_PORT"
-"${TERM_WITH_US[@]}" "$BIN/ems-cloud" serve >"$STATE/cloud.log" 2>&1 &
-PIDS+=($!)
-wait_port 127.0.0.1 "$CLOUD_PORT" ems-cloud 60
+# The parts whose exit stops the stack (PostgreSQL first); with several instances one may go.
+ESSENTIAL=("${PIDS[0]}")
+if ((INSTANCES == 1)); then
+    step "ems-cloud on http://127.0.0.1:$CLOUD_PORT"
+    "${TERM_WITH_US[@]}" "$BIN/ems-cloud" serve >"$STATE/cloud.log" 2>&1 &
+    PIDS+=($!) ESSENTIAL+=($!)
+    wait_port 127.0.0.1 "$CLOUD_PORT" ems-cloud 60
+else
+    HAPROXY=$(command -v haproxy || ls /usr/sbin/haproxy 2>/dev/null) ||
+        die "--instances needs HAProxy (./dev.sh deps installs Debian's haproxy)"
+    read -r -a INSTANCE_PORTS <<<"${EMS_CLOUD_INSTANCE_PORTS:-}"
+    SERVERS=""
+    for ((i = 1; i <= INSTANCES; i++)); do
+        port=${INSTANCE_PORTS[i - 1]:-$((CLOUD_PORT + i))}
+        step "ems-cloud instance cloud$i on http://127.0.0.1:$port"
+        # ems-cloud also reads EMS_CLOUD_* as its settings: EMS_CLOUD_PORT would be its port.
+        ROCKET_PORT=$port EMS_CLOUD_PORT=$port EMS_CLOUD_INSTANCE_ID=cloud$i \
+            "${TERM_WITH_US[@]}" "$BIN/ems-cloud" serve >"$STATE/cloud$i.log" 2>&1 &
+        PIDS+=($!)
+        echo $! >"$STATE/cloud$i.pid"
+        wait_port 127.0.0.1 "$port" "ems-cloud instance cloud$i" 60
+        SERVERS+="  server cloud$i 127.0.0.1:$port check"$'\n'
+    done
+    # What packaging/README.md deploys, on loopback and without TLS: HTTP mode (WebSocket
+    # upgrades become tunnels), health checks on /api/v1/health, a failed connect redispatched.
+    cat >"$STATE/haproxy.cfg" <<CFG
+global
+  log stderr format short local0 warning
+defaults
+  mode http
+  log global
+  timeout connect 2s
+  timeout client 60s
+  timeout server 60s
+  timeout tunnel 1h
+  retries 3
+  option redispatch
+frontend ems
+  bind 127.0.0.1:$CLOUD_PORT
+  default_backend clouds
+backend clouds
+  balance roundrobin
+  option httpchk GET /api/v1/health
+  http-check expect status 200
+  default-server inter 1s fall 2 rise 2
+$SERVERS
+CFG
+    "$HAPROXY" -c -q -f "$STATE/haproxy.cfg" || die "HAProxy refused $STATE/haproxy.cfg"
+    step "HAProxy on http://127.0.0.1:$CLOUD_PORT in front of $INSTANCES instances"
+    "${TERM_WITH_US[@]}" "$HAPROXY" -db -f "$STATE/haproxy.cfg" >"$STATE/haproxy.log" 2>&1 &
+    PIDS+=($!) ESSENTIAL+=($!)
+    wait_port 127.0.0.1 "$CLOUD_PORT" HAProxy 30
+fi
 if [[ ! -s $STATE/$DEVICE.token ]]; then
     "$BIN/ems-cloud" add-device "$DEVICE" --name "Simulated site" >"$STATE/$DEVICE.token.new" 2>>"$STATE/cloud.log" ||
         die "cannot register $DEVICE; if it exists but $STATE/$DEVICE.token was lost (tokens are shown once), start afresh: rm -rf $STATE $PGDATA"
@@ -147,7 +207,7 @@ fi
 
 step "ems-sim (simulated site) in $STATE/sim"
 "${TERM_WITH_US[@]}" "$BIN/ems-sim" --dir "$STATE/sim" >"$STATE/sim.log" 2>&1 &
-PIDS+=($!)
+PIDS+=($!) ESSENTIAL+=($!)
 for _ in $(seq 100); do [[ -S $STATE/sim/i2c.sock ]] && break; sleep 0.1; done
 [[ -S $STATE/sim/i2c.sock ]] || die "ems-sim did not start (see $STATE/sim.log)"
 
@@ -161,7 +221,7 @@ sed -e "s|^data_dir = .*|data_dir = \"$STATE/agent\"|" \
     config/sim.toml >"$STATE/agent.toml"
 "$BIN/ems-agent" --config "$STATE/agent.toml" check-config >/dev/null
 EMS_LOG=${EMS_LOG:-warn} "${TERM_WITH_US[@]}" "$BIN/ems-agent" --config "$STATE/agent.toml" run >"$STATE/agent.log" 2>&1 &
-PIDS+=($!)
+PIDS+=($!) ESSENTIAL+=($!)
 
 OPERATOR=$(cat "$STATE/operator.token")
 
@@ -194,12 +254,19 @@ ems is running.
                    emsctl watch
   Inject a fault:  ems-sim --dir $(printf %q "$STATE/sim") --send 'temperature 60'   (see sim/README.md)
   Logs:            $STATE/{postgres,cloud,sim,agent}.log
-Ctrl-C stops everything.
 MSG
+if ((INSTANCES > 1)); then
+    cat <<MSG
+  Instances:       $INSTANCES behind HAProxy ($STATE/haproxy.cfg); logs $STATE/cloudK.log
+  Failover:        kill \$(cat $(printf %q "$STATE/cloud1.pid"))   (the agent moves to another instance)
+MSG
+fi
+echo "Ctrl-C stops everything."
 
-# Stop everything as soon as any part exits.
+# Stop everything as soon as an essential part exits (PostgreSQL, ems-sim, the agent, the
+# single ems-cloud or HAProxy; with several instances, one instance may stop).
 set +e
-wait -n "${PIDS[@]}"
+wait -n "${ESSENTIAL[@]}"
 status=$?
 ((status > 128)) || echo "a component exited (status $status); see the logs in $STATE" >&2
 exit 1

@@ -25,6 +25,7 @@ mod set_mode_accepted;
 mod set_mode_rejected;
 mod settings_precedence;
 mod stack_env_makes_emsctl_work_as_typed;
+mod stack_instances_behind_haproxy;
 mod status_shows_directions;
 mod status_shows_the_lease;
 mod tariff_set_show;

@@ -15,6 +15,8 @@ use ems_testkit::process::{AsyncChildGuard, SpawnGuarded};
 
 pub use ems_cloud::testing::DEADLINE;
 
+pub mod stack;
+
 /// A running cloud with an admin token (the shared [`TestCloud`], which it derefs to), plus a
 /// throwaway HOME for emsctl.
 pub struct Cloud {
