@@ -37,7 +37,8 @@ pub struct CloudConfig {
     pub database_pool_size: usize,
     /// Flush a telemetry batch when it holds this many packets ...
     pub batch_max_rows: usize,
-    /// ... or when its first packet has waited this long, ms.
+    /// ... or when its first packet has waited this long, ms. 0: flush when idle (the writer
+    /// takes what is queued when it is free and waits for nothing; batches grow only under load).
     pub batch_max_delay_ms: u64,
     /// Packets waiting for the writer, over all connections. When full, device sockets stop being
     /// read (back-pressure) until the database catches up: memory stays bounded.
@@ -97,6 +98,8 @@ pub struct CloudConfig {
     /// Checked as it is read, so a bad combination stops the start with the key named.
     #[serde(deserialize_with = "validated_alerts")]
     pub alerts: AlertsConfig,
+    /// The background re-planner of devices opted in to the cloud planner (`[default.planner]`).
+    pub planner: PlannerConfig,
 }
 
 impl Default for CloudConfig {
@@ -134,6 +137,7 @@ impl Default for CloudConfig {
             live_query_token: false,
             metrics_token: None,
             alerts: AlertsConfig::default(),
+            planner: PlannerConfig::default(),
         }
     }
 }
@@ -162,6 +166,32 @@ impl CloudConfig {
             None => self.max_packet_age_days,
         };
         days * 86_400
+    }
+}
+
+/// `[planner]`: when the background re-planner plans the devices whose planner settings say
+/// `"cloud"` (see `planner::replan`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PlannerConfig {
+    /// How often each instance looks for devices due for a plan, ms.
+    pub check_interval_ms: u64,
+    /// A device is planned again at least this often, s (the receding horizon).
+    pub replan_interval_s: u64,
+    /// … or as soon as its measured SoC is this many percentage points away from the plan's.
+    pub soc_deviation_pct: f64,
+    /// How long an instance holds a device it is planning before another may take it, s.
+    pub claim_s: u64,
+}
+
+impl Default for PlannerConfig {
+    fn default() -> Self {
+        PlannerConfig {
+            check_interval_ms: 5000,
+            replan_interval_s: 900,
+            soc_deviation_pct: 10.0,
+            claim_s: 60,
+        }
     }
 }
 

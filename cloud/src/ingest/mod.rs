@@ -2,7 +2,8 @@
 //!
 //! A socket task [`submit`](Ingest::submit)s the valid packets of the frames it read together
 //! (a device's backlog stays together in the queue) with the sender of its socket. The writer
-//! collects packets until it has `batch_max_rows` or the first has waited `batch_max_delay_ms`,
+//! takes the packets queued when it is free, up to `batch_max_rows` (or, with
+//! `batch_max_delay_ms` above 0, waits that long for a batch to fill),
 //! inserts them with one prepared `INSERT … SELECT FROM UNNEST(…) ON CONFLICT (device_id, time)
 //! DO NOTHING RETURNING device_id, time`, and only after COMMIT sends each packet's timestamp
 //! back to its socket for the `TELEMETRY_ACK` (one message per socket and batch). A resent
@@ -130,12 +131,24 @@ async fn run(
         };
         let Some(first) = first else { break };
         batch.push(first);
-        let deadline = tokio::time::Instant::now() + config.batch_max_delay();
-        while batch.len() < max_rows {
-            let room = max_rows - batch.len();
-            tokio::select! {
-                got = rx.recv_many(&mut batch, room) => if got == 0 { break },
-                _ = tokio::time::sleep_until(deadline) => break,
+        let linger = config.batch_max_delay();
+        if linger.is_zero() {
+            // Flush when idle: what is queued now goes, nothing is waited for. Under load the
+            // packets that arrive while a batch is written make the next batch.
+            while batch.len() < max_rows {
+                match rx.try_recv() {
+                    Ok(p) => batch.push(p),
+                    Err(_) => break,
+                }
+            }
+        } else {
+            let deadline = tokio::time::Instant::now() + linger;
+            while batch.len() < max_rows {
+                let room = max_rows - batch.len();
+                tokio::select! {
+                    got = rx.recv_many(&mut batch, room) => if got == 0 { break },
+                    _ = tokio::time::sleep_until(deadline) => break,
+                }
             }
         }
         let started = std::time::Instant::now();

@@ -26,6 +26,7 @@ mod device_access;
 mod energy_accounting;
 mod events_derived;
 mod extreme_values_keep_history_working;
+mod flush_when_idle;
 mod forged_notices;
 mod grafana_dashboards;
 mod history_buckets;
