@@ -1,6 +1,7 @@
 //! One simulated device: its packets, its socket task and what it measures.
 
 use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -10,10 +11,12 @@ use ems_protocol::{
     Battery, Downstream, Grid, Mode, State, SystemStatus, Telemetry, parse_downstream,
 };
 use futures_util::{SinkExt, StreamExt};
+use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 pub(crate) fn packet(device_id: &str, ts: Timestamp, i: u64) -> Telemetry {
     Telemetry {
@@ -106,8 +109,45 @@ pub(crate) struct Shared {
     pub(crate) connect_gate: Semaphore,
 }
 
+/// Where and how one device connects.
+pub(crate) struct Link {
+    pub(crate) url: String,
+    /// The server's address (the URL's host and port).
+    pub(crate) server: SocketAddr,
+    /// The loopback address to connect from: one source address has only ~28,000 ephemeral
+    /// ports towards one server port, so 100,000 sockets come from several (127.0.0.2, .3, …).
+    pub(crate) source: Option<Ipv4Addr>,
+    /// Sends in the 1 Hz and saturation phases; otherwise the socket only stays open (idle).
+    pub(crate) active: bool,
+}
+
+async fn connect(
+    link: &Link,
+    req: &tokio_tungstenite::tungstenite::handshake::client::Request,
+) -> Result<WebSocketStream<MaybeTlsStream<TcpStream>>, String> {
+    let Some(source) = link.source else {
+        return tokio_tungstenite::connect_async(req.clone())
+            .await
+            .map(|(ws, _)| ws)
+            .map_err(|e| e.to_string());
+    };
+    let socket = TcpSocket::new_v4().map_err(|e| e.to_string())?;
+    socket
+        .bind(SocketAddr::from((source, 0)))
+        .map_err(|e| format!("bind {source}: {e}"))?;
+    let stream = socket
+        .connect(link.server)
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio_tungstenite::client_async(req.clone(), MaybeTlsStream::Plain(stream))
+        .await
+        .map(|(ws, _)| ws)
+        .map_err(|e| e.to_string())
+}
+
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn device_task(
-    url: String,
+    link: Link,
     id: String,
     token: String,
     base: i64,
@@ -115,7 +155,7 @@ pub(crate) async fn device_task(
     shared: Arc<Shared>,
     mut phase: watch::Receiver<Phase>,
 ) -> [Vec<u32>; 2] {
-    let mut req = url.into_client_request().unwrap();
+    let mut req = link.url.as_str().into_client_request().unwrap();
     req.headers_mut().insert(
         "Authorization",
         HeaderValue::from_str(&format!("Bearer {token}")).unwrap(),
@@ -124,8 +164,8 @@ pub(crate) async fn device_task(
         let _permit = shared.connect_gate.acquire().await.unwrap();
         let mut attempt = 0;
         loop {
-            match tokio_tungstenite::connect_async(req.clone()).await {
-                Ok((ws, _)) => break ws,
+            match connect(&link, &req).await {
+                Ok(ws) => break ws,
                 Err(e) if attempt < 5 => {
                     attempt += 1;
                     tracing_warn(&format!("{id}: connect failed ({e}), retrying"));
@@ -189,6 +229,13 @@ pub(crate) async fn device_task(
         Message::Text(frames.frame(ts, sink_seq as u64))
     };
 
+    if !link.active {
+        // An idle device: the socket stays open (answering the server's pings) until the end.
+        let _ = phase.wait_for(|p| *p == Phase::Done).await;
+        let _ = sink.close().await;
+        reader.abort();
+        return Default::default();
+    }
     // Wait for the 1 Hz phase.
     let _ = phase.wait_for(|p| *p != Phase::Connect).await;
     if *phase.borrow() == Phase::OneHz {

@@ -22,7 +22,11 @@
 //! picks one.
 //!
 //! Environment: `EMS_BENCH_DEVICES` (10000), `EMS_BENCH_SECONDS` (20), `EMS_BENCH_WINDOW` (8),
-//! `EMS_BENCH_WRAP` (a profiler command to run the server under).
+//! `EMS_BENCH_ACTIVE` (how many of the devices send in the 1 Hz and saturation phases; the
+//! others hold idle sockets; default all), `EMS_BENCH_WRAP` (a profiler command to run the
+//! server under). Past 20,000 devices the sockets come from 127.0.0.2, .3, … (20,000 each: one
+//! source address has about 28,000 ephemeral ports towards the server's port), and the process
+//! raises its open-file limit (as root, past the hard limit) for both sides.
 //! The client and the server share the machine, so on a small machine the client's own work
 //! (JSON, TLS-free WebSocket framing for 10k sockets) competes with the server for the CPU.
 
@@ -108,7 +112,11 @@ async fn run(fd_limit: u64) {
     }
 }
 
+/// Sockets per loopback source address when there are more devices than that.
+const PER_SOURCE: usize = 20_000;
+
 async fn run_on(backend: Backend, n: usize, secs: u64, window: usize) -> Figures {
+    let active = (env_or("EMS_BENCH_ACTIVE", n as u64) as usize).min(n);
     let pg = ems_testkit::pg::PgServer::start_with(backend).expect("PostgreSQL");
     let url = pg.create_database().await.unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -149,13 +157,22 @@ async fn run_on(backend: Backend, n: usize, secs: u64, window: usize) -> Figures
     let (phase_tx, phase_rx) = watch::channel(Phase::Connect);
     let base = Timestamp::now().unix() - 2 * 3600;
     let ws_url = format!("ws://127.0.0.1:{port}/ws/device/");
+    let server_addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     let connect_start = Instant::now();
     let tasks: Vec<_> = ids
         .iter()
         .zip(&tokens)
-        .map(|(id, token)| {
+        .enumerate()
+        .map(|(i, (id, token))| {
             tokio::spawn(device_task(
-                format!("{ws_url}{id}"),
+                Link {
+                    url: format!("{ws_url}{id}"),
+                    server: server_addr,
+                    // Past one address's ephemeral ports: 127.0.0.2, .3, … with 20,000 each.
+                    source: (n > PER_SOURCE)
+                        .then(|| std::net::Ipv4Addr::new(127, 0, 0, 2 + (i / PER_SOURCE) as u8)),
+                    active: i < active,
+                },
                 id.clone(),
                 token.clone(),
                 base,
@@ -231,7 +248,8 @@ async fn run_on(backend: Backend, n: usize, secs: u64, window: usize) -> Figures
         shared.acks[0].load(Ordering::Relaxed) + shared.acks[1].load(Ordering::Relaxed);
 
     println!(
-        "1 Hz: {one_hz_rate:.0} rows/s stored and acked (offered {connected}/s); send->ack p50 {:.1} ms, p99 {:.1} ms ({} samples); server RSS {} MiB",
+        "1 Hz: {one_hz_rate:.0} rows/s stored and acked (offered {}/s by the active devices); send->ack p50 {:.1} ms, p99 {:.1} ms ({} samples); server RSS {} MiB",
+        active.min(connected),
         percentile(&lat[0], 0.5),
         percentile(&lat[0], 0.99),
         lat[0].len(),

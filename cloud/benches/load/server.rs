@@ -10,6 +10,9 @@ pub(crate) fn env_or(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
+/// Open files wanted for 100,000 sockets on each side plus the rest; the server inherits it.
+const WANTED_FDS: u64 = 250_000;
+
 pub(crate) fn raise_fd_limit() -> u64 {
     // SAFETY: plain getrlimit/setrlimit on our own process with a valid struct.
     unsafe {
@@ -18,6 +21,16 @@ pub(crate) fn raise_fd_limit() -> u64 {
             rlim_max: 0,
         };
         libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+        if lim.rlim_max < WANTED_FDS {
+            // Root may raise the hard limit (up to fs.nr_open); others keep theirs.
+            let raised = libc::rlimit {
+                rlim_cur: WANTED_FDS,
+                rlim_max: WANTED_FDS,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                return WANTED_FDS;
+            }
+        }
         lim.rlim_cur = lim.rlim_max;
         libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
         lim.rlim_cur
