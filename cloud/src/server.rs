@@ -33,6 +33,7 @@ pub fn build(figment: Figment) -> Rocket<Build> {
         .attach(ingest::stage())
         .attach(commands::stage())
         .attach(alerts::stage())
+        .attach(crate::planner::replan::stage())
         .mount("/", ws::routes())
         .mount("/", metrics::routes())
         .mount("/api/v1", api::routes())

@@ -57,7 +57,7 @@ async fn post_command(
 }
 
 /// Audits a command issue: the command's id, or why it was refused.
-pub(super) fn record_issued(
+pub(crate) fn record_issued(
     audit: &Audit,
     operator: &Operator,
     device_id: &str,
@@ -74,7 +74,7 @@ pub(super) fn record_issued(
 }
 
 #[allow(clippy::too_many_arguments)]
-pub(super) async fn issue(
+pub(crate) async fn issue(
     device_id: &str,
     wait: Option<f64>,
     expires_in: Option<u64>,

@@ -11,6 +11,7 @@ pub mod energy;
 pub mod health;
 pub mod history;
 pub mod plan;
+pub mod planner;
 pub mod schedule;
 pub mod tariff;
 pub mod tokens;
@@ -34,6 +35,7 @@ pub fn routes() -> Vec<Route> {
         schedule::routes(),
         tariff::routes(),
         plan::routes(),
+        planner::routes(),
         dashboard::routes(),
         alerts::routes(),
     ]

@@ -4,7 +4,8 @@
 //! self-consumption on the same forecast; `POST /devices/<id>/plan/apply` sends that plan to
 //! the device as a `SET_SCHEDULE`, like `PUT /schedule`. The battery's figures come with the
 //! request (the cloud stores no battery configuration); the SoC is the latest packet's.
-//! Computed on request: nothing replans by itself yet.
+//! Computed on request here; `planner::replan` plans opted-in devices by itself with the same
+//! code ([`plan_device`]).
 
 use std::sync::Arc;
 
@@ -31,29 +32,29 @@ use crate::planner::{forecast, schedule, simulate};
 const SLOT_S: i64 = 900;
 
 /// The battery and grid figures of a plan request (query parameters).
-#[derive(Debug, FromForm)]
+#[derive(Debug, Default, FromForm)]
 pub struct PlanParams {
     /// Usable capacity, Wh (required).
-    capacity_wh: Option<f64>,
+    pub(crate) capacity_wh: Option<f64>,
     /// Largest charge and discharge power, W (required).
-    max_charge_w: Option<f64>,
-    max_discharge_w: Option<f64>,
+    pub(crate) max_charge_w: Option<f64>,
+    pub(crate) max_discharge_w: Option<f64>,
     /// Backup reserve, % (default 10).
-    reserve_soc_pct: Option<f64>,
+    pub(crate) reserve_soc_pct: Option<f64>,
     /// Top SoC, % (default 100).
-    max_soc_pct: Option<f64>,
+    pub(crate) max_soc_pct: Option<f64>,
     /// One-way efficiency for charge and discharge each (default 0.95).
-    efficiency: Option<f64>,
-    import_limit_w: Option<f64>,
-    export_limit_w: Option<f64>,
+    pub(crate) efficiency: Option<f64>,
+    pub(crate) import_limit_w: Option<f64>,
+    pub(crate) export_limit_w: Option<f64>,
     /// SoC to start from instead of the latest packet's, %.
-    soc_pct: Option<f64>,
+    pub(crate) soc_pct: Option<f64>,
     /// Least SoC at the end of the horizon, % (default none: the plan may end at the reserve).
-    end_soc_pct: Option<f64>,
+    pub(crate) end_soc_pct: Option<f64>,
     /// Planning horizon, hours (default 24, at most 48; shorter when the tariff ends sooner).
-    hours: Option<f64>,
+    pub(crate) hours: Option<f64>,
     /// IANA zone of the household's clock, for the forecast's weekdays (default UTC).
-    time_zone: Option<String>,
+    pub(crate) time_zone: Option<String>,
 }
 
 fn required(v: Option<f64>, name: &str) -> ApiResult<f64> {
@@ -64,14 +65,19 @@ fn required(v: Option<f64>, name: &str) -> ApiResult<f64> {
 }
 
 /// A computed plan: the answer, the solver's slots and where they start.
-struct Computed {
-    answer: DevicePlan,
-    planned: Vec<PlannedSlot>,
-    start: DateTime<Utc>,
+pub(crate) struct Computed {
+    pub(crate) answer: DevicePlan,
+    pub(crate) planned: Vec<PlannedSlot>,
+    pub(crate) start: DateTime<Utc>,
 }
 
 async fn compute(db: &Db, user: &ApiUser, device_id: &str, p: &PlanParams) -> ApiResult<Computed> {
     ensure_device(db, user, device_id).await?;
+    plan_device(db, device_id, p).await
+}
+
+/// The plan of `device_id` (registered; the caller checked access) for the figures in `p`.
+pub(crate) async fn plan_device(db: &Db, device_id: &str, p: &PlanParams) -> ApiResult<Computed> {
     let tz: chrono_tz::Tz = p
         .time_zone
         .as_deref()

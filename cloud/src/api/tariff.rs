@@ -130,6 +130,12 @@ async fn put_tariff(
         )
         .await?;
     }
+    // A new tariff calls for a new plan where the device opted in (planner::replan).
+    tx.execute(
+        "UPDATE planner_settings SET change_seq = change_seq + 1 WHERE device_id = $1",
+        &[&device_id],
+    )
+    .await?;
     tx.commit().await?;
     tracing::info!(
         by = %operator.0.name,

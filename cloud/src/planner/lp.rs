@@ -144,6 +144,13 @@ fn validate(slots: &[SlotInput], l: &Limits) -> Result<(), PlanError> {
             slots.len()
         )));
     }
+    validate_limits(l)?;
+    validate_slots(slots)
+}
+
+/// Checks the battery and grid figures alone (stored planner settings are checked with it
+/// before any plan is made).
+pub fn validate_limits(l: &Limits) -> Result<(), PlanError> {
     check_range("capacity_wh", l.capacity_wh, 1.0, 1e8)?;
     check_range("soc_pct", l.soc_pct, 0.0, 100.0)?;
     check_range("reserve_soc_pct", l.reserve_soc_pct, 0.0, 100.0)?;
@@ -161,6 +168,10 @@ fn validate(slots: &[SlotInput], l: &Limits) -> Result<(), PlanError> {
     if let Some(v) = l.end_soc_pct {
         check_range("end_soc_pct", v, 0.0, l.max_soc_pct.max(l.soc_pct))?;
     }
+    Ok(())
+}
+
+fn validate_slots(slots: &[SlotInput]) -> Result<(), PlanError> {
     for (i, s) in slots.iter().enumerate() {
         check_range(
             &format!("slot {i} import_price"),

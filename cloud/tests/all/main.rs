@@ -40,6 +40,7 @@ mod metrics_scrape;
 mod migrations_from_empty;
 mod planner_forecast;
 mod planner_plan;
+mod planner_replan;
 mod planner_tariff;
 mod poison_packet_isolated;
 mod scoped_tokens;

@@ -23,6 +23,8 @@ async fn migrations_apply_to_an_empty_database_and_are_idempotent(backend: Backe
         "instances",
         "rejected_telemetry",
         "audit_log",
+        "tariffs",
+        "planner_settings",
     ] {
         let n = count_rows(
             &url,

@@ -1,0 +1,235 @@
+//! The background re-planner (issue 17), with two instances sharing one database, each looking
+//! for due devices every 100 ms:
+//! - a device that opts in (`PUT /devices/<id>/planner`, `planner = "cloud"`) receives a
+//!   `SET_SCHEDULE` by the user `planner` without anyone asking for a plan, connected to the
+//!   other instance; `GET …/planner` names that command;
+//! - a new tariff brings a new `SET_SCHEDULE`;
+//! - after `DELETE …/planner` (opt out) a tariff change sends nothing: a witness device opted
+//!   in after it gets its schedule, which proves the re-planner passed after the opt-out;
+//! - a device that never opted in never gets one;
+//! - each change was sent once, not once per instance.
+//!
+//! Same answers on TimescaleDB and plain PostgreSQL (the migration V7 on both).
+
+use crate::common;
+
+on_both_backends!(opted_in_devices_are_planned_others_never);
+
+use chrono::{Duration, DurationRound, Utc};
+use common::{Backend, DEADLINE, TestServer, count_rows, figment, fresh_database_on};
+use ems_protocol::api::Role;
+use ems_protocol::{AnswerStatus, Command, CommandAction};
+use serde_json::{Value, json};
+
+const DEVICES: [&str; 3] = ["ems_in", "ems_witness", "ems_never"];
+
+fn tariff(evening_price: f64) -> Vec<Value> {
+    let hour = Utc::now().duration_trunc(Duration::hours(1)).unwrap() - Duration::hours(1);
+    (0..26)
+        .map(|h| {
+            let price = match h {
+                0..=6 => 0.10,
+                11..=14 => evening_price,
+                _ => 0.25,
+            };
+            json!({
+                "start": hour + Duration::hours(h),
+                "end": hour + Duration::hours(h + 1),
+                "import_price": price,
+                "export_price": 0.05,
+            })
+        })
+        .collect()
+}
+
+fn settings() -> Value {
+    json!({
+        "planner": "cloud",
+        "capacity_wh": 10000,
+        "max_charge_w": 3000,
+        "max_discharge_w": 3000,
+        "reserve_soc_pct": 10,
+    })
+}
+
+fn schedule_of(command: &Command) -> usize {
+    let CommandAction::SetSchedule(schedule) = &command.action else {
+        panic!("expected a SET_SCHEDULE: {command:?}");
+    };
+    assert!(!schedule.windows.is_empty(), "{command:?}");
+    schedule.windows.len()
+}
+
+async fn opted_in_devices_are_planned_others_never(backend: Backend) {
+    let Some(url) = fresh_database_on(backend).await else {
+        return;
+    };
+    let quick = || figment(&url).merge(("planner.check_interval_ms", 100));
+    let first = TestServer::with(quick(), &url, reqwest::Client::new()).await;
+    let second = TestServer::with(quick(), &url, reqwest::Client::new()).await;
+    let mut tokens = Vec::new();
+    for id in DEVICES {
+        tokens.push(first.add_device(id).await);
+    }
+    let operator = first.token("op", Role::Operator).await;
+    let viewer = first.token("owner", Role::Viewer).await;
+
+    // A week of 1 kW house load at 20 % SoC and a tariff for each device.
+    let client = ems_cloud::db::connect(&url).await.unwrap();
+    for id in DEVICES {
+        client
+            .execute(
+                "INSERT INTO telemetry (time, device_id, state, mode, battery_power, \
+                   grid_power, battery_soc, extensions) \
+                 SELECT t, $1, 'IDLE', 'AUTO', 0, 1000, 20, jsonb_build_object('site', \
+                   jsonb_build_object('house_power', 1000, 'pv_power', 0)) \
+                 FROM generate_series(now() - interval '7 days', now() - interval '1 minute', \
+                   interval '1 minute') AS t",
+                &[&id],
+            )
+            .await
+            .unwrap();
+    }
+    let put = |path: String, body: Value| {
+        let request = first
+            .http
+            .put(first.api(&path))
+            .bearer_auth(&operator)
+            .json(&body);
+        async move { request.send().await.unwrap() }
+    };
+    for id in DEVICES {
+        let resp = put(format!("/devices/{id}/tariff"), json!(tariff(0.40))).await;
+        assert_eq!(resp.status(), 200);
+    }
+
+    // Opt in: bad settings are refused and store nothing, viewers may not.
+    let mut bad = settings();
+    bad["planner"] = json!("sometimes");
+    assert_eq!(
+        put("/devices/ems_in/planner".into(), bad).await.status(),
+        400
+    );
+    let mut bad = settings();
+    bad["efficiency"] = json!(1.5);
+    assert_eq!(
+        put("/devices/ems_in/planner".into(), bad).await.status(),
+        400
+    );
+    let resp = first
+        .http
+        .put(first.api("/devices/ems_in/planner"))
+        .bearer_auth(&viewer)
+        .json(&settings())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+    assert_eq!(
+        first.get("/devices/ems_in/planner", &viewer).await.status(),
+        404
+    );
+    let resp = put("/devices/ems_in/planner".into(), settings()).await;
+    assert_eq!(resp.status(), 200);
+    let stored: Value = resp.json().await.unwrap();
+    assert_eq!(stored["planner"], "cloud", "{stored}");
+    assert_eq!(stored["efficiency"], 0.95, "defaults filled in: {stored}");
+
+    // The device, on the other instance, receives a plan nobody asked for.
+    let mut device = second.device("ems_in", &tokens[0]).await;
+    let command = device.next_command().await;
+    schedule_of(&command);
+    device
+        .answer(&command.command_id, AnswerStatus::Accepted, None)
+        .await;
+    let shown = wait_for_command(&first, &viewer, "ems_in", &command.command_id).await;
+    assert_eq!(shown["planner"], "cloud");
+    assert!(shown["last_error"].is_null(), "{shown}");
+
+    // A new tariff: a new plan.
+    let resp = put("/devices/ems_in/tariff".into(), json!(tariff(0.60))).await;
+    assert_eq!(resp.status(), 200);
+    let again = device.next_command().await;
+    assert_ne!(again.command_id, command.command_id);
+    schedule_of(&again);
+    device
+        .answer(&again.command_id, AnswerStatus::Accepted, None)
+        .await;
+    wait_for_command(&first, &viewer, "ems_in", &again.command_id).await;
+
+    // Opt out, then change the tariff: nothing is sent. The witness opts in after both; once
+    // it has its plan, the re-planner has looked at every device since the opt-out.
+    let resp = first
+        .http
+        .delete(first.api("/devices/ems_in/planner"))
+        .bearer_auth(&operator)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        first.get("/devices/ems_in/planner", &viewer).await.status(),
+        404
+    );
+    let resp = put("/devices/ems_in/tariff".into(), json!(tariff(0.80))).await;
+    assert_eq!(resp.status(), 200);
+    let resp = put("/devices/ems_witness/planner".into(), settings()).await;
+    assert_eq!(resp.status(), 200);
+    let mut witness = first.device("ems_witness", &tokens[1]).await;
+    let witnessed = witness.next_command().await;
+    schedule_of(&witnessed);
+    wait_for_command(&first, &viewer, "ems_witness", &witnessed.command_id).await;
+
+    let sent = |id: &str| {
+        format!(
+            "SELECT count(*) FROM commands WHERE device_id = '{id}' \
+             AND action = 'SET_SCHEDULE' AND issued_by = 'planner'"
+        )
+    };
+    // Two changes while opted in, two plans: once each, not once per instance; none after.
+    assert_eq!(count_rows(&url, &sent("ems_in")).await, 2);
+    assert_eq!(count_rows(&url, &sent("ems_witness")).await, 1);
+    assert_eq!(count_rows(&url, &sent("ems_never")).await, 0);
+    // Opt-in and opt-out audited (the trail is written behind the answer).
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while count_rows(
+        &url,
+        "SELECT count(*) FROM audit_log WHERE action = 'PLANNER_SET' AND device_id = 'ems_in'",
+    )
+    .await
+        != 2
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "PLANNER_SET not audited twice"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    first.stop().await;
+    second.stop().await;
+}
+
+/// Waits until `GET /devices/<id>/planner` names `command_id` as the last one sent.
+async fn wait_for_command(
+    server: &TestServer,
+    token: &str,
+    device_id: &str,
+    command_id: &str,
+) -> Value {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let resp = server
+            .get(&format!("/devices/{device_id}/planner"), token)
+            .await;
+        assert_eq!(resp.status(), 200);
+        let shown: Value = resp.json().await.unwrap();
+        if shown["last_command_id"] == command_id {
+            return shown;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the planner never recorded {command_id}: {shown}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
