@@ -18,12 +18,10 @@ struct Args {
     #[arg(long, default_value = "/tmp/ems-sim")]
     dir: PathBuf,
     /// Baud rate of the RS-485 line: its timing, and a client whose port is set to another rate
-    /// gets no answer (as on a real line).
+    /// gets no answer (as on a real line). (Parity cannot be simulated: a pseudo-terminal is
+    /// always 8N1.)
     #[arg(long, default_value_t = 19200)]
     baud: u32,
-    /// Parity of the RS-485 line: N, E or O (8 data bits, 1 stop bit).
-    #[arg(long, default_value = "N", value_parser = ["N", "E", "O"])]
-    parity: String,
     /// Initial battery state of charge, %.
     #[arg(long, default_value_t = 50.0)]
     soc: f64,
@@ -69,7 +67,6 @@ async fn real_main() -> anyhow::Result<()> {
     }
     let mut opts = SimOptions::new(&args.dir);
     opts.baud = args.baud;
-    opts.parity = args.parity.chars().next().unwrap_or('N');
     opts.initial_soc_pct = args.soc;
     opts.speed = args.speed;
     opts.modbus_tcp = args.modbus_tcp;

@@ -118,9 +118,8 @@ pub struct LineStats {
     /// whatever unit they were for: what proves that a read-only client (`ems-agent scan`)
     /// wrote nothing.
     pub writes: u64,
-    /// Frames sent while the serial port's line settings (baud rate, parity) differed from the
-    /// devices': on a real line the devices would see garbage and stay silent, so they are not
-    /// answered.
+    /// Frames sent while the serial port's baud rate differed from the devices': on a real line
+    /// the devices would see garbage and stay silent, so they are not answered.
     pub line_mismatch: u64,
 }
 
@@ -129,60 +128,40 @@ pub fn is_write_function(fc: u8) -> bool {
     matches!(fc, 0x05 | 0x06 | 0x0F | 0x10)
 }
 
-/// A serial line's settings, as the devices on it are set up and as the other end has set its
-/// port (a pseudo-terminal carries bytes whatever the baud rate, so the simulation compares the
-/// settings instead, see [`serve`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LineSettings {
-    pub baud: u32,
-    /// `'N'`, `'E'` or `'O'`.
-    pub parity: char,
-}
-
-/// How the program on the slave side has set its port (the settings of a pseudo-terminal are
-/// those of its slave side, shared by every open of it). `TCGETS2` gives the baud rate as a
-/// number whether it was set as a `Bxxx` constant or as an arbitrary rate (`BOTHER`, which
-/// serialport uses). `None` when the settings cannot be read.
-pub fn tty_line_settings(slave: &impl std::os::fd::AsRawFd) -> Option<LineSettings> {
+/// The baud rate the program on the slave side of a pseudo-terminal has set (its settings are
+/// those of the slave side, shared by every open of it). `TCGETS2` gives the rate as a number
+/// whether it was set as a `Bxxx` constant or as an arbitrary rate (`BOTHER`, which serialport
+/// uses). `None` when it cannot be read. Parity cannot be told this way: Linux's pty driver
+/// clears `PARENB` in every setting it is given, so a pty always reads as 8N1.
+pub fn tty_baud(slave: &impl std::os::fd::AsRawFd) -> Option<u32> {
     // SAFETY: termios2 is plain data; TCGETS2 fills it for a valid tty fd, which `slave` is
     // (owned by the caller and open for the whole call).
-    let t = unsafe {
+    unsafe {
         let mut t: libc::termios2 = std::mem::zeroed();
         if libc::ioctl(slave.as_raw_fd(), libc::TCGETS2, &mut t) != 0 {
             return None;
         }
-        t
-    };
-    let parity = if t.c_cflag & libc::PARENB == 0 {
-        'N'
-    } else if t.c_cflag & libc::PARODD != 0 {
-        'O'
-    } else {
-        'E'
-    };
-    Some(LineSettings {
-        baud: t.c_ospeed,
-        parity,
-    })
+        Some(t.c_ospeed)
+    }
 }
 
 /// Serves requests on `io` until it fails. `faults` and `stats` are read/updated per frame
-/// through the callbacks so they can change at run time. `peer_line` says how the other end has
-/// set its port right now (`None`: unknown, taken as matching); a frame sent with settings other
-/// than `line` is not answered, as devices at another baud rate or parity would not.
+/// through the callbacks so they can change at run time. `peer_baud` says at what baud rate the
+/// other end has set its port right now (`None`: unknown, taken as matching); a frame sent at
+/// another rate than `baud` is not answered, as devices at another baud rate would not (a
+/// pseudo-terminal carries bytes whatever the rate, so the simulation compares the settings).
 pub async fn serve<IO, R>(
     mut io: IO,
-    line: LineSettings,
+    baud: u32,
     responder: &mut R,
     mut faults: impl FnMut() -> LineFaults,
     mut stats: impl FnMut(&dyn Fn(&mut LineStats)),
-    mut peer_line: impl FnMut() -> Option<LineSettings>,
+    mut peer_baud: impl FnMut() -> Option<u32>,
 ) -> std::io::Result<()>
 where
     IO: AsyncRead + AsyncWrite + Unpin,
     R: Responder + ?Sized,
 {
-    let baud = line.baud;
     // 3.5 characters of 11 bits, at least 1.75 ms as the spec fixes above 19200 baud.
     let gap = Duration::from_secs_f64((3.5 * 11.0 / baud as f64).max(0.00175));
     let mut buf: Vec<u8> = Vec::with_capacity(256);
@@ -220,7 +199,7 @@ where
             }
             let frame: Vec<u8> = buf.drain(..len).collect();
             stats(&|s| s.requests += 1);
-            if peer_line().is_some_and(|peer| peer != line) {
+            if peer_baud().is_some_and(|peer| peer != baud) {
                 stats(&|s| s.line_mismatch += 1);
                 continue;
             }

@@ -1,7 +1,7 @@
 //! The simulated site on a directory of device paths:
 //! - `<dir>/rs485`: symlink to the pseudo-terminal of the RS-485 bus (SunSpec inverter + battery
 //!   at unit 1, SDM630 grid meter at unit 2 by default; answered only when the port is set to the
-//!   line's baud rate and parity, 19200 8N1 by default);
+//!   line's baud rate, 19200 by default);
 //! - `<dir>/i2c.sock`: the simulated I2C bus with an INA226 at 0x40;
 //! - `<dir>/control.sock`: line commands for fault injection at run time (see `sim/README.md`);
 //! - optionally a Modbus TCP server (an RS-485-to-Ethernet gateway) in front of the same slaves.
@@ -21,7 +21,7 @@ use tokio::task::JoinHandle;
 
 use crate::ina226::Ina226;
 use crate::physics::{Site, SiteParams};
-use crate::rtu::{self, LineFaults, LineSettings, LineStats, Responder};
+use crate::rtu::{self, LineFaults, LineStats, Responder};
 use crate::sdm630;
 use crate::sunspec::SunSpecDevice;
 use crate::tcp::{self, Gateway, TcpStats};
@@ -31,9 +31,6 @@ use crate::tcp::{self, Gateway, TcpStats};
 pub struct SimOptions {
     pub dir: PathBuf,
     pub baud: u32,
-    /// Parity of the RS-485 line: `'N'`, `'E'` or `'O'`. A request sent at another baud rate or
-    /// parity than these is not answered (see [`rtu::serve`]).
-    pub parity: char,
     pub inverter_unit: u8,
     pub meter_unit: u8,
     pub ina226_address: u8,
@@ -56,7 +53,6 @@ impl SimOptions {
         SimOptions {
             dir: dir.into(),
             baud: 19200,
-            parity: 'N',
             inverter_unit: 1,
             meter_unit: 2,
             ina226_address: 0x40,
@@ -160,21 +156,18 @@ impl SimSite {
         // RS-485 line. The slave fd stays open in this task so the master never sees EIO
         // while the agent reconnects.
         let st = state.clone();
-        let line = LineSettings {
-            baud: opts.baud,
-            parity: opts.parity,
-        };
+        let baud = opts.baud;
         tasks.push(tokio::spawn(async move {
             let mut responder = SharedResponder(st.clone());
             let faults_state = st.clone();
             let stats_state = st.clone();
             let result = rtu::serve(
                 master,
-                line,
+                baud,
                 &mut responder,
                 move || lock(&faults_state).line_faults.clone(),
                 move |f| f(&mut lock(&stats_state).stats),
-                move || rtu::tty_line_settings(&slave_fd),
+                move || rtu::tty_baud(&slave_fd),
             )
             .await;
             if let Err(e) = result {
