@@ -30,18 +30,20 @@ fn parity_name(p: Parity) -> &'static str {
     }
 }
 
-/// The bus name a unit found at `setting` goes on: the scan's bus name when everything answered
-/// at one setting, else the name with the setting (`rs485_9600e`).
-fn bus_for(report: &Report, settings: &[LineSetting], setting: Option<LineSetting>) -> String {
-    match setting {
-        Some(s) if settings.len() > 1 => format!(
-            "{}_{}{}",
-            report.bus,
-            s.baud,
-            parity_name(s.parity).chars().next().unwrap_or('n')
-        ),
-        _ => report.bus.clone(),
+/// The line setting the bus section gets: one port is one bus, so one setting; the one at which
+/// the most units answered (the first scanned on a tie). `None` over TCP or when nothing
+/// answered.
+fn chosen_setting(report: &Report) -> Option<LineSetting> {
+    let mut best: Option<(LineSetting, usize)> = None;
+    for p in &report.passes {
+        if let Some(s) = p.setting
+            && !p.answered.is_empty()
+            && best.is_none_or(|(_, n)| p.answered.len() > n)
+        {
+            best = Some((s, p.answered.len()));
+        }
     }
+    best.map(|(s, _)| s)
 }
 
 /// The TOML snippet.
@@ -75,26 +77,15 @@ pub fn toml(report: &Report) -> String {
         out,
         "# Paste what follows into the agent's config and check it with `ems-agent check-config`."
     );
-    // Settings at which something answered: one bus section each.
-    let mut settings: Vec<LineSetting> = Vec::new();
-    for f in &report.found {
-        if let Some(s) = f.setting
-            && !settings.contains(&s)
-        {
-            settings.push(s);
-        }
-    }
+    let chosen = chosen_setting(report);
     if report.bus_configured {
-        let at: Vec<String> = settings.iter().map(|s| s.to_string()).collect();
         let _ = writeln!(
             out,
             "# (bus {} is in the config already{})",
             report.bus,
-            if at.is_empty() {
-                String::new()
-            } else {
-                format!(": the units answered at {}", at.join(", "))
-            }
+            chosen.map_or_else(String::new, |s| format!(
+                ": the units below answered at {s}"
+            ))
         );
     } else if report.kind == "tcp" {
         let _ = write!(
@@ -103,17 +94,15 @@ pub fn toml(report: &Report) -> String {
             report.bus,
             quoted(&report.target)
         );
-    } else {
-        for s in &settings {
-            let _ = write!(
-                out,
-                "\n[buses.{}]\nkind = \"rtu\"\nport = {}\nbaud = {}\nparity = \"{}\"\n",
-                bus_for(report, &settings, Some(*s)),
-                quoted(&report.target),
-                s.baud,
-                parity_name(s.parity)
-            );
-        }
+    } else if let Some(s) = chosen {
+        let _ = write!(
+            out,
+            "\n[buses.{}]\nkind = \"rtu\"\nport = {}\nbaud = {}\nparity = \"{}\"\n",
+            report.bus,
+            quoted(&report.target),
+            s.baud,
+            parity_name(s.parity)
+        );
     }
     let mut taken: BTreeSet<String> = report
         .configured
@@ -122,6 +111,22 @@ pub fn toml(report: &Report) -> String {
         .collect();
     let mut names: BTreeSet<String> = report.configured.iter().map(|d| d.name.clone()).collect();
     for f in &report.found {
+        if f.setting != chosen {
+            let also = report
+                .found
+                .iter()
+                .any(|g| g.unit == f.unit && g.setting == chosen);
+            if !also && let Some(s) = f.setting {
+                let _ = writeln!(
+                    out,
+                    "\n# unit {} answered only at {s}, not at the bus's {}: one port is one line \
+                     setting, so set the device to the bus's (or scan again with --baud/--parity)",
+                    f.unit,
+                    chosen.map_or_else(String::new, |c| c.to_string())
+                );
+            }
+            continue;
+        }
         out.push('\n');
         if let Some(d) = report
             .configured
@@ -143,7 +148,6 @@ pub fn toml(report: &Report) -> String {
         device(
             &mut out,
             report,
-            &settings,
             f,
             &mut taken,
             &mut names,
@@ -156,7 +160,6 @@ pub fn toml(report: &Report) -> String {
 fn device(
     out: &mut String,
     report: &Report,
-    settings: &[LineSetting],
     f: &FoundUnit,
     taken: &mut BTreeSet<String>,
     names: &mut BTreeSet<String>,
@@ -215,7 +218,7 @@ fn device(
     let mut section = format!(
         "[devices.{name}]\ndriver = {}\nbus = \"{}\"\nunit = {}\nroles = [{}]\n",
         quoted(&id.driver),
-        bus_for(report, settings, f.setting),
+        report.bus,
         f.unit,
         roles
             .iter()
@@ -263,6 +266,7 @@ pub fn json(report: &Report) -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scan::PassReport;
     use crate::scan::identify::Identity;
 
     fn identity(driver: &str, roles: Vec<Role>) -> Identity {
@@ -285,12 +289,27 @@ mod tests {
             baud: 9600,
             parity: Parity::Even,
         });
-        let found = |unit, ids| FoundUnit {
+        let other = Some(LineSetting {
+            baud: 9600,
+            parity: Parity::None,
+        });
+        let pass = |setting, answered: Vec<u8>| PassReport {
+            setting,
+            requests: 10,
+            ok: 0,
+            exceptions: 0,
+            timeouts: 0,
+            garbled: 0,
+            other_errors: 0,
+            answered,
+        };
+        let found_at = |setting, unit, ids| FoundUnit {
             unit,
             setting,
             answer: "registers".into(),
             identities: ids,
         };
+        let found = |unit, ids| found_at(setting, unit, ids);
         let report = Report {
             bus: "rs485".into(),
             kind: "rtu",
@@ -299,8 +318,10 @@ mod tests {
             configured: vec![],
             units_scanned: 10,
             maps_tried: vec![],
-            passes: vec![],
+            passes: vec![pass(other, vec![1, 4]), pass(setting, vec![1, 2, 3])],
             found: vec![
+                found_at(other, 1, vec![identity("sunspec", vec![Role::Battery])]),
+                found_at(other, 4, vec![identity("sunspec", vec![Role::Battery])]),
                 found(
                     1,
                     vec![identity("sunspec", vec![Role::Inverter, Role::Battery])],
@@ -318,5 +339,14 @@ mod tests {
         assert!(text.contains("# [devices.unit_2]"), "{text}");
         assert!(text.contains("unit 3 at 9600 8E1 answers"), "{text}");
         assert!(text.contains("parity = \"even\""), "{text}");
+        // One port, one bus: the setting most units answered at; a unit only seen at another
+        // setting is a comment, one seen at both is configured once.
+        assert_eq!(text.matches("[buses.").count(), 1, "{text}");
+        assert!(text.contains("baud = 9600\nparity = \"even\""), "{text}");
+        assert!(
+            text.contains("unit 4 answered only at 9600 8N1, not at the bus's 9600 8E1"),
+            "{text}"
+        );
+        assert!(!text.contains("unit 1 answered only"), "{text}");
     }
 }

@@ -14,6 +14,11 @@ use crate::config::{BusConfig, Parity};
 pub const DEFAULT_BAUDS: [u32; 4] = [9600, 19200, 38400, 115200];
 /// Parities tried when none are given (8 data bits, 1 stop bit).
 pub const DEFAULT_PARITIES: [Parity; 2] = [Parity::None, Parity::Even];
+/// What a probe costs besides its timeout and the gap between frames, at most: after silence
+/// the agent's transport reopens the serial port (or reconnects over TCP) so that a late answer
+/// cannot be read as the next one, plus timer slack. Measured on ems-sim's pty: about 2.5 ms
+/// (1976 probes, 207.7 s); 10 ms leaves room for a USB adapter's slower open.
+pub const PROBE_OVERHEAD: Duration = Duration::from_millis(10);
 /// The wait for an answer to a probe when none is given.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(100);
 /// Consecutive timeouts after which the identification of a unit is given up.
@@ -200,14 +205,14 @@ impl ScanSpec {
     }
 
     /// The longest the probes can take: each probe waits at most the timeout, plus the silence
-    /// between frames (3.5 characters, at least 1.75 ms). Units that answer add their
-    /// identification (see [`ScanSpec::identify_timeout`]).
+    /// between frames (3.5 characters, at least 1.75 ms) and [`PROBE_OVERHEAD`]. Units that
+    /// answer add their identification (see [`ScanSpec::identify_timeout`]).
     pub fn worst_case(&self) -> Duration {
         self.passes()
             .iter()
             .map(|s| {
                 let gap = s.map_or(Duration::ZERO, |s| frame_gap(s.baud));
-                (self.timeout + gap) * self.units.len() as u32
+                (self.timeout + gap + PROBE_OVERHEAD) * self.units.len() as u32
             })
             .sum()
     }
@@ -246,13 +251,15 @@ impl ScanSpec {
             .max()
             .unwrap_or_default();
         format!(
-            "scanning {what}, {} unit id{}: {} probes × {} ms: at most {:.1} s, plus for each unit \
-             that answers its identification reads (given up after {IDENTIFY_GIVE_UP_AFTER} \
-             timeouts of {} ms); it only reads, never writes",
+            "scanning {what}, {} unit id{}: {} probes × {} ms (+ the gap between frames and up to \
+             {} ms to reopen the port after silence): at most {:.1} s, plus for each unit that \
+             answers its identification reads (given up after {IDENTIFY_GIVE_UP_AFTER} timeouts \
+             of {} ms); it only reads, never writes",
             self.units.len(),
             if self.units.len() == 1 { "" } else { "s" },
             self.probes(),
             self.timeout.as_millis(),
+            PROBE_OVERHEAD.as_millis(),
             self.worst_case().as_secs_f64(),
             slowest.as_millis(),
         )
@@ -303,8 +310,17 @@ mod tests {
         };
         assert_eq!(spec.probes(), 8 * 247);
         let s = spec.worst_case().as_secs_f64();
-        // 1976 × 100 ms = 197.6 s, plus 3.5-character gaps (4 ms at 9600 baud, 1.75 ms above).
-        assert!(s > 197.6 && s < 197.6 + 1976.0 * 0.0041, "{s}");
+        // 1976 × (100 ms + 10 ms) = 217.36 s, plus 3.5-character gaps (4 ms at 9600 baud,
+        // 2 ms at 19200, 1.75 ms above): 222.1 s.
+        assert!(
+            s > 217.36 + 1976.0 * 0.00175 && s < 217.36 + 1976.0 * 0.0041,
+            "{s}"
+        );
+        assert!(
+            spec.estimate().contains("at most 222.1 s"),
+            "{}",
+            spec.estimate()
+        );
         assert!(spec.estimate().contains("1976 probes × 100 ms"));
     }
 }
