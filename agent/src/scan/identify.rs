@@ -71,12 +71,16 @@ pub(crate) async fn sunspec(r: &mut impl ReadUnit) -> Option<Identity> {
             break;
         };
         let [id, len] = head[..] else { break };
+        // A corrupt chain must not run past register 65535.
+        let Some(body) = addr.checked_add(2) else {
+            break;
+        };
         if id == 0xFFFF {
             break;
         }
         if id == 1
             && len >= 64
-            && let Ok(w) = r.read(RegisterKind::Holding, addr + 2, 64).await
+            && let Ok(w) = r.read(RegisterKind::Holding, body, 64).await
             && w.len() == 64
         {
             let text = |range: std::ops::Range<usize>| {
@@ -89,7 +93,7 @@ pub(crate) async fn sunspec(r: &mut impl ReadUnit) -> Option<Identity> {
         if matches!(id, 124 | 802) && !roles.contains(&Role::Battery) {
             roles.push(Role::Battery);
         }
-        let Some(next) = addr.checked_add(2).and_then(|a| a.checked_add(len)) else {
+        let Some(next) = body.checked_add(len) else {
             break;
         };
         addr = next;

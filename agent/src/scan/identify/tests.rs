@@ -177,3 +177,18 @@ fn the_shipped_sdm630_map_recognises_the_meter() {
     );
     assert_eq!(ids[1].roles, vec![Role::GridMeter]);
 }
+
+#[test]
+fn a_corrupt_sunspec_chain_ends_the_walk_without_a_panic() {
+    let mut bus = MemoryBus::new();
+    bus.set_holding(1, 50000, &SUNSPEC_MARKER);
+    bus.set_holding(1, 50002, &[999, 65000]);
+    bus.set_holding(2, 0, &SUNSPEC_MARKER);
+    bus.set_holding(2, 2, &[998, 65531]);
+    bus.set_holding(2, 65535, &[997]);
+    for unit in [1, 2] {
+        let id = block_on(sunspec(&mut Unit(&mut bus, unit))).expect("the marker is enough");
+        assert_eq!(id.roles, vec![Role::Inverter]);
+        assert!(id.manufacturer.is_none());
+    }
+}
