@@ -104,6 +104,10 @@ pub enum Command {
     /// The cloud planner's plan over the tariff's next slots (`plan show`, the default), or
     /// `plan apply` to send it to the device as a schedule
     Plan(PlanArgs),
+    /// The device's opt-in to the cloud planner: `planner set` (the cloud then plans the device
+    /// and sends it schedules by itself), `planner show`, `planner off`
+    #[command(subcommand)]
+    Planner(Planner),
     /// API tokens (admin)
     #[command(subcommand)]
     Tokens(Tokens),

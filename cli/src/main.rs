@@ -11,8 +11,8 @@
 //! - `tls`: trusted roots plus `--ca-file`, for both.
 //! - `cmd/`: one module per subcommand (`command` = set-mode and reset-error, `status`,
 //!   `watch`, `history`, `devices`, `commands`, `events`, `energy`, `schedule`, `tariff`,
-//!   `plan`, `alerts`, `tokens`, `audit`, `login` = login and logout, `docs` = completions and
-//!   man).
+//!   `plan`, `planner`, `alerts`, `tokens`, `audit`, `login` = login and logout, `docs` =
+//!   completions and man).
 //! - `render`: how telemetry and records look to a person (units, directions, tables).
 //! - `output`: aligned tables, CSV and JSON on stdout.
 //! - `timespec`: `now`, `-1h`, dates and RFC 3339 as points in time.

@@ -1,4 +1,4 @@
-//! The energy-planning subcommands' arguments: `schedule`, `tariff` and `plan`.
+//! The energy-planning subcommands' arguments: `schedule`, `tariff`, `plan` and `planner`.
 
 use std::path::PathBuf;
 
@@ -100,6 +100,58 @@ pub enum Tariff {
     },
     /// The device's stored tariff, in time order
     Show,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Planner {
+    /// Opt the device in to the cloud planner (operator): the cloud plans it and sends it a
+    /// SET_SCHEDULE by itself when its tariff or these settings change, every 15 minutes, and
+    /// when its SoC departs from the plan. Replaces any stored settings
+    Set(PlannerSet),
+    /// The device's planner settings and the re-planner's last attempt (command sent, or why
+    /// none was)
+    Show,
+    /// Opt the device out (operator): the cloud sends it nothing any more and forgets the
+    /// settings; the schedule it holds runs out at its valid_until
+    Off,
+}
+
+/// The battery's figures the planner plans the device with.
+#[derive(Debug, Args)]
+pub struct PlannerSet {
+    /// Usable battery capacity, Wh
+    #[arg(long, value_name = "WH")]
+    pub capacity_wh: f64,
+    /// Largest charging power, W
+    #[arg(long, value_name = "W")]
+    pub max_charge_w: f64,
+    /// Largest discharging power, W
+    #[arg(long, value_name = "W")]
+    pub max_discharge_w: f64,
+    /// Backup reserve, % [server default: 10]
+    #[arg(long, value_name = "PCT")]
+    pub reserve: Option<f64>,
+    /// Top SoC, % [server default: 100]
+    #[arg(long, value_name = "PCT")]
+    pub max_soc: Option<f64>,
+    /// One-way efficiency of charging and of discharging, 0-1 [server default: 0.95]
+    #[arg(long, value_name = "0-1")]
+    pub efficiency: Option<f64>,
+    /// Most the site may import, W
+    #[arg(long, value_name = "W")]
+    pub import_limit: Option<f64>,
+    /// Most the site may export, W
+    #[arg(long, value_name = "W")]
+    pub export_limit: Option<f64>,
+    /// Least SoC at the end of each plan's horizon, % [server default: none]
+    #[arg(long, value_name = "PCT")]
+    pub end_soc: Option<f64>,
+    /// Horizon, hours (0.25-48) [server default: 24]
+    #[arg(long, value_name = "H")]
+    pub hours: Option<f64>,
+    /// IANA time zone of the household's clock, for the forecast's weekdays [server default: UTC]
+    #[arg(long, value_name = "ZONE")]
+    pub time_zone: Option<String>,
 }
 
 #[derive(Debug, Args)]

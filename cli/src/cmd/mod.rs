@@ -11,6 +11,7 @@ mod events;
 mod history;
 mod login;
 mod plan;
+mod planner;
 mod schedule;
 mod status;
 mod tariff;
@@ -91,6 +92,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Schedule(sub) => schedule::run(&ctx, sub).await,
         Command::Tariff(sub) => tariff::run(&ctx, sub).await,
         Command::Plan(args) => plan::run(&ctx, args).await,
+        Command::Planner(sub) => planner::run(&ctx, sub).await,
         Command::Tokens(sub) => tokens::run(&ctx, sub).await,
         Command::Audit(args) => audit::run(&ctx, args).await,
         Command::Alerts(args) => alerts::run(&ctx, args).await,

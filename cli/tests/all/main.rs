@@ -20,6 +20,7 @@ mod login_refuses_a_bad_token;
 mod login_saves_a_private_config;
 mod no_wait_and_silent_device;
 mod plan_show_apply;
+mod planner_set_show_off;
 mod schedule_set_show_clear;
 mod set_mode_accepted;
 mod set_mode_rejected;
