@@ -316,6 +316,8 @@ impl MapSignature {
     /// Every `*.toml` in `dir` that has an `[identify]` section, by file name, and the errors
     /// of those whose section (or file) cannot be used. Only an unreadable `dir` fails.
     pub fn load_dir(dir: &Path) -> Result<(Vec<MapSignature>, Vec<MapError>), MapError> {
+        // Absolute, so that a printed `map = "…"` works from the agent's working directory too.
+        let dir = &std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
         let entries = std::fs::read_dir(dir).map_err(|e| MapError {
             path: dir.display().to_string(),
             reason: e.to_string(),

@@ -138,6 +138,8 @@ fn a_maps_identify_section_must_all_match() {
     bus.set_holding(2, 110, &[8]);
     let id = block_on(maps[0].identify(&mut Unit(&mut bus, 1))).expect("matches");
     assert_eq!(id.driver, "modbus-map");
+    let map = id.options.get("map").and_then(|m| m.as_str()).unwrap();
+    assert!(Path::new(map).is_absolute(), "{map}");
     assert_eq!(id.roles, vec![Role::Battery]);
     assert_eq!(id.model.as_deref(), Some("ACME BMS"));
     assert!(block_on(maps[0].identify(&mut Unit(&mut bus, 2))).is_none());
