@@ -184,6 +184,26 @@ try {
   await page.getByTestId('schedule').getByText('discharge 2.50 kW down to 30 %').waitFor({ timeout: T });
   await page.getByTestId('schedule-info').filter({ hasText: 'Europe/Paris' }).waitFor({ timeout: T });
 
+  log('the plan chart draws the planned battery power and SoC over the import price');
+  await page.getByTestId('plan-status').filter({ hasText: /^96 slots from \d+ % \(planner off/ }).waitFor({ timeout: T });
+  await page.locator('[data-testid=plan-chart] .uplot canvas').waitFor({ timeout: T });
+  for (const label of ['battery W', 'SoC %', 'import price']) {
+    await page.locator('[data-testid=plan-chart] .u-legend').getByText(label).waitFor({ timeout: T });
+  }
+  const inked = await page.evaluate(() => {
+    const c = document.querySelector('[data-testid=plan-chart] canvas');
+    const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+    let n = 0;
+    for (let i = 3; i < d.length; i += 4) if (d[i]) n++;
+    return { n, w: c.width, h: c.height };
+  });
+  if (inked.w < 200 || inked.h < 100 || inked.n < 1000) throw new Error(`plan chart not drawn: ${JSON.stringify(inked)}`);
+  const planCosts = await page.getByTestId('plan-costs').textContent();
+  if (!/^Expected cost: plan -?\d+\.\d\d, plain self-consumption -?\d+\.\d\d, no battery -?\d+\.\d\d/.test(planCosts)) {
+    throw new Error(`plan costs read ${JSON.stringify(planCosts)}`);
+  }
+  console.log(`e2e:   ${planCosts} (${inked.n} pixels drawn)`);
+
   log('send SET_MODE MANUAL_DISCHARGE 800 W and see ACCEPTED');
   await page.getByTestId('target-mode').selectOption('MANUAL_DISCHARGE');
   await page.getByTestId('target-power').fill('800');

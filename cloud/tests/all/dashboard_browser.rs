@@ -3,7 +3,8 @@
 //! answers commands ACCEPTED (REJECTED above 5 kW), and `dashboard/tests/e2e.mjs` (playwright-core driving Debian's
 //! headless Chromium) signs in, watches the live values change, sends commands from the page
 //! and sees ACCEPTED and REJECTED with the reason, checks the energy flow and the energy per day and
-//! month, that a viewer gets no command panel, the offline banner of a device that is away, that
+//! month, that the cloud planner's plan chart is drawn (from planner settings that are off, so
+//! nothing is sent), that a viewer gets no command panel, the offline banner of a device that is away, that
 //! an admin creates a scoped token in the page (which then signs in) and revokes it (which then
 //! cannot), and the layout at a phone's viewport; it saves `target/dashboard-screenshot.png` and
 //! `target/dashboard-phone-screenshot.png`.
@@ -306,6 +307,48 @@ async fn dashboard_signs_in_shows_live_values_and_sends_commands() {
         .unwrap();
     let rec: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(rec["status"], "ACCEPTED", "{rec}");
+
+    // A tariff and planner settings (off: nothing is sent to the device) for the plan chart.
+    let hour =
+        chrono::DurationRound::duration_trunc(chrono::Utc::now(), chrono::Duration::hours(1))
+            .unwrap()
+            - chrono::Duration::hours(1);
+    let periods: Vec<_> = (0..26)
+        .map(|h| {
+            let price = match (h + hour.timestamp() / 3600) % 24 {
+                0..=5 => 0.18,
+                17..=20 => 0.45,
+                _ => 0.30,
+            };
+            serde_json::json!({
+                "start": hour + chrono::Duration::hours(h),
+                "end": hour + chrono::Duration::hours(h + 1),
+                "import_price": price,
+                "export_price": 0.08,
+            })
+        })
+        .collect();
+    for (path, body) in [
+        (
+            format!("/devices/{DEVICE}/tariff"),
+            serde_json::json!(periods),
+        ),
+        (
+            format!("/devices/{DEVICE}/planner"),
+            serde_json::json!({"planner": "off", "capacity_wh": 10000, "max_charge_w": 3000,
+                "max_discharge_w": 3000, "max_soc_pct": 95}),
+        ),
+    ] {
+        let resp = server
+            .http
+            .put(server.api(&path))
+            .bearer_auth(&server.admin)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "{path}");
+    }
 
     let screenshot = root.join("target/dashboard-screenshot.png");
     let phone_screenshot = root.join("target/dashboard-phone-screenshot.png");

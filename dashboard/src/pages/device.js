@@ -1,6 +1,7 @@
 // One device: live values from `/ws/live/<id>` (a packet every second) under a banner when the
 // device is offline or its data stale, the energy flow and energy per day or month, the history
-// charts, the command panel (operators and admins only), the command log and the event log.
+// charts, the cloud planner's plan over the price curve, the command panel (operators and
+// admins only), the command log and the event log.
 
 /** A packet older than this, s, is stale: the banner says the values are not live. */
 const STALE_S = 10;
@@ -9,6 +10,7 @@ import { api, enc, liveFeed } from '../api.js';
 import { h, fill } from '../dom.js';
 import { HistoryCharts } from '../charts.js';
 import { EnergyPanel } from '../energy.js';
+import { PlanPanel } from '../plan.js';
 import { alertsTable } from '../alerts.js';
 import { ago, batteryCurrent, batteryPower, commandText, eventText, gridPower, num, when, windowAction, windowWhen } from '../format.js';
 
@@ -243,6 +245,11 @@ export function renderDevice(root, deviceId, ctx) {
   root.append(historySection);
   const charts = new HistoryCharts(historySection, deviceId);
 
+  // --- the cloud planner's plan ---------------------------------------------------------------
+  const planSection = h('section', { class: 'card', 'data-testid': 'plan' }, h('h2', {}, 'Plan'));
+  root.append(planSection);
+  const planPanel = new PlanPanel(planSection, deviceId);
+
   // --- logs ---------------------------------------------------------------------------------
   const commandRows = h('tbody');
   const eventRows = h('tbody');
@@ -368,5 +375,6 @@ export function renderDevice(root, deviceId, ctx) {
     timers.forEach(clearInterval);
     clearTimeout(commandsReload);
     charts.destroy();
+    planPanel.destroy();
   };
 }
