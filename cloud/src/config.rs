@@ -361,6 +361,43 @@ mod tests {
     }
 
     #[test]
+    fn the_packaged_planner_section_parses_once_uncommented_and_shows_the_defaults() {
+        let packaged = include_str!("../../packaging/config/cloud.toml");
+        let section: Vec<&str> = packaged
+            .lines()
+            .skip_while(|l| !l.starts_with("# [default.planner]"))
+            .filter_map(|l| l.strip_prefix("# "))
+            .filter(|l| l.starts_with('[') || l.contains(" = "))
+            .collect();
+        assert_eq!(section.len(), 5, "{section:?}");
+        let figment = Figment::new().merge(Toml::string(&section.join("\n")).nested());
+        let p = CloudConfig::from_figment(&figment).unwrap().planner;
+        let d = PlannerConfig::default();
+        assert_eq!(
+            (
+                p.check_interval_ms,
+                p.replan_interval_s,
+                p.soc_deviation_pct,
+                p.claim_s
+            ),
+            (
+                d.check_interval_ms,
+                d.replan_interval_s,
+                d.soc_deviation_pct,
+                d.claim_s
+            )
+        );
+        let figment = Figment::new().merge(("planner.replan_interval_s", 60));
+        assert_eq!(
+            CloudConfig::from_figment(&figment)
+                .unwrap()
+                .planner
+                .replan_interval_s,
+            60
+        );
+    }
+
+    #[test]
     fn a_bad_alerts_section_fails_the_extraction_naming_the_key() {
         let figment = Figment::new().merge(("alerts.webhook_url", "http://127.0.0.1:9/hook"));
         let err = CloudConfig::from_figment(&figment).unwrap_err().to_string();
