@@ -114,6 +114,32 @@ pub fn due(c: &Candidate, s: &PlannerConfig, now: DateTime<Utc>) -> Option<&'sta
     None
 }
 
+/// Takes `device_id` for `instance` for `claim_s` seconds: the row (the settings' columns, then
+/// `change_seq`) when nobody holds the device, it is still opted in and nobody planned it since
+/// it was read (`planned_at` as read); `None` otherwise. Of two instances claiming at once, the
+/// second waits for the first's row lock, then sees its `claimed_until` and gets `None`.
+pub async fn claim(
+    client: &tokio_postgres::Client,
+    device_id: &str,
+    instance: &str,
+    claim_s: u64,
+    planned_at: Option<DateTime<Utc>>,
+) -> Result<Option<tokio_postgres::Row>, tokio_postgres::Error> {
+    client
+        .query_opt(
+            &format!(
+                "UPDATE planner_settings SET claimed_by = $2, \
+                   claimed_until = now() + $3 * interval '1 second' \
+                 WHERE device_id = $1 AND mode = 'cloud' \
+                   AND (claimed_until IS NULL OR claimed_until < now()) \
+                   AND planned_at IS NOT DISTINCT FROM $4 \
+                 RETURNING {COLUMNS}, change_seq"
+            ),
+            &[&device_id, &instance, &(claim_s as f64), &planned_at],
+        )
+        .await
+}
+
 impl Replanner {
     async fn run(self) {
         let mut tick = tokio::time::interval(Duration::from_millis(
@@ -179,24 +205,14 @@ impl Replanner {
         let Ok(client) = self.db.pool.get().await else {
             return Ok(());
         };
-        let claimed = client
-            .query_opt(
-                &format!(
-                    "UPDATE planner_settings SET claimed_by = $2, \
-                       claimed_until = now() + $3 * interval '1 second' \
-                     WHERE device_id = $1 AND mode = 'cloud' \
-                       AND (claimed_until IS NULL OR claimed_until < now()) \
-                       AND planned_at IS NOT DISTINCT FROM $4 \
-                     RETURNING {COLUMNS}, change_seq"
-                ),
-                &[
-                    &c.device_id,
-                    &self.instance,
-                    &(self.settings.claim_s as f64),
-                    &c.planned_at,
-                ],
-            )
-            .await?;
+        let claimed = claim(
+            &client,
+            &c.device_id,
+            &self.instance,
+            self.settings.claim_s,
+            c.planned_at,
+        )
+        .await?;
         let Some(row) = claimed else {
             // Another instance has it, planned it since, or it opted out.
             return Ok(());

@@ -9,11 +9,17 @@
 //! - a device that never opted in never gets one;
 //! - each change was sent once, not once per instance.
 //!
+//! And the claim itself: of many instances claiming one device at the same moment, exactly one
+//! gets it; nobody gets a device that opted out.
+//!
 //! Same answers on TimescaleDB and plain PostgreSQL (the migration V7 on both).
 
 use crate::common;
 
-on_both_backends!(opted_in_devices_are_planned_others_never);
+on_both_backends!(
+    opted_in_devices_are_planned_others_never,
+    of_eight_simultaneous_claims_one_wins
+);
 
 use chrono::{Duration, DurationRound, Utc};
 use common::{Backend, DEADLINE, TestServer, count_rows, figment, fresh_database_on};
@@ -232,4 +238,80 @@ async fn wait_for_command(
         );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
+}
+
+async fn of_eight_simultaneous_claims_one_wins(backend: Backend) {
+    let Some(url) = fresh_database_on(backend).await else {
+        return;
+    };
+    // The server's own re-planner looks once at start (nothing to plan) and then not for an
+    // hour: the claims below are the test's alone.
+    let slow = figment(&url).merge(("planner.check_interval_ms", 3_600_000));
+    let server = TestServer::with(slow, &url, reqwest::Client::new()).await;
+    server.add_device("ems_claimed").await;
+    let operator = server.token("op", Role::Operator).await;
+    let resp = server
+        .http
+        .put(server.api("/devices/ems_claimed/planner"))
+        .bearer_auth(&operator)
+        .json(&settings())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+
+    // Eight instances, each on its own connection, claim at once.
+    let mut clients = Vec::new();
+    for _ in 0..8 {
+        clients.push(ems_cloud::db::connect(&url).await.unwrap());
+    }
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(clients.len()));
+    let tasks: Vec<_> = clients
+        .into_iter()
+        .enumerate()
+        .map(|(i, client)| {
+            let barrier = barrier.clone();
+            tokio::spawn(async move {
+                barrier.wait().await;
+                let instance = format!("instance-{i}");
+                ems_cloud::planner::replan::claim(&client, "ems_claimed", &instance, 60, None)
+                    .await
+                    .unwrap()
+                    .map(|_| instance)
+            })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    for t in tasks {
+        if let Some(w) = t.await.unwrap() {
+            winners.push(w);
+        }
+    }
+    assert_eq!(winners.len(), 1, "{winners:?}");
+    assert_eq!(
+        count_rows(
+            &url,
+            &format!(
+                "SELECT count(*) FROM planner_settings WHERE claimed_by = '{}'",
+                winners[0]
+            )
+        )
+        .await,
+        1
+    );
+
+    // Released, but opted out: nobody gets it.
+    let client = ems_cloud::db::connect(&url).await.unwrap();
+    client
+        .execute(
+            "UPDATE planner_settings SET claimed_until = NULL, mode = 'off'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let none = ems_cloud::planner::replan::claim(&client, "ems_claimed", "late", 60, None)
+        .await
+        .unwrap();
+    assert!(none.is_none());
+    server.stop().await;
 }
