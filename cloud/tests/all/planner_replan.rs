@@ -9,6 +9,7 @@
 //! - a device that never opted in never gets one;
 //! - each change was sent once, not once per instance.
 //!
+//! A packet whose SoC is far from the plan's at that moment brings a new plan from that SoC.
 //! And the claim itself: of many instances claiming one device at the same moment, exactly one
 //! gets it; nobody gets a device that opted out.
 //!
@@ -18,7 +19,8 @@ use crate::common;
 
 on_both_backends!(
     opted_in_devices_are_planned_others_never,
-    of_eight_simultaneous_claims_one_wins
+    of_eight_simultaneous_claims_one_wins,
+    a_soc_that_departs_from_the_plan_brings_a_new_one
 );
 
 use chrono::{Duration, DurationRound, Utc};
@@ -313,5 +315,101 @@ async fn of_eight_simultaneous_claims_one_wins(backend: Backend) {
         .await
         .unwrap();
     assert!(none.is_none());
+    server.stop().await;
+}
+
+async fn a_soc_that_departs_from_the_plan_brings_a_new_one(backend: Backend) {
+    let Some(url) = fresh_database_on(backend).await else {
+        return;
+    };
+    let quick = figment(&url).merge(("planner.check_interval_ms", 100));
+    let server = TestServer::with(quick, &url, reqwest::Client::new()).await;
+    let token = server.add_device("ems_soc").await;
+    let operator = server.token("op", Role::Operator).await;
+    let viewer = server.token("owner", Role::Viewer).await;
+    let client = ems_cloud::db::connect(&url).await.unwrap();
+    client
+        .execute(
+            "INSERT INTO telemetry (time, device_id, state, mode, battery_power, \
+               grid_power, battery_soc, extensions) \
+             SELECT t, 'ems_soc', 'IDLE', 'AUTO', 0, 1000, 20, jsonb_build_object('site', \
+               jsonb_build_object('house_power', 1000, 'pv_power', 0)) \
+             FROM generate_series(now() - interval '7 days', now() - interval '1 minute', \
+               interval '1 minute') AS t",
+            &[],
+        )
+        .await
+        .unwrap();
+    for (path, body) in [
+        ("/devices/ems_soc/tariff", json!(tariff(0.40))),
+        ("/devices/ems_soc/planner", settings()),
+    ] {
+        let resp = server
+            .http
+            .put(server.api(path))
+            .bearer_auth(&operator)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "{path}");
+    }
+    let mut device = server.device("ems_soc", &token).await;
+    let first = device.next_command().await;
+    schedule_of(&first);
+    device
+        .answer(&first.command_id, AnswerStatus::Accepted, None)
+        .await;
+    wait_for_command(&server, &viewer, "ems_soc", &first.command_id).await;
+    let plan: Vec<f64> = client
+        .query_one(
+            "SELECT planned_soc FROM planner_settings WHERE device_id = 'ems_soc'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        plan[0], 20.0,
+        "the plan starts at the last packet's SoC: {plan:?}"
+    );
+
+    // The plan's first slot starts at the next quarter hour; move it a minute into the past
+    // instead of waiting, then report a SoC far from the plan's.
+    client
+        .execute(
+            "UPDATE planner_settings SET plan_start = now() - interval '1 minute'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert!(plan[1] < 60.0, "{plan:?}");
+    // Packets carry whole seconds: the next second is surely after the plan was recorded (a
+    // real device's next packet is).
+    let next_second =
+        ems_protocol::telemetry::Timestamp::from_unix(chrono::Utc::now().timestamp() + 1).unwrap();
+    device
+        .send_stored(&[ems_protocol::Telemetry::example(
+            "ems_soc",
+            next_second,
+            95.0,
+        )])
+        .await;
+    let second = device.next_command().await;
+    assert_ne!(second.command_id, first.command_id);
+    schedule_of(&second);
+    wait_for_command(&server, &viewer, "ems_soc", &second.command_id).await;
+    let plan: Vec<f64> = client
+        .query_one(
+            "SELECT planned_soc FROM planner_settings WHERE device_id = 'ems_soc'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        plan[0], 95.0,
+        "planned again from the SoC measured: {plan:?}"
+    );
     server.stop().await;
 }
