@@ -6,8 +6,12 @@ use rocket::http::Status;
 use rocket::response::{self, Responder};
 use rocket::serde::json::Json;
 use rocket::{Catcher, Request, catch, catchers};
+use tokio_postgres::error::SqlState;
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+/// Longest error message a response carries, characters.
+const MAX_MESSAGE_CHARS: usize = 500;
 
 /// Why a request failed; becomes `{"error": "...", "field": ...}` with the matching status.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -31,6 +35,9 @@ pub enum ApiError {
     /// Too many failed authentications from this address; retry later.
     #[error("{0}")]
     TooManyRequests(String),
+    /// The request body is over its limit.
+    #[error("{0}")]
+    TooLarge(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -59,13 +66,21 @@ impl ApiError {
             ApiError::Conflict(_) => Status::Conflict,
             ApiError::Unavailable(_) => Status::ServiceUnavailable,
             ApiError::TooManyRequests(_) => Status::TooManyRequests,
+            ApiError::TooLarge(_) => Status::PayloadTooLarge,
             ApiError::Internal(_) => Status::InternalServerError,
         }
     }
 
+    /// The JSON body; its message is cut to [`MAX_MESSAGE_CHARS`] (a refusal may quote the
+    /// value it refuses, and that value may be a megabyte long).
     fn body(&self) -> ApiErrorBody {
+        let mut error = self.to_string();
+        if let Some((cut, _)) = error.char_indices().nth(MAX_MESSAGE_CHARS) {
+            error.truncate(cut);
+            error.push('…');
+        }
         ApiErrorBody {
-            error: self.to_string(),
+            error,
             field: match self {
                 ApiError::BadRequest { field, .. } => field.clone(),
                 _ => None,
@@ -85,6 +100,16 @@ impl From<ProtocolError> for ApiError {
 impl From<tokio_postgres::Error> for ApiError {
     fn from(e: tokio_postgres::Error) -> Self {
         let described = crate::db::describe(&e);
+        // Text PostgreSQL cannot store (a NUL byte): the request's fault, not the server's.
+        // The routes check their values first and name the field; this catches what they miss.
+        if e.code().is_some_and(|c| {
+            *c == SqlState::CHARACTER_NOT_IN_REPERTOIRE || *c == SqlState::UNTRANSLATABLE_CHARACTER
+        }) {
+            tracing::warn!("database refused a value of the request: {described}");
+            return ApiError::bad_request(
+                "a value of the request contains a character that cannot be stored (a NUL byte)",
+            );
+        }
         if e.is_closed() || e.as_db_error().is_none() {
             tracing::warn!("database unavailable: {described}");
             ApiError::Unavailable("database unavailable; retry later".into())
@@ -125,6 +150,7 @@ fn from_catcher(status: Status, req: &Request<'_>) -> ApiError {
     match status.code {
         400 | 422 => ApiError::bad_request(format!("{reason}: the request could not be read")),
         401 => ApiError::Unauthorized("missing or unknown bearer token".into()),
+        413 => ApiError::TooLarge(format!("{reason}: the body is over its limit")),
         403 => ApiError::Forbidden("forbidden".into()),
         404 => ApiError::NotFound(format!(
             "no route for {} {}",

@@ -2,7 +2,7 @@
 //! revoking and rotating. Verifying a presented token is [`crate::auth`]'s job; closing the live
 //! feeds of a revoked token is the hub's ([`crate::hub::Hub::publish_revocation`]).
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Utc};
 use ems_protocol::api::{Role, TokenCreated, TokenInfo};
 use tokio_postgres::Row;
 
@@ -33,6 +33,13 @@ fn info(row: &Row) -> ApiResult<TokenInfo> {
 fn check_name(name: &str) -> ApiResult<()> {
     if name.trim().is_empty() || name.len() > 128 {
         return Err(ApiError::bad_field("name", "must be 1 to 128 characters"));
+    }
+    // A name is shown in lists, logs and the audit trail: no line breaks, escapes or NUL bytes.
+    if name.contains(char::is_control) {
+        return Err(ApiError::bad_field(
+            "name",
+            "must not contain control characters",
+        ));
     }
     Ok(())
 }
@@ -87,6 +94,14 @@ pub async fn create(
     if expires_at.is_some_and(|at| at <= Utc::now()) {
         return Err(ApiError::bad_field("expires_at", "must be in the future"));
     }
+    // RFC 3339 has four-digit years: a later expiry would be listed as `+200000-…`, which
+    // strict clients cannot read (and then cannot read the token list at all).
+    if expires_at.is_some_and(|at| at.year() > 9999) {
+        return Err(ApiError::bad_field(
+            "expires_at",
+            "must be before the year 10000",
+        ));
+    }
     let token = generate_token(API_TOKEN_PREFIX);
     let client = db.pool.get().await?;
     let inserted = client
@@ -140,6 +155,10 @@ async fn revoke_on(
     name: &str,
     by: &str,
 ) -> ApiResult<TokenInfo> {
+    let none = || ApiError::NotFound(format!("no live API token named {name:?}"));
+    if check_name(name).is_err() {
+        return Err(none());
+    }
     let row = client
         .query_opt(
             &format!(
@@ -149,7 +168,7 @@ async fn revoke_on(
             &[&name, &by],
         )
         .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no live API token named {name:?}")))?;
+        .ok_or_else(none)?;
     info(&row)
 }
 

@@ -20,6 +20,10 @@ fn bad(field: &'static str, message: impl Into<String>) -> RuleError {
     }
 }
 
+/// Highest `GRID_EXPORT_ABOVE` threshold, W (a gigawatt: beyond any site, still a number
+/// every client prints plainly).
+const MAX_EXPORT_W: f64 = 1e9;
+
 /// Longest `for_s` / `clear_s`: a week.
 const MAX_DELAY_S: u32 = 7 * 86_400;
 
@@ -27,6 +31,17 @@ const MAX_DELAY_S: u32 = 7 * 86_400;
 pub fn validate(mut rule: NewAlertRule) -> Result<NewAlertRule, RuleError> {
     if rule.name.trim().is_empty() || rule.name.len() > 100 {
         return Err(bad("name", "1 to 100 characters"));
+    }
+    // Shown in notifications, e-mail subjects and logs: no line breaks, escapes or NUL bytes.
+    if rule.name.contains(char::is_control) {
+        return Err(bad("name", "no control characters"));
+    }
+    if let Some(device) = &rule.device_id {
+        ems_protocol::validate_id("device_id", device)
+            .map_err(|e| bad("device_id", e.to_string()))?;
+    }
+    if let Some(flag) = &rule.flag {
+        ems_protocol::validate_id("flag", flag).map_err(|e| bad("flag", e.to_string()))?;
     }
     if rule.for_s > MAX_DELAY_S {
         return Err(bad("for_s", format!("at most {MAX_DELAY_S} s (a week)")));
@@ -70,6 +85,9 @@ pub fn validate(mut rule: NewAlertRule) -> Result<NewAlertRule, RuleError> {
             } else {
                 if threshold < 0.0 || clear < 0.0 {
                     return Err(bad("threshold", "export in W, a positive number"));
+                }
+                if threshold > MAX_EXPORT_W {
+                    return Err(bad("threshold", format!("at most {MAX_EXPORT_W} W")));
                 }
                 if clear > threshold {
                     return Err(bad(

@@ -4,6 +4,7 @@
 //! audited. Evaluation and notifications are [`crate::alerts`]'s.
 
 use ems_protocol::api::{AlertEvent, AlertRecord, AlertRule, NewAlertRule};
+use rocket::data::{Data, Limits};
 use rocket::http::Status;
 use rocket::serde::json::Json;
 use rocket::{Route, State, delete, get, post, routes};
@@ -23,10 +24,11 @@ const MAX_LIMIT: i64 = 1000;
 async fn list_alerts(
     state: Option<&str>,
     device: Option<&str>,
-    limit: Option<i64>,
+    limit: Option<&str>,
     viewer: Viewer,
     db: &State<Db>,
 ) -> ApiResult<Json<Vec<AlertRecord>>> {
+    let limit: Option<i64> = super::query("limit", limit)?;
     let open = match state {
         None | Some("all") => None,
         Some("open") => Some(true),
@@ -67,10 +69,11 @@ async fn add_rule(
     db: &State<Db>,
     alerts: &State<Alerts>,
     audit: &State<Audit>,
-    body: Json<NewAlertRule>,
+    limits: &Limits,
+    body: Data<'_>,
 ) -> ApiResult<(Status, Json<AlertRule>)> {
-    let rule = rules::validate(body.into_inner())
-        .map_err(|e| ApiError::bad_field(e.field, e.to_string()))?;
+    let body: NewAlertRule = super::body::read_json(body, limits, "").await?;
+    let rule = rules::validate(body).map_err(|e| ApiError::bad_field(e.field, e.to_string()))?;
     let stored = store::create_rule(db, &rule, &admin.0.name).await?;
     alerts.rules_changed().await;
     tracing::info!(by = %admin.0.name, rule = %rule.name, kind = %rule.kind, "alert rule added");
@@ -92,8 +95,13 @@ async fn delete_rule(
     alerts: &State<Alerts>,
     audit: &State<Audit>,
 ) -> ApiResult<Json<AlertRule>> {
+    let none = || ApiError::NotFound(format!("no alert rule {name:?}"));
+    // A name with control characters (a NUL byte) was never stored.
+    if name.contains(char::is_control) {
+        return Err(none());
+    }
     let Some((rule, resolved)) = store::delete_rule(db, name).await? else {
-        return Err(ApiError::NotFound(format!("no alert rule {name:?}")));
+        return Err(none());
     };
     for alert in resolved {
         alerts.notify(AlertEvent::Resolved, alert);

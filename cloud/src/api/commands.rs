@@ -39,8 +39,8 @@ fn new_command_id() -> String {
 #[allow(clippy::too_many_arguments)]
 async fn post_command(
     device_id: &str,
-    wait: Option<f64>,
-    expires_in: Option<u64>,
+    wait: Option<&str>,
+    expires_in: Option<&str>,
     operator: Operator,
     db: &State<Db>,
     hub: &State<Arc<Hub>>,
@@ -48,6 +48,8 @@ async fn post_command(
     audit: &State<Audit>,
     body: String,
 ) -> ApiResult<(Status, Json<CommandRecord>)> {
+    let wait = super::query("wait", wait)?;
+    let expires_in = super::query("expires_in", expires_in)?;
     let result = issue(
         device_id, wait, expires_in, &operator, db, hub, config, body,
     )
@@ -191,6 +193,10 @@ async fn get_command(
     viewer: Viewer,
     db: &State<Db>,
 ) -> ApiResult<Json<CommandRecord>> {
+    // An id that could never be issued (a NUL byte, 5000 bytes) is not looked up.
+    if ems_protocol::validate_id("command_id", command_id).is_err() {
+        return Err(ApiError::NotFound(format!("no command {command_id:?}")));
+    }
     let rec = load(db, command_id).await?;
     if !viewer.0.sees(&rec.device_id) {
         return Err(ApiError::NotFound(format!("no command {command_id:?}")));
@@ -202,11 +208,12 @@ async fn get_command(
 #[get("/devices/<device_id>/commands?<limit>&<status>")]
 async fn list_commands(
     device_id: &str,
-    limit: Option<i64>,
+    limit: Option<&str>,
     status: Option<&str>,
     viewer: Viewer,
     db: &State<Db>,
 ) -> ApiResult<Json<Vec<CommandRecord>>> {
+    let limit: Option<i64> = super::query("limit", limit)?;
     ensure_device(db, &viewer.0, device_id).await?;
     let limit = limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {

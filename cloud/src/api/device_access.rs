@@ -27,13 +27,13 @@ const MAX_GRACE_S: u64 = 7 * 86_400;
 #[post("/devices/<device_id>/token?<grace_s>")]
 async fn rotate_device_token(
     device_id: &str,
-    grace_s: Option<u64>,
+    grace_s: Option<&str>,
     admin: Admin,
     db: &State<Db>,
     hub: &State<Arc<Hub>>,
     audit: &State<Audit>,
 ) -> ApiResult<(Status, Json<DeviceTokenRotated>)> {
-    let grace_s = grace_s.unwrap_or(0);
+    let grace_s: u64 = super::query("grace_s", grace_s)?.unwrap_or(0);
     if grace_s > MAX_GRACE_S {
         return Err(ApiError::bad_field(
             "grace_s",
@@ -125,13 +125,13 @@ async fn set_disabled(db: &Db, device_id: &str, disabled: bool) -> ApiResult<()>
 #[delete("/devices/<device_id>?<purge>")]
 async fn delete_device(
     device_id: &str,
-    purge: Option<bool>,
+    purge: Option<&str>,
     admin: Admin,
     db: &State<Db>,
     hub: &State<Arc<Hub>>,
     audit: &State<Audit>,
 ) -> ApiResult<Json<DeviceDeleted>> {
-    let purge = purge.unwrap_or(false);
+    let purge: bool = super::query("purge", purge)?.unwrap_or(false);
     let mut client = db.pool.get().await?;
     let tx = client.transaction().await?;
     let deleted = tx

@@ -5,6 +5,7 @@ use ems_protocol::api::{
     DeviceCreated, DeviceInfo, DeviceTags, EventRecord, LiveTicket, NewDevice,
 };
 use ems_protocol::{Telemetry, validate_id, validate_tags};
+use rocket::data::{Data, Limits};
 use rocket::http::Status;
 use rocket::serde::json::Json;
 use rocket::{Route, State, get, post, put, routes};
@@ -91,6 +92,9 @@ async fn list_devices(
     viewer: Viewer,
     db: &State<Db>,
 ) -> ApiResult<Json<Vec<DeviceInfo>>> {
+    if let Some(tag) = tag {
+        validate_id("tag", tag)?;
+    }
     let client = db.pool.get().await?;
     let rows = client
         .query(
@@ -112,9 +116,15 @@ async fn put_tags(
     admin: Admin,
     db: &State<Db>,
     audit: &State<Audit>,
-    body: Json<DeviceTags>,
+    limits: &Limits,
+    body: Data<'_>,
 ) -> ApiResult<Json<DeviceInfo>> {
+    let body: DeviceTags = super::body::read_json(body, limits, "").await?;
     let tags = validate_tags("tags", &body.tags)?;
+    // An id that could never be registered is not looked up.
+    if validate_id("device_id", device_id).is_err() {
+        return Err(ApiError::NotFound(format!("no device {device_id:?}")));
+    }
     let client = db.pool.get().await?;
     let updated = client
         .execute(
@@ -188,10 +198,11 @@ async fn events(
     device_id: &str,
     from: Option<&str>,
     to: Option<&str>,
-    limit: Option<i64>,
+    limit: Option<&str>,
     viewer: Viewer,
     db: &State<Db>,
 ) -> ApiResult<Json<Vec<EventRecord>>> {
+    let limit: Option<i64> = super::query("limit", limit)?;
     ensure_device(db, &viewer.0, device_id).await?;
     let from: Option<DateTime<Utc>> = from.map(|s| parse_time("from", s)).transpose()?;
     let to: Option<DateTime<Utc>> = to.map(|s| parse_time("to", s)).transpose()?;

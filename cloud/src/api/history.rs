@@ -275,11 +275,12 @@ async fn history(
     to: Option<&str>,
     bucket: Option<&str>,
     fields: Option<&str>,
-    limit: Option<i64>,
+    limit: Option<&str>,
     viewer: Viewer,
     db: &State<Db>,
     config: &State<CloudConfig>,
 ) -> ApiResult<Json<History>> {
+    let limit: Option<i64> = super::query("limit", limit)?;
     ensure_device(db, &viewer.0, device_id).await?;
     let to = match to {
         Some(s) => parse_time("to", s)?,

@@ -8,10 +8,12 @@ use std::sync::Arc;
 use ems_protocol::CommandStatus;
 use ems_protocol::api::{CommandRecord, DeviceSchedule};
 use ems_protocol::schedule::SchedulePayload;
+use rocket::data::{Data, Limits};
 use rocket::http::Status;
 use rocket::serde::json::Json;
 use rocket::{Route, State, delete, get, put, routes};
 
+use super::body::read_json;
 use super::commands::{issue, record_issued};
 use super::ensure_device;
 use crate::audit::Audit;
@@ -46,16 +48,19 @@ async fn send(
 #[allow(clippy::too_many_arguments)]
 async fn put_schedule(
     device_id: &str,
-    wait: Option<f64>,
+    wait: Option<&str>,
     operator: Operator,
     db: &State<Db>,
     hub: &State<Arc<Hub>>,
     config: &State<CloudConfig>,
     audit: &State<Audit>,
-    body: Json<SchedulePayload>,
+    limits: &Limits,
+    body: Data<'_>,
 ) -> ApiResult<(Status, Json<CommandRecord>)> {
-    let payload =
-        serde_json::to_value(body.into_inner()).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let wait = super::query("wait", wait)?;
+    // Named like the command's own checks (`payload.time_zone`): the body is its payload.
+    let body: SchedulePayload = read_json(body, limits, "payload.").await?;
+    let payload = serde_json::to_value(body).map_err(|e| ApiError::Internal(e.to_string()))?;
     send(device_id, wait, payload, &operator, db, hub, config, audit).await
 }
 
@@ -64,13 +69,14 @@ async fn put_schedule(
 #[allow(clippy::too_many_arguments)]
 async fn delete_schedule(
     device_id: &str,
-    wait: Option<f64>,
+    wait: Option<&str>,
     operator: Operator,
     db: &State<Db>,
     hub: &State<Arc<Hub>>,
     config: &State<CloudConfig>,
     audit: &State<Audit>,
 ) -> ApiResult<(Status, Json<CommandRecord>)> {
+    let wait = super::query("wait", wait)?;
     let payload = serde_json::json!({"windows": []});
     send(device_id, wait, payload, &operator, db, hub, config, audit).await
 }

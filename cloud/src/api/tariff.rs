@@ -4,9 +4,11 @@
 
 use chrono::Datelike;
 use ems_protocol::api::{Tariff, TariffPeriod};
+use rocket::data::{Data, Limits};
 use rocket::serde::json::Json;
 use rocket::{Route, State, get, put, routes};
 
+use super::body::read_json;
 use super::ensure_device;
 use crate::audit::{Action, Audit};
 use crate::auth::{Operator, Viewer};
@@ -24,10 +26,13 @@ const MAX_PERIOD_DAYS: i64 = 31;
 /// ±[`MAX_PRICE`], and there are at most [`MAX_PERIODS`].
 pub fn validate(periods: &[TariffPeriod]) -> Result<(), ApiError> {
     if periods.len() > MAX_PERIODS {
-        return Err(ApiError::bad_request(format!(
-            "{} tariff periods, at most {MAX_PERIODS} allowed",
-            periods.len()
-        )));
+        return Err(ApiError::bad_field(
+            ".",
+            format!(
+                "{} tariff periods, at most {MAX_PERIODS} allowed",
+                periods.len()
+            ),
+        ));
     }
     let bad = |i: usize, field: &str, why: String| ApiError::BadRequest {
         message: format!("periods[{i}].{field}: {why}"),
@@ -108,10 +113,11 @@ async fn put_tariff(
     operator: Operator,
     db: &State<Db>,
     audit: &State<Audit>,
-    body: Json<Vec<TariffPeriod>>,
+    limits: &Limits,
+    body: Data<'_>,
 ) -> ApiResult<Json<Tariff>> {
     ensure_device(db, &operator.0, device_id).await?;
-    let periods = body.into_inner();
+    let periods: Vec<TariffPeriod> = read_json(body, limits, "").await?;
     validate(&periods)?;
     let mut client = db.pool.get().await?;
     let tx = client.transaction().await?;

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use ems_protocol::api::{AuditRecord, NewToken, TokenCreated, TokenInfo};
+use rocket::data::{Data, Limits};
 use rocket::http::Status;
 use rocket::serde::json::Json;
 use rocket::{Route, State, delete, get, post, routes};
@@ -24,8 +25,10 @@ async fn post_token(
     admin: Admin,
     db: &State<Db>,
     audit: &State<Audit>,
-    body: Json<NewToken>,
+    limits: &Limits,
+    body: Data<'_>,
 ) -> ApiResult<(Status, Json<TokenCreated>)> {
+    let body: NewToken = super::body::read_json(body, limits, "").await?;
     let limits = tokens::Limits {
         expires_at: body.expires_at,
         devices: body.devices.clone(),
@@ -48,10 +51,11 @@ async fn post_token(
 /// `GET /api/v1/tokens[?revoked=true]` (admin): live tokens, with `revoked` also revoked ones.
 #[get("/tokens?<revoked>")]
 async fn list_tokens(
-    revoked: Option<bool>,
+    revoked: Option<&str>,
     _admin: Admin,
     db: &State<Db>,
 ) -> ApiResult<Json<Vec<TokenInfo>>> {
+    let revoked: Option<bool> = super::query("revoked", revoked)?;
     Ok(Json(tokens::list(db, revoked.unwrap_or(false)).await?))
 }
 
@@ -94,11 +98,11 @@ async fn audit_log(
     device: Option<&str>,
     action: Option<&str>,
     before: Option<&str>,
-    limit: Option<i64>,
+    limit: Option<&str>,
     _admin: Admin,
     db: &State<Db>,
 ) -> ApiResult<Json<Vec<AuditRecord>>> {
-    let limit = limit.unwrap_or(100);
+    let limit: i64 = super::query("limit", limit)?.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::bad_field("limit", "must be 1 to 1000"));
     }
