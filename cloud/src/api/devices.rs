@@ -62,6 +62,10 @@ pub async fn add_device(
     if name.len() > 128 {
         return Err(ApiError::bad_field("name", "at most 128 characters"));
     }
+    // Shown in lists, logs and alert notifications: no line breaks, escapes or NUL bytes.
+    if name.contains(char::is_control) {
+        return Err(ApiError::bad_field("name", "no control characters"));
+    }
     let token = generate_token(DEVICE_TOKEN_PREFIX);
     let inserted = {
         let client = db.pool.get().await?;
@@ -146,8 +150,10 @@ async fn post_device(
     admin: Admin,
     db: &State<Db>,
     audit: &State<Audit>,
-    body: Json<NewDevice>,
+    limits: &Limits,
+    body: Data<'_>,
 ) -> ApiResult<(Status, Json<DeviceCreated>)> {
+    let body: NewDevice = super::body::read_json(body, limits, "").await?;
     let tags = body.tags.as_deref().unwrap_or_default();
     let created = add_device(db, &body.id, body.name.as_deref(), tags).await?;
     tracing::info!(by = %admin.0.name, device = %body.id, "device registered");

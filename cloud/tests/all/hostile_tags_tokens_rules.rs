@@ -41,7 +41,7 @@ async fn hostile_tags_are_refused_and_the_old_tags_stay() {
     let cases: Vec<(&str, String, Option<&str>)> = vec![
         (
             "10000 tags",
-            json!({"tags": many}).to_string(),
+            json!({"tags": many.clone()}).to_string(),
             Some("tags"),
         ),
         (
@@ -144,6 +144,36 @@ async fn hostile_tags_are_refused_and_the_old_tags_stay() {
             assert_refused(&format!("tag={tag:.20}"), &answer, Some(400), Some("tag"));
         }
     }
+
+    // Registering a device: the same tag rules, names without control characters.
+    let new_device =
+        |body: serde_json::Value| json_to(&server, Method::POST, "/devices", body.to_string());
+    for (what, body, field) in [
+        (
+            "NUL name",
+            json!({"id": "ems_n1", "name": "a\u{0}b"}),
+            "name",
+        ),
+        (
+            "newline name",
+            json!({"id": "ems_n2", "name": "a\nb"}),
+            "name",
+        ),
+        (
+            "SQL tag",
+            json!({"id": "ems_n3", "tags": ["'; DROP TABLE devices; --"]}),
+            "tags",
+        ),
+        ("10000 tags", json!({"id": "ems_n4", "tags": many}), "tags"),
+        ("NUL id", json!({"id": "ems\u{0}n5"}), "id"),
+        ("number id", json!({"id": 5}), "id"),
+        ("no id", json!({"name": "x"}), "id"),
+    ] {
+        let answer = new_device(body).await;
+        assert_refused(what, &answer, Some(400), Some(field));
+    }
+    let listed: Vec<DeviceInfo> = server.get_json("/devices").await;
+    assert_eq!(listed.len(), 1, "nothing refused was registered");
 
     let device: DeviceInfo = server.get_json("/devices/ems_g").await;
     assert_eq!(device.tags, ["fleet-a", "site:lyon"]);
