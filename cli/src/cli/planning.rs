@@ -48,16 +48,17 @@ pub enum PlanAction {
     },
 }
 
-/// The battery's figures the planner needs (the cloud stores none).
+/// The battery's figures the planner needs: the first three all or none (none: those stored with
+/// `planner set`).
 #[derive(Debug, Args)]
 pub struct PlanBattery {
-    /// Usable battery capacity, Wh (required)
+    /// Usable battery capacity, Wh (with the next two; or none of them for the stored ones)
     #[arg(long, global = true, value_name = "WH")]
     pub capacity_wh: Option<f64>,
-    /// Largest charging power, W (required)
+    /// Largest charging power, W
     #[arg(long, global = true, value_name = "W")]
     pub max_charge_w: Option<f64>,
-    /// Largest discharging power, W (required)
+    /// Largest discharging power, W
     #[arg(long, global = true, value_name = "W")]
     pub max_discharge_w: Option<f64>,
     /// Backup reserve, % [server default: 10]

@@ -61,17 +61,24 @@ fn query(b: &cli::PlanBattery) -> Result<Vec<(&'static str, String)>, Failure> {
     let required = |v: Option<f64>, flag: &str| {
         v.map(|v| v.to_string()).ok_or_else(|| {
             Failure::usage(format!("{flag} is required"))
-                .hint("the cloud stores no battery figures: give --capacity-wh, --max-charge-w and --max-discharge-w")
+                .hint("give --capacity-wh, --max-charge-w and --max-discharge-w together, or none to use the device's stored planner settings")
         })
     };
-    let mut q = vec![
-        ("capacity_wh", required(b.capacity_wh, "--capacity-wh")?),
-        ("max_charge_w", required(b.max_charge_w, "--max-charge-w")?),
-        (
-            "max_discharge_w",
-            required(b.max_discharge_w, "--max-discharge-w")?,
-        ),
-    ];
+    // None of the three: the server takes the device's stored planner settings (or says
+    // they are missing); some of them: all three are needed.
+    let mut q =
+        if b.capacity_wh.is_none() && b.max_charge_w.is_none() && b.max_discharge_w.is_none() {
+            Vec::new()
+        } else {
+            vec![
+                ("capacity_wh", required(b.capacity_wh, "--capacity-wh")?),
+                ("max_charge_w", required(b.max_charge_w, "--max-charge-w")?),
+                (
+                    "max_discharge_w",
+                    required(b.max_discharge_w, "--max-discharge-w")?,
+                ),
+            ]
+        };
     let optional = [
         ("reserve_soc_pct", b.reserve),
         ("max_soc_pct", b.max_soc),

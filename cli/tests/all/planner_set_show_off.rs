@@ -1,7 +1,8 @@
 //! `emsctl planner set` opts a device in to the cloud planner with its battery figures (the
 //! server fills in the defaults), `planner show` prints them (a table, or JSON), bad figures
 //! are refused with exit code 2 naming the field and store nothing, and `planner off` opts out:
-//! `show` then finds no settings (exit code 2).
+//! `show` then finds no settings (exit code 2). `plan` without the battery's figures and without
+//! stored ones says how to store them.
 
 use crate::common;
 
@@ -14,6 +15,14 @@ async fn planner_set_show_and_off() {
 
     let none = cloud.run(&["planner", "show", "-d", "ems_planner"]).await;
     assert_eq!(none.code, 2, "{}", none.stderr);
+    // `plan` without figures and without stored ones: refused, saying how to store them.
+    let no_figures = cloud.run(&["plan", "-d", "ems_planner"]).await;
+    assert_eq!(no_figures.code, 2, "{}", no_figures.stderr);
+    assert!(
+        no_figures.stderr.contains("planner set"),
+        "{}",
+        no_figures.stderr
+    );
 
     let refused = cloud
         .run(&[

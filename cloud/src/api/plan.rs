@@ -59,7 +59,10 @@ pub struct PlanParams {
 
 fn required(v: Option<f64>, name: &str) -> ApiResult<f64> {
     v.ok_or_else(|| ApiError::BadRequest {
-        message: format!("query parameter {name} is required"),
+        message: format!(
+            "query parameter {name} is required (or store the battery's figures with PUT \
+             /devices/<id>/planner, emsctl planner set)"
+        ),
         field: Some(name.to_string()),
     })
 }
@@ -71,8 +74,17 @@ pub(crate) struct Computed {
     pub(crate) start: DateTime<Utc>,
 }
 
+/// Without any of the battery's figures in the request, the device's stored planner settings
+/// (`PUT /devices/<id>/planner`, whether `cloud` or `off`) supply them.
 async fn compute(db: &Db, user: &ApiUser, device_id: &str, p: &PlanParams) -> ApiResult<Computed> {
     ensure_device(db, user, device_id).await?;
+    if p.capacity_wh.is_none()
+        && p.max_charge_w.is_none()
+        && p.max_discharge_w.is_none()
+        && let Some(stored) = super::planner::stored(db, device_id).await?
+    {
+        return plan_device(db, device_id, &stored.settings.params(p)).await;
+    }
     plan_device(db, device_id, p).await
 }
 
@@ -87,6 +99,10 @@ pub(crate) async fn plan_device(db: &Db, device_id: &str, p: &PlanParams) -> Api
             message: "time_zone: not an IANA zone name".into(),
             field: Some("time_zone".into()),
         })?;
+    // The figures first: a request without them is a 400 whatever the device's state.
+    let capacity_wh = required(p.capacity_wh, "capacity_wh")?;
+    let max_charge_w = required(p.max_charge_w, "max_charge_w")?;
+    let max_discharge_w = required(p.max_discharge_w, "max_discharge_w")?;
     let hours = p.hours.unwrap_or(24.0);
     if !(0.25..=48.0).contains(&hours) {
         return Err(ApiError::bad_request("hours: 0.25 to 48"));
@@ -112,12 +128,12 @@ pub(crate) async fn plan_device(db: &Db, device_id: &str, p: &PlanParams) -> Api
     };
     let efficiency = p.efficiency.unwrap_or(0.95);
     let limits = Limits {
-        capacity_wh: required(p.capacity_wh, "capacity_wh")?,
+        capacity_wh,
         soc_pct,
         reserve_soc_pct: p.reserve_soc_pct.unwrap_or(10.0),
         max_soc_pct: p.max_soc_pct.unwrap_or(100.0),
-        max_charge_w: required(p.max_charge_w, "max_charge_w")?,
-        max_discharge_w: required(p.max_discharge_w, "max_discharge_w")?,
+        max_charge_w,
+        max_discharge_w,
         charge_efficiency: efficiency,
         discharge_efficiency: efficiency,
         import_limit_w: p.import_limit_w,
@@ -206,7 +222,8 @@ pub(crate) async fn plan_device(db: &Db, device_id: &str, p: &PlanParams) -> Api
     })
 }
 
-/// `GET /api/v1/devices/<id>/plan?capacity_wh=&max_charge_w=&max_discharge_w=[&…]` (viewer).
+/// `GET /api/v1/devices/<id>/plan?capacity_wh=&max_charge_w=&max_discharge_w=[&…]` (viewer);
+/// without the figures, those of the device's planner settings.
 #[get("/devices/<device_id>/plan?<params..>")]
 async fn get_plan(
     device_id: &str,

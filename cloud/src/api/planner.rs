@@ -10,6 +10,7 @@ use rocket::{Route, State, delete, get, put, routes};
 use serde::{Deserialize, Serialize};
 
 use super::ensure_device;
+use super::plan::PlanParams;
 use crate::audit::{Action, Audit};
 use crate::auth::{Operator, Viewer};
 use crate::db::Db;
@@ -97,6 +98,24 @@ impl PlannerSettings {
             import_limit_w: self.import_limit_w,
             export_limit_w: self.export_limit_w,
             end_soc_pct: self.end_soc_pct,
+        }
+    }
+
+    /// The plan request's figures: those given in `over`, the stored ones for the rest.
+    pub(crate) fn params(&self, over: &PlanParams) -> PlanParams {
+        PlanParams {
+            capacity_wh: over.capacity_wh.or(Some(self.capacity_wh)),
+            max_charge_w: over.max_charge_w.or(Some(self.max_charge_w)),
+            max_discharge_w: over.max_discharge_w.or(Some(self.max_discharge_w)),
+            reserve_soc_pct: over.reserve_soc_pct.or(Some(self.reserve_soc_pct)),
+            max_soc_pct: over.max_soc_pct.or(Some(self.max_soc_pct)),
+            efficiency: over.efficiency.or(Some(self.efficiency)),
+            import_limit_w: over.import_limit_w.or(self.import_limit_w),
+            export_limit_w: over.export_limit_w.or(self.export_limit_w),
+            soc_pct: over.soc_pct,
+            end_soc_pct: over.end_soc_pct.or(self.end_soc_pct),
+            hours: over.hours.or(Some(self.hours)),
+            time_zone: over.time_zone.clone().or(Some(self.time_zone.clone())),
         }
     }
 
@@ -207,6 +226,18 @@ async fn put_planner(
     Ok(Json(from_row(&row)))
 }
 
+/// The stored settings of `device_id`, if any.
+pub(crate) async fn stored(db: &Db, device_id: &str) -> ApiResult<Option<DevicePlanner>> {
+    let client = db.pool.get().await?;
+    Ok(client
+        .query_opt(
+            &format!("SELECT {COLUMNS} FROM planner_settings WHERE device_id = $1"),
+            &[&device_id],
+        )
+        .await?
+        .map(|r| from_row(&r)))
+}
+
 /// `GET /api/v1/devices/<id>/planner` (viewer): 404 when the device has no settings.
 #[get("/devices/<device_id>/planner")]
 async fn get_planner(
@@ -215,14 +246,9 @@ async fn get_planner(
     db: &State<Db>,
 ) -> ApiResult<Json<DevicePlanner>> {
     ensure_device(db, &viewer.0, device_id).await?;
-    let client = db.pool.get().await?;
-    client
-        .query_opt(
-            &format!("SELECT {COLUMNS} FROM planner_settings WHERE device_id = $1"),
-            &[&device_id],
-        )
+    stored(db, device_id)
         .await?
-        .map(|r| Json(from_row(&r)))
+        .map(Json)
         .ok_or_else(|| ApiError::NotFound(format!("no planner settings for {device_id:?}")))
 }
 

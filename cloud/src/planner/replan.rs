@@ -265,21 +265,7 @@ impl Replanner {
         &self,
         d: &DevicePlanner,
     ) -> (Result<String, String>, Option<(DateTime<Utc>, Vec<f64>)>) {
-        let s = &d.settings;
-        let params = PlanParams {
-            capacity_wh: Some(s.capacity_wh),
-            max_charge_w: Some(s.max_charge_w),
-            max_discharge_w: Some(s.max_discharge_w),
-            reserve_soc_pct: Some(s.reserve_soc_pct),
-            max_soc_pct: Some(s.max_soc_pct),
-            efficiency: Some(s.efficiency),
-            import_limit_w: s.import_limit_w,
-            export_limit_w: s.export_limit_w,
-            end_soc_pct: s.end_soc_pct,
-            hours: Some(s.hours),
-            time_zone: Some(s.time_zone.clone()),
-            soc_pct: None,
-        };
+        let params = d.settings.params(&PlanParams::default());
         let computed = match plan_device(&self.db, &d.device_id, &params).await {
             Ok(c) => c,
             Err(e) => return (Err(e.to_string()), None),

@@ -3,6 +3,7 @@
 //! - a device that opts in (`PUT /devices/<id>/planner`, `planner = "cloud"`) receives a
 //!   `SET_SCHEDULE` by the user `planner` without anyone asking for a plan, connected to the
 //!   other instance; `GET …/planner` names that command;
+//! - `GET …/plan` without the battery's figures uses the stored ones;
 //! - a new tariff brings a new `SET_SCHEDULE`;
 //! - after `DELETE …/planner` (opt out) a tariff change sends nothing: a witness device opted
 //!   in after it gets its schedule, which proves the re-planner passed after the opt-out;
@@ -142,6 +143,15 @@ async fn opted_in_devices_are_planned_others_never(backend: Backend) {
     let stored: Value = resp.json().await.unwrap();
     assert_eq!(stored["planner"], "cloud", "{stored}");
     assert_eq!(stored["efficiency"], 0.95, "defaults filled in: {stored}");
+    // `GET /plan` without figures takes the stored ones; a device without settings needs them.
+    let resp = first.get("/devices/ems_in/plan", &viewer).await;
+    assert_eq!(resp.status(), 200);
+    let plan: Value = resp.json().await.unwrap();
+    assert_eq!(plan["slots"].as_array().unwrap().len(), 96, "{plan}");
+    assert_eq!(
+        first.get("/devices/ems_never/plan", &viewer).await.status(),
+        400
+    );
 
     // The device, on the other instance, receives a plan nobody asked for.
     let mut device = second.device("ems_in", &tokens[0]).await;
