@@ -121,6 +121,14 @@ async fn put_tariff(
     validate(&periods)?;
     let mut client = db.pool.get().await?;
     let tx = client.transaction().await?;
+    // One replacement per device at a time. Without it two simultaneous PUTs each delete the
+    // old periods and insert their own: the second's inserts then collide with the first's
+    // (a 500), or, with other start times, both tariffs stay, overlapping.
+    tx.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended('ems tariff ' || $1, 0))",
+        &[&device_id],
+    )
+    .await?;
     tx.execute("DELETE FROM tariffs WHERE device_id = $1", &[&device_id])
         .await?;
     if !periods.is_empty() {

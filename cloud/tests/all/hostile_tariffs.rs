@@ -212,3 +212,48 @@ async fn hostile_tariffs_are_refused_and_lose_nothing() {
     assert_eq!(kept.periods.len(), 1);
     assert_eq!(kept.periods[0].import_price, -10000.0);
 }
+
+/// Tariff `i` of the race below: three hours from a start shifted by `i` minutes, prices that
+/// say which one it is.
+fn racing_tariff(i: usize) -> serde_json::Value {
+    let start = chrono::DateTime::parse_from_rfc3339("2026-12-01T00:00:00Z").unwrap()
+        + chrono::Duration::minutes((i % 4) as i64);
+    let periods: Vec<serde_json::Value> = (0..3)
+        .map(|h| {
+            json!({
+                "start": (start + chrono::Duration::hours(h))
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                "end": (start + chrono::Duration::hours(h + 1))
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                "import_price": i as f64,
+                "export_price": 0.0,
+            })
+        })
+        .collect();
+    json!(periods)
+}
+
+/// Sixteen operators replace one device's tariff at the same moment: each gets a 200 and what
+/// is stored is exactly one of their tariffs, never two mixed (overlapping periods) and never
+/// a 500 from two inserts of the same period.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_tariffs_raced_leave_one_whole_tariff() {
+    let server = TestCloud::fresh().await;
+    server.add_device("ems_race").await;
+    let operator = server.token("op", Role::Operator).await;
+    for round in 0..3 {
+        let puts = (0..16).map(|i| {
+            let (server, operator) = (&server, &operator);
+            async move { put(server, "ems_race", operator, racing_tariff(i).to_string()).await }
+        });
+        for answer in futures_util::future::join_all(puts).await {
+            assert_eq!(answer.status, 200, "round {round}: {}", answer.text);
+        }
+        let stored: Tariff = server.get_json("/devices/ems_race/tariff").await;
+        let stored = serde_json::to_value(&stored.periods).unwrap();
+        assert!(
+            (0..16).any(|i| racing_tariff(i) == stored),
+            "round {round}: a mix of tariffs was stored: {stored}"
+        );
+    }
+}
