@@ -149,8 +149,21 @@ INSERT INTO audit_log (actor, role, action, device_id, command_id, target, sourc
 SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
     $7::text[], $8::text[])";
 
+/// `text` as PostgreSQL can store it: a NUL byte (from a request path or body) becomes U+FFFD.
+/// One such entry would otherwise fail its whole batch, and an unauthenticated client could
+/// erase its own failed attempts (and whoever else's were written with them).
+fn storable(text: String) -> String {
+    if text.contains('\0') {
+        text.replace('\0', "\u{FFFD}")
+    } else {
+        text
+    }
+}
+
 async fn write(db: &Db, batch: &[Entry]) -> Result<(), String> {
-    let col = |f: &dyn Fn(&Entry) -> Option<String>| batch.iter().map(f).collect::<Vec<_>>();
+    let col = |f: &dyn Fn(&Entry) -> Option<String>| {
+        batch.iter().map(|e| f(e).map(storable)).collect::<Vec<_>>()
+    };
     let actor = col(&|e| e.actor.clone());
     let role = col(&|e| e.role.map(|r| r.as_str().to_string()));
     let action = col(&|e| Some(e.action.as_str().to_string()));

@@ -31,6 +31,7 @@ mod forged_notices;
 mod grafana_dashboards;
 mod history_buckets;
 mod history_from_a_replica;
+mod hostile_audit;
 mod hostile_history_queries;
 mod hostile_schedules;
 mod hostile_support;
