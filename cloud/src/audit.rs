@@ -150,8 +150,7 @@ SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
     $7::text[], $8::text[])";
 
 /// `text` as PostgreSQL can store it: a NUL byte (from a request path or body) becomes U+FFFD.
-/// One such entry would otherwise fail its whole batch, and an unauthenticated client could
-/// erase its own failed attempts (and whoever else's were written with them).
+/// One such entry would otherwise fail its whole batch: every entry written with it was lost.
 fn storable(text: String) -> String {
     if text.contains('\0') {
         text.replace('\0', "\u{FFFD}")
