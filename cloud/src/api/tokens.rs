@@ -103,6 +103,17 @@ async fn audit_log(
     db: &State<Db>,
 ) -> ApiResult<Json<Vec<AuditRecord>>> {
     let limit: i64 = super::query("limit", limit)?.unwrap_or(100);
+    if let Some(device) = device {
+        ems_protocol::validate_id("device", device)?;
+    }
+    if let Some(action) = action
+        && !action.bytes().all(|b| b.is_ascii_uppercase() || b == b'_')
+    {
+        return Err(ApiError::bad_field(
+            "action",
+            "an action name such as COMMAND_ISSUED",
+        ));
+    }
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::bad_field("limit", "must be 1 to 1000"));
     }

@@ -279,13 +279,16 @@ async fn hostile_tokens_are_refused_and_the_old_tokens_stay() {
         .await;
         assert_refused(&format!("rotate {name:.20}"), &answer, Some(404), None);
     }
-    for query in [
-        "device=%00",
-        "action=%00",
-        "before=%00",
-        "limit=-1",
-        "limit=99999999999999999999",
-        "before=10000-01-01T00:00:00Z",
+    for (query, field) in [
+        ("device=%00", "device"),
+        ("device=%27%20OR%201%3D1", "device"),
+        ("action=%00", "action"),
+        ("action=x%27%3B--", "action"),
+        ("before=%00", "before"),
+        ("before=10000-01-01T00:00:00Z", "before"),
+        ("limit=-1", "limit"),
+        ("limit=abc", "limit"),
+        ("limit=99999999999999999999", "limit"),
     ] {
         let answer = send(
             &server,
@@ -295,15 +298,7 @@ async fn hostile_tokens_are_refused_and_the_old_tokens_stay() {
             None,
         )
         .await;
-        assert!(
-            answer.status == 200 || (400..500).contains(&answer.status),
-            "audit?{query}: {} {}",
-            answer.status,
-            answer.text
-        );
-        if answer.status != 200 {
-            assert_refused(&format!("audit?{query}"), &answer, None, None);
-        }
+        assert_refused(&format!("audit?{query}"), &answer, Some(400), Some(field));
     }
 
     // Query values that do not parse are refused, not read as absent: `grace_s=1h` would
