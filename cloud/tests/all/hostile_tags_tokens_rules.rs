@@ -121,6 +121,18 @@ async fn hostile_tags_are_refused_and_the_old_tags_stay() {
         assert_refused(&format!("id {id}"), &answer, Some(404), None);
     }
 
+    // The other admin routes of a device, with an id that cannot exist: refused, never a 500.
+    for (method, path) in [
+        (Method::POST, "/devices/ems%00g/token"),
+        (Method::POST, "/devices/ems%00g/disable"),
+        (Method::POST, "/devices/ems%00g/enable"),
+        (Method::DELETE, "/devices/ems%00g?purge=true"),
+        (Method::POST, "/devices/ems%00g/live-ticket"),
+    ] {
+        let answer = send(&server, method.clone(), path, &server.admin, None).await;
+        assert_refused(&format!("{method} {path}"), &answer, None, None);
+    }
+
     // Odd filters find nothing, or are refused; never a 500.
     for tag in [
         "%00",
