@@ -356,8 +356,7 @@ fn main() -> Result<()> {
         let starts: Vec<DateTime<Utc>> = (0..SLOTS)
             .map(|i| day_start() + Duration::minutes(15 * i as i64))
             .collect();
-        let utc = "UTC".parse().expect("UTC is a time zone");
-        let fc = forecast::forecast(&history, &starts, utc);
+        let fc = forecast::forecast(&history, &starts, &ems_protocol::zone::Zone::utc());
         let methods: std::collections::BTreeSet<&str> = fc.iter().map(|f| f.method).collect();
         let kwh = |w: f64| w * SLOT_H / 1000.0;
         for weather in [Weather::Sunny, Weather::Cloudy] {

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, Utc};
 use ems_protocol::api::{CommandRecord, DevicePlan, PlanSlot};
 use ems_protocol::duration::align_up;
+use ems_protocol::zone::Zone;
 use rocket::http::Status;
 use rocket::serde::json::Json;
 use rocket::{FromForm, Route, State, get, post, routes};
@@ -90,15 +91,8 @@ async fn compute(db: &Db, user: &ApiUser, device_id: &str, p: &PlanParams) -> Ap
 
 /// The plan of `device_id` (registered; the caller checked access) for the figures in `p`.
 pub(crate) async fn plan_device(db: &Db, device_id: &str, p: &PlanParams) -> ApiResult<Computed> {
-    let tz: chrono_tz::Tz = p
-        .time_zone
-        .as_deref()
-        .unwrap_or("UTC")
-        .parse()
-        .map_err(|_| ApiError::BadRequest {
-            message: "time_zone: not an IANA zone name".into(),
-            field: Some("time_zone".into()),
-        })?;
+    let tz = Zone::named(p.time_zone.as_deref().unwrap_or("UTC"))
+        .map_err(|e| ApiError::bad_field("time_zone", e.to_string()))?;
     // The figures first: a request without them is a 400 whatever the device's state.
     let capacity_wh = required(p.capacity_wh, "capacity_wh")?;
     let max_charge_w = required(p.max_charge_w, "max_charge_w")?;
@@ -168,9 +162,9 @@ pub(crate) async fn plan_device(db: &Db, device_id: &str, p: &PlanParams) -> Api
 
     let history = {
         let client = db.pool.get().await?;
-        forecast::history(&client, device_id, now, tz).await?
+        forecast::history(&client, device_id, now, &tz).await?
     };
-    let fc = forecast::forecast(&history, &starts, tz);
+    let fc = forecast::forecast(&history, &starts, &tz);
     let inputs: Vec<SlotInput> = prices
         .iter()
         .zip(&fc)

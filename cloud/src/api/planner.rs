@@ -5,6 +5,7 @@
 //! [`crate::planner::replan`].
 
 use chrono::{DateTime, Utc};
+use ems_protocol::zone::Zone;
 use rocket::serde::json::Json;
 use rocket::{Route, State, delete, get, put, routes};
 use serde::{Deserialize, Serialize};
@@ -132,9 +133,8 @@ impl PlannerSettings {
         if !(0.25..=48.0).contains(&self.hours) {
             return Err(ApiError::bad_field("hours", "0.25 to 48"));
         }
-        self.time_zone
-            .parse::<chrono_tz::Tz>()
-            .map_err(|_| ApiError::bad_field("time_zone", "not an IANA zone name"))?;
+        Zone::named(&self.time_zone)
+            .map_err(|e| ApiError::bad_field("time_zone", e.to_string()))?;
         Ok(())
     }
 }

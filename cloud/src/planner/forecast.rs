@@ -23,7 +23,7 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Datelike, Duration, Timelike, Utc};
-use chrono_tz::Tz;
+use ems_protocol::zone::Zone;
 
 /// Weeks of history averaged.
 pub const WEEKS: i64 = 4;
@@ -74,7 +74,7 @@ pub async fn history(
     client: &tokio_postgres::Client,
     device_id: &str,
     now: DateTime<Utc>,
-    tz: Tz,
+    tz: &Zone,
 ) -> Result<HashMap<(i32, i32), SlotHistory>, tokio_postgres::Error> {
     let from = now - Duration::weeks(WEEKS);
     let rows = client
@@ -109,12 +109,12 @@ fn mean(values: impl Iterator<Item = (Option<f64>, i64)>) -> Option<(f64, i64)> 
 pub fn forecast(
     history: &HashMap<(i32, i32), SlotHistory>,
     starts: &[DateTime<Utc>],
-    tz: Tz,
+    tz: &Zone,
 ) -> Vec<SlotForecast> {
     starts
         .iter()
         .map(|start| {
-            let local = start.with_timezone(&tz);
+            let local = tz.local(*start);
             let dow = local.weekday().number_from_monday() as i32;
             let slot = (local.hour() * 4 + local.minute() / 15) as i32;
             let same_slot = || (1..=7).filter_map(|d| history.get(&(d, slot)));
@@ -196,7 +196,11 @@ mod tests {
                 ..SlotHistory::default()
             },
         );
-        let f = forecast(&history, &[t(0, 0), t(0, 15), t(0, 30), t(0, 45)], Tz::UTC);
+        let f = forecast(
+            &history,
+            &[t(0, 0), t(0, 15), t(0, 30), t(0, 45)],
+            &Zone::utc(),
+        );
         assert_eq!((f[0].load_w, f[0].method), (800.0, "weekday"));
         assert_eq!(f[1].method, "all_days");
         assert!((f[1].load_w - 480.0).abs() < 1e-9, "{:?}", f[1]);
@@ -211,7 +215,7 @@ mod tests {
         // Tuesday 08:00 local in Berlin is slot 32.
         history.insert((2, 32), h(1234.0, 0.0, 900));
         let start = "2026-12-01T07:00:00Z".parse::<DateTime<Utc>>().unwrap();
-        let f = forecast(&history, &[start], "Europe/Berlin".parse().unwrap());
+        let f = forecast(&history, &[start], &Zone::named("Europe/Berlin").unwrap());
         assert_eq!((f[0].load_w, f[0].method), (1234.0, "weekday"));
     }
 }

@@ -100,7 +100,7 @@ async fn forecast_averages_the_same_weekday_and_slot(backend: Backend) {
     .await;
 
     let client = ems_cloud::db::connect(url).await.unwrap();
-    let tz = chrono_tz::Tz::UTC;
+    let tz = &ems_protocol::zone::Zone::utc();
     let now = at("2026-11-30T07:00:00Z");
     let h = history(&client, "ems_fc", now, tz).await.unwrap();
     let f = forecast(
