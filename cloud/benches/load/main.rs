@@ -55,8 +55,23 @@ fn percentile(sorted: &[u32], p: f64) -> f64 {
     sorted[idx] as f64 / 1000.0
 }
 
+/// Open files a side needs beyond its device sockets (database pool, listener, logs, …).
+const SPARE_FDS: u64 = 500;
+
 fn main() {
     let fd_limit = raise_fd_limit();
+    let n = env_or("EMS_BENCH_DEVICES", 10_000);
+    if n + SPARE_FDS > fd_limit {
+        // The client holds n sockets and the server (which inherits the limit) n more.
+        eprintln!(
+            "{n} devices need {} open files per process (client and server each hold one socket \
+             per device) but this process may open {fd_limit}: its hard limit, which only a \
+             process with CAP_SYS_RESOURCE can raise (`ulimit -Hn`). Run at most {} devices here.",
+            n + SPARE_FDS,
+            fd_limit.saturating_sub(SPARE_FDS)
+        );
+        std::process::exit(2);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
