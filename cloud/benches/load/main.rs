@@ -26,7 +26,8 @@
 //! others hold idle sockets; default all), `EMS_BENCH_WRAP` (a profiler command to run the
 //! server under). Past 20,000 devices the sockets come from 127.0.0.2, .3, … (20,000 each: one
 //! source address has about 28,000 ephemeral ports towards the server's port), and the process
-//! raises its open-file limit (as root, past the hard limit) for both sides.
+//! raises its open-file limit for both sides (past the hard limit only with CAP_SYS_RESOURCE;
+//! a device count the limit cannot hold is refused at once, naming it).
 //! The client and the server share the machine, so on a small machine the client's own work
 //! (JSON, TLS-free WebSocket framing for 10k sockets) competes with the server for the CPU.
 
