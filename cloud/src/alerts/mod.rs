@@ -26,9 +26,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ems_protocol::Telemetry;
-use ems_protocol::api::{
-    AlertEvent, AlertKind, AlertNotification, AlertRecord, AlertRule, LiveEvent,
-};
+use ems_protocol::api::{AlertEvent, AlertKind, AlertNotification, AlertRecord, AlertRule};
 use rocket::fairing::AdHoc;
 use tokio::sync::{broadcast, watch};
 
@@ -212,7 +210,7 @@ async fn evaluate(
     let hub = alerts.hub.clone();
     // Subscribed only while a packet rule exists: every packet received is a copy, which a
     // fleet with only OFFLINE rules (or none) should not pay for at full ingest rate.
-    let mut events: Option<broadcast::Receiver<LiveEvent>> = None;
+    let mut events: Option<broadcast::Receiver<Telemetry>> = None;
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut evaluator = Evaluator::default();
@@ -235,14 +233,10 @@ async fn evaluate(
                     done = Some(change);
                 }
             }
+            // Packets this instance stored: those of devices on other instances are evaluated
+            // there, and a device that disconnected right after sending is still evaluated.
             event = next_event => match event {
-                // Packets of devices on other instances are evaluated there.
-                Ok(LiveEvent::Telemetry { telemetry }) => {
-                    if hub.sender(&telemetry.device_id).is_some() {
-                        evaluator.see(&alerts, &telemetry).await;
-                    }
-                }
-                Ok(_) => {}
+                Ok(telemetry) => evaluator.see(&alerts, &telemetry).await,
                 Err(broadcast::error::RecvError::Lagged(n)) => {
                     // Logged when the total crosses a power of two, not at every lag.
                     let before = skipped;
@@ -263,7 +257,7 @@ async fn evaluate(
             .iter()
             .any(|r| r.rule.kind != AlertKind::Offline);
         if wanted && events.is_none() {
-            events = Some(hub.subscribe());
+            events = Some(hub.subscribe_stored());
         } else if !wanted {
             events = None;
         }

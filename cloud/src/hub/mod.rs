@@ -87,6 +87,10 @@ pub struct Hub {
     devices: Mutex<HashMap<String, DeviceConn>>,
     next_conn: AtomicU64,
     events: broadcast::Sender<LiveEvent>,
+    /// Packets stored by this instance (its own devices' telemetry), for the alert evaluator:
+    /// unlike `events` it never carries another instance's packets, and it is filled only while
+    /// someone listens.
+    stored: broadcast::Sender<Telemetry>,
     /// Devices that live feeds on other instances watch, until when.
     interest: Mutex<HashMap<String, Instant>>,
     stop: watch::Sender<bool>,
@@ -111,6 +115,7 @@ impl Hub {
             devices: Mutex::new(HashMap::new()),
             next_conn: AtomicU64::new(1),
             events: broadcast::channel(4096).0,
+            stored: broadcast::channel(4096).0,
             interest: Mutex::new(HashMap::new()),
             stop: watch::channel(false).0,
             resync: tokio::sync::Notify::new(),
@@ -188,6 +193,12 @@ impl Hub {
 
     pub fn subscribe(&self) -> broadcast::Receiver<LiveEvent> {
         self.events.subscribe()
+    }
+
+    /// The packets this instance stores, as they are stored (whether or not their device is
+    /// still connected by then).
+    pub fn subscribe_stored(&self) -> broadcast::Receiver<Telemetry> {
+        self.stored.subscribe()
     }
 
     /// Closes the sockets of `device_id` that exist now, here and on every instance, at `until`
@@ -299,6 +310,9 @@ impl Hub {
                 telemetry: telemetry.clone(),
             })
             .await;
+        }
+        if self.stored.receiver_count() > 0 {
+            let _ = self.stored.send(telemetry.clone());
         }
         let _ = self.events.send(LiveEvent::Telemetry { telemetry });
     }

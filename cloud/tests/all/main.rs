@@ -6,6 +6,7 @@ mod common;
 
 mod ack_after_commit;
 mod aggregate_matches_raw;
+mod alerts_after_disconnect;
 mod alerts_email;
 mod alerts_offline_webhook;
 mod alerts_queue_bounded;
