@@ -78,16 +78,17 @@ async fn random_tokens_are_cheap_to_refuse_and_lock_nobody_out() {
     flood_runtime.shutdown_background();
     health.sort();
     let p99 = health[health.len() * 99 / 100 - 1];
-    // The figure is printed; the bound asserted is the one that tells a server swamped by the
-    // flood (each made-up token costing a database query queues behind the pool: seconds) from
-    // one that refuses it cheaply. On an idle 2-core machine p99 is 100-200 ms, most of it the
-    // client side of 2,000 connections on the same cores.
+    // The figure is printed (issue 14's target is p99 < 200 ms; on an idle 2-core machine it is
+    // 100-200 ms, most of it the client side of 2,000 connections on the same cores). What makes
+    // a flood cheap is asserted below without a clock: at most burst + 16 made-up tokens reach a
+    // database check, the rest are throttled. The bound here only catches a server that stops
+    // answering, so a busy CI machine cannot fail it by being slow.
     println!(
         "/health under the flood: p50 {:?}, p99 {p99:?}",
         health[health.len() / 2]
     );
     assert!(
-        p99 < Duration::from_secs(1),
+        p99 < Duration::from_secs(10),
         "/health p99 {p99:?} under the flood"
     );
     let refused = statuses.iter().filter(|s| **s == 401).count();
