@@ -14,6 +14,7 @@ use ems_protocol::api::{CommandRecord, DevicePlan, PlanSlot};
 use ems_protocol::duration::align_up;
 use ems_protocol::zone::Zone;
 use rocket::http::Status;
+use rocket::http::uri::Origin;
 use rocket::serde::json::Json;
 use rocket::{FromForm, Route, State, get, post, routes};
 
@@ -31,6 +32,59 @@ use crate::planner::{forecast, schedule, simulate};
 
 /// One slot, s.
 const SLOT_S: i64 = 900;
+
+/// The numeric query parameters of a plan request (`wait` with `apply`).
+const NUMBERS: [&str; 12] = [
+    "capacity_wh",
+    "max_charge_w",
+    "max_discharge_w",
+    "reserve_soc_pct",
+    "max_soc_pct",
+    "efficiency",
+    "import_limit_w",
+    "export_limit_w",
+    "soc_pct",
+    "end_soc_pct",
+    "hours",
+    "wait",
+];
+
+/// Largest magnitude of a plan's figure (W, Wh, %, h): a household battery is far below it, and
+/// a figure beyond it is a typo or an attack, not a plan.
+const MAX_FIGURE: f64 = 1e9;
+
+/// A figure is a finite number within ±[`MAX_FIGURE`]; the refusal names it (and does not quote
+/// a 309-digit number back).
+pub(crate) fn check_figure(name: &str, v: f64) -> ApiResult<()> {
+    if v.is_finite() && v.abs() <= MAX_FIGURE {
+        Ok(())
+    } else {
+        Err(ApiError::bad_field(
+            name,
+            format!("{name}: {v:e} is outside ±{MAX_FIGURE:e}"),
+        ))
+    }
+}
+
+/// Rocket reads a number that does not parse as absent (`import_limit_w=5kW` would plan without
+/// the limit), and a repeated parameter as absent too: the raw query is checked first, so every
+/// figure given is used or refused, naming it.
+fn check_query(uri: &Origin<'_>) -> ApiResult<()> {
+    let mut seen = std::collections::HashSet::new();
+    for (name, value) in uri.query().map(|q| q.segments()).into_iter().flatten() {
+        if !seen.insert(name) {
+            return Err(ApiError::bad_field(name, format!("{name}: given twice")));
+        }
+        if NUMBERS.contains(&name) {
+            let v: f64 = value.parse().map_err(|_| {
+                let shown: String = value.chars().take(40).collect();
+                ApiError::bad_field(name, format!("{name}: {shown:?} is not a number"))
+            })?;
+            check_figure(name, v)?;
+        }
+    }
+    Ok(())
+}
 
 /// The battery and grid figures of a plan request (query parameters).
 #[derive(Debug, Default, FromForm)]
@@ -222,9 +276,11 @@ pub(crate) async fn plan_device(db: &Db, device_id: &str, p: &PlanParams) -> Api
 async fn get_plan(
     device_id: &str,
     params: PlanParams,
+    uri: &Origin<'_>,
     viewer: Viewer,
     db: &State<Db>,
 ) -> ApiResult<Json<DevicePlan>> {
+    check_query(uri)?;
     Ok(Json(
         compute(db, &viewer.0, device_id, &params).await?.answer,
     ))
@@ -238,12 +294,14 @@ async fn apply_plan(
     device_id: &str,
     wait: Option<f64>,
     params: PlanParams,
+    uri: &Origin<'_>,
     operator: Operator,
     db: &State<Db>,
     hub: &State<Arc<Hub>>,
     config: &State<CloudConfig>,
     audit: &State<Audit>,
 ) -> ApiResult<(Status, Json<CommandRecord>)> {
+    check_query(uri)?;
     let computed = compute(db, &operator.0, device_id, &params).await?;
     let payload = schedule::to_schedule(computed.start, &computed.planned);
     let body = serde_json::json!({"action": "SET_SCHEDULE", "payload": payload}).to_string();

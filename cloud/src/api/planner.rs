@@ -6,10 +6,12 @@
 
 use chrono::{DateTime, Utc};
 use ems_protocol::zone::Zone;
+use rocket::data::{Data, Limits as BodyLimits};
 use rocket::serde::json::Json;
 use rocket::{Route, State, delete, get, put, routes};
 use serde::{Deserialize, Serialize};
 
+use super::body::read_json;
 use super::ensure_device;
 use super::plan::PlanParams;
 use crate::audit::{Action, Audit};
@@ -128,6 +130,23 @@ impl PlannerSettings {
                 format!("{:?}: \"cloud\" or \"off\"", self.planner),
             ));
         }
+        let figures = [
+            ("capacity_wh", Some(self.capacity_wh)),
+            ("max_charge_w", Some(self.max_charge_w)),
+            ("max_discharge_w", Some(self.max_discharge_w)),
+            ("reserve_soc_pct", Some(self.reserve_soc_pct)),
+            ("max_soc_pct", Some(self.max_soc_pct)),
+            ("efficiency", Some(self.efficiency)),
+            ("import_limit_w", self.import_limit_w),
+            ("export_limit_w", self.export_limit_w),
+            ("end_soc_pct", self.end_soc_pct),
+            ("hours", Some(self.hours)),
+        ];
+        for (name, value) in figures {
+            if let Some(v) = value {
+                super::plan::check_figure(name, v)?;
+            }
+        }
         lp::validate_limits(&self.limits(self.reserve_soc_pct.clamp(0.0, 100.0)))
             .map_err(|e| ApiError::bad_request(e.to_string()))?;
         if !(0.25..=48.0).contains(&self.hours) {
@@ -177,10 +196,11 @@ async fn put_planner(
     operator: Operator,
     db: &State<Db>,
     audit: &State<Audit>,
-    body: Json<PlannerSettings>,
+    limits: &BodyLimits,
+    body: Data<'_>,
 ) -> ApiResult<Json<DevicePlanner>> {
     ensure_device(db, &operator.0, device_id).await?;
-    let s = body.into_inner();
+    let s: PlannerSettings = read_json(body, limits, "").await?;
     s.validate()?;
     let client = db.pool.get().await?;
     let row = client

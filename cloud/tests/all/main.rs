@@ -34,6 +34,7 @@ mod history_buckets;
 mod history_from_a_replica;
 mod hostile_audit;
 mod hostile_history_queries;
+mod hostile_planner;
 mod hostile_schedules;
 mod hostile_support;
 mod hostile_tags_tokens_rules;
