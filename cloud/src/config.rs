@@ -110,7 +110,7 @@ impl Default for CloudConfig {
             database_wait_s: 30,
             database_pool_size: 16,
             batch_max_rows: 5000,
-            batch_max_delay_ms: 100,
+            batch_max_delay_ms: 0,
             ingest_queue: 20_000,
             max_frame_bytes: 64 * 1024,
             bad_frame_limit: 20,

@@ -2,8 +2,8 @@
 //!
 //! A socket task [`submit`](Ingest::submit)s the valid packets of the frames it read together
 //! (a device's backlog stays together in the queue) with the sender of its socket. The writer
-//! takes the packets queued when it is free, up to `batch_max_rows` (or, with
-//! `batch_max_delay_ms` above 0, waits that long for a batch to fill),
+//! takes the packets queued when it is free, up to `batch_max_rows` (flush when idle: batches
+//! grow only under load; with `batch_max_delay_ms` above 0 it also waits that long for more),
 //! inserts them with one prepared `INSERT … SELECT FROM UNNEST(…) ON CONFLICT (device_id, time)
 //! DO NOTHING RETURNING device_id, time`, and only after COMMIT sends each packet's timestamp
 //! back to its socket for the `TELEMETRY_ACK` (one message per socket and batch). A resent

@@ -1,6 +1,7 @@
-//! `batch_max_delay_ms = 0`, flush when idle: the writer takes what is queued whenever it is
-//! free. Three devices sending their backlogs at once and a device sending one packet at a time
-//! are all stored once and acknowledged; resent packets are acknowledged again and stored once.
+//! `batch_max_delay_ms = 0` (the default), flush when idle: the writer takes what is queued
+//! whenever it is free; and 100, where a batch also waits for more. In both, three devices
+//! sending their backlogs at once and a device sending one packet at a time are all stored once
+//! and acknowledged; resent packets are acknowledged again and stored once.
 
 use crate::common;
 
@@ -8,8 +9,17 @@ use common::{TestServer, count_rows, figment, packet, recent_seconds};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flush_when_idle_stores_and_acks_everything_once() {
+    stores_and_acks_everything_once(0).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lingering_batches_store_and_ack_everything_once() {
+    stores_and_acks_everything_once(100).await;
+}
+
+async fn stores_and_acks_everything_once(batch_max_delay_ms: u64) {
     let url = ems_testkit::pg::fresh_database().await;
-    let config = figment(&url).merge(("batch_max_delay_ms", 0));
+    let config = figment(&url).merge(("batch_max_delay_ms", batch_max_delay_ms));
     let server = TestServer::with(config, &url, reqwest::Client::new()).await;
 
     // Three backlogs of 200 at once: batches form from what queues up while one is written.
