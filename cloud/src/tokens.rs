@@ -54,6 +54,10 @@ pub struct Limits {
     pub tags: Option<Vec<String>>,
 }
 
+/// Most devices a token's `devices` scope may list: the list is checked on every request the
+/// token makes; a larger group is a tag.
+pub const MAX_SCOPE_DEVICES: usize = 1000;
+
 /// Stores a new API token; returns its secret (the only time it is visible).
 pub async fn create(
     db: &Db,
@@ -84,6 +88,15 @@ pub async fn create(
         }
     }
     if let Some(devices) = &devices {
+        if devices.len() > MAX_SCOPE_DEVICES {
+            return Err(ApiError::bad_field(
+                "devices",
+                format!(
+                    "{} devices, at most {MAX_SCOPE_DEVICES}: scope larger groups by tags",
+                    devices.len()
+                ),
+            ));
+        }
         for d in devices {
             ems_protocol::validate_id("devices", d)?;
         }

@@ -258,6 +258,13 @@ async fn hostile_tokens_are_refused_and_the_old_tokens_stay() {
             json!({"name": "t", "role": "viewer", "tags": ["' OR 1=1 --"]}).to_string(),
             Some("tags"),
         ),
+        (
+            "1001 devices (every request of the token checks its list)",
+            json!({"name": "many", "role": "viewer",
+                   "devices": (0..1001).map(|i| format!("d{i}")).collect::<Vec<_>>()})
+            .to_string(),
+            Some("devices"),
+        ),
     ];
     for (what, body, field) in &cases {
         let answer = json_to(&server, Method::POST, "/tokens", body.clone()).await;
