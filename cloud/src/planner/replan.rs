@@ -6,6 +6,10 @@
 //! - a packet newer than the plan reports a SoC more than `planner.soc_deviation_pct` away
 //!   from the plan's SoC at that moment.
 //!
+//! On the interval alone, a plan that is the same as the schedule the device accepted (same
+//! windows from now on, powers within 100 W and SoCs within 2 points, see
+//! [`same_plan`]) is not sent again while that schedule still covers half the horizon.
+//!
 //! A device with no settings, or `"off"`, is never planned here. Instances sharing the
 //! database plan each device once: a device is taken with an `UPDATE … RETURNING` that only
 //! succeeds while nobody holds it (`claimed_until` past) and nobody planned it since this
@@ -33,11 +37,23 @@ use crate::config::{CloudConfig, PlannerConfig};
 use crate::db::Db;
 use crate::hub::Hub;
 use crate::planner::lp::SLOT_H;
-use crate::planner::schedule::to_schedule;
+use crate::planner::schedule::{same_plan, to_schedule};
 use crate::stage::need;
+use ems_protocol::schedule::SchedulePayload;
 
 /// The name commands sent by the re-planner carry (`issued_by`) and the audit trail shows.
 pub const PLANNER_USER: &str = "planner";
+
+/// [`due`]'s reason when only time has passed.
+const INTERVAL: &str = "interval";
+
+/// What a re-plan did.
+enum Sent {
+    /// A new `SET_SCHEDULE`, by its command id.
+    New(String),
+    /// Nothing: the device's accepted schedule is the same plan ([`same_plan`]).
+    Kept,
+}
 
 /// Starts the re-planner on this instance.
 pub fn stage() -> AdHoc {
@@ -102,7 +118,7 @@ pub fn due(c: &Candidate, s: &PlannerConfig, now: DateTime<Utc>) -> Option<&'sta
         return Some("never planned");
     };
     if now - planned_at >= chrono::Duration::seconds(s.replan_interval_s as i64) {
-        return Some("interval");
+        return Some(INTERVAL);
     }
     if let (Some(start), Some(plan), Some((soc, at))) = (c.plan_start, &c.planned_soc, c.soc)
         && at > planned_at
@@ -221,12 +237,24 @@ impl Replanner {
         let settings: DevicePlanner = from_row(&row);
         let change_seq: i64 = row.get(COLUMNS.split(',').count());
         tracing::info!(device = %c.device_id, why, "planner: planning");
-        let (outcome, plan) = self.plan_and_send(&settings).await;
-        let (command_id, error) = match outcome {
-            Ok(id) => (Some(id), None),
+        // On the interval alone, a plan equal to the one the device accepted is not sent again.
+        let keep = if why == INTERVAL {
+            self.accepted_schedule(&settings).await
+        } else {
+            None
+        };
+        let (outcome, plan) = self.plan_and_send(&settings, keep.as_ref()).await;
+        let (command_id, error, plan) = match outcome {
+            Ok(Sent::New(id)) => (Some(id), None, plan),
+            Ok(Sent::Kept) => {
+                tracing::info!(device = %c.device_id, "planner: the plan is unchanged; kept");
+                // The device goes on with the schedule it has: the SoC is checked against it.
+                let old = c.plan_start.zip(c.planned_soc.clone());
+                (None, None, old.or(plan))
+            }
             Err(e) => {
                 tracing::warn!(device = %c.device_id, "planner: no plan sent: {e}");
-                (None, Some(e))
+                (None, Some(e), plan)
             }
         };
         let (plan_start, planned_soc) = plan.unzip();
@@ -259,12 +287,28 @@ impl Replanner {
         Ok(())
     }
 
-    /// Plans with the stored settings and sends the plan; the command's id, or why not, and
-    /// the plan's start and SoC course.
+    /// The schedule of the device's last planner command, when the device accepted it.
+    async fn accepted_schedule(&self, d: &DevicePlanner) -> Option<SchedulePayload> {
+        let id = d.last_command_id.as_deref()?;
+        let client = self.db.pool.get().await.ok()?;
+        let row = client
+            .query_opt(
+                "SELECT payload FROM commands WHERE command_id = $1 AND status = 'ACCEPTED'",
+                &[&id],
+            )
+            .await
+            .ok()??;
+        serde_json::from_value(row.get(0)).ok()
+    }
+
+    /// Plans with the stored settings and sends the plan, unless it is the same as `keep` (the
+    /// schedule the device has, while that still covers half the horizon); what was done, or
+    /// why nothing was, and the plan's start and SoC course.
     async fn plan_and_send(
         &self,
         d: &DevicePlanner,
-    ) -> (Result<String, String>, Option<(DateTime<Utc>, Vec<f64>)>) {
+        keep: Option<&SchedulePayload>,
+    ) -> (Result<Sent, String>, Option<(DateTime<Utc>, Vec<f64>)>) {
         let params = d.settings.params(&PlanParams::default());
         let computed = match plan_device(&self.db, &d.device_id, &params).await {
             Ok(c) => c,
@@ -274,6 +318,16 @@ impl Replanner {
             .chain(computed.planned.iter().map(|p| p.soc_pct))
             .collect();
         let payload = to_schedule(computed.start, &computed.planned);
+        let now = Utc::now();
+        let half_horizon = chrono::Duration::seconds((d.settings.hours * 1800.0) as i64);
+        if let Some(sent) = keep
+            && sent
+                .valid_until
+                .is_some_and(|until| until - now >= half_horizon)
+            && same_plan(sent, &payload, now)
+        {
+            return (Ok(Sent::Kept), Some((computed.start, course)));
+        }
         let body = serde_json::json!({"action": "SET_SCHEDULE", "payload": payload}).to_string();
         let operator = Operator(ApiUser {
             name: PLANNER_USER.into(),
@@ -295,7 +349,7 @@ impl Replanner {
         .await;
         record_issued(&self.audit, &operator, &d.device_id, &result);
         let outcome = result
-            .map(|(_, record)| record.command_id.clone())
+            .map(|(_, record)| Sent::New(record.command_id.clone()))
             .map_err(|e| e.to_string());
         (outcome, Some((computed.start, course)))
     }

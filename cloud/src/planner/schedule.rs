@@ -94,6 +94,58 @@ pub fn to_schedule(start: DateTime<Utc>, plan: &[PlannedSlot]) -> SchedulePayloa
     }
 }
 
+/// A window's part still to come: its start and end (cut) and the window.
+type Ahead = (DateTime<Utc>, DateTime<Utc>, WindowPayload);
+
+/// Largest difference in a window's power that still counts as the same plan, W.
+const SAME_POWER_W: f64 = 100.0;
+/// Largest difference in a window's target SoC that still counts as the same plan, points.
+const SAME_SOC_PCT: f64 = 2.0;
+
+/// Whether a device that holds `sent` would do the same as with `new` from `now` until
+/// `sent`'s end: the windows still to come (cut at `now` and at `sent`'s `valid_until`) have the
+/// same actions and times, and powers and target SoCs within [`SAME_POWER_W`] and
+/// [`SAME_SOC_PCT`]. The re-planner then keeps the schedule the device has instead of sending
+/// an equal one every quarter hour.
+pub fn same_plan(sent: &SchedulePayload, new: &SchedulePayload, now: DateTime<Utc>) -> bool {
+    let Some(until) = sent.valid_until else {
+        return false;
+    };
+    if until <= now || new.valid_until.is_some_and(|v| v < until) {
+        return false;
+    }
+    // The part of each window between now and `until`; `None` for a daily window.
+    let ahead = |p: &SchedulePayload| -> Option<Vec<Ahead>> {
+        let mut out = Vec::new();
+        for w in &p.windows {
+            let (start, end) = (w.start?.max(now), w.end?.min(until));
+            if start < end {
+                out.push((start, end, w.clone()));
+            }
+        }
+        Some(out)
+    };
+    let (Some(a), Some(b)) = (ahead(sent), ahead(new)) else {
+        // Daily windows: not the planner's; never taken as the same.
+        return false;
+    };
+    let close = |x: Option<f64>, y: Option<f64>, tolerance: f64| match (x, y) {
+        (Some(x), Some(y)) => (x - y).abs() <= tolerance,
+        (None, None) => true,
+        _ => false,
+    };
+    a.len() == b.len()
+        && a.iter().zip(&b).all(|((s1, e1, w1), (s2, e2, w2))| {
+            s1 == s2
+                && e1 == e2
+                && w1.action == w2.action
+                && w1.from_grid == w2.from_grid
+                && close(w1.power_w, w2.power_w, SAME_POWER_W)
+                && close(w1.to_soc_pct, w2.to_soc_pct, SAME_SOC_PCT)
+                && close(w1.down_to_soc_pct, w2.down_to_soc_pct, SAME_SOC_PCT)
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use ems_protocol::schedule::Schedule;
@@ -135,6 +187,50 @@ mod tests {
         assert_eq!(w[2].action, "DISCHARGE");
         assert_eq!(s.valid_until, Some(start + Duration::minutes(75)));
         Schedule::from_payload(&s).unwrap();
+    }
+
+    #[test]
+    fn the_same_plan_a_quarter_hour_later_is_recognised_and_a_changed_one_is_not() {
+        let start: DateTime<Utc> = "2026-12-01T00:00:00Z".parse().unwrap();
+        let q = Duration::minutes(15);
+        let plan = [
+            slot(3000.0, 0.0, 3500.0, 0.0),
+            slot(3000.0, 0.0, 3500.0, 0.0),
+            slot(0.0, 0.0, 0.0, 0.0),
+            slot(0.0, 2000.0, 0.0, 1500.0),
+            slot(0.0, 0.0, 0.0, 0.0),
+        ];
+        let sent = to_schedule(start, &plan);
+        // A quarter hour later: the plan from the second slot on, with a new slot at its end
+        // and a power 40 W off (the forecast moved a little).
+        let mut later = plan[1..].to_vec();
+        later[0].charge_w = 2960.0;
+        later.push(slot(0.0, 0.0, 0.0, 0.0));
+        let new = to_schedule(start + q, &later);
+        assert!(same_plan(&sent, &new, start + q));
+        // The discharge moved by a slot: not the same.
+        let mut moved = later.clone();
+        moved.swap(2, 3);
+        assert!(!same_plan(
+            &sent,
+            &to_schedule(start + q, &moved),
+            start + q
+        ));
+        // A power 500 W off: not the same.
+        let mut stronger = later.clone();
+        stronger[0].charge_w = 3500.0;
+        assert!(!same_plan(
+            &sent,
+            &to_schedule(start + q, &stronger),
+            start + q
+        ));
+        // A new plan that ends before the one sent, or a sent one that has ended: not the same.
+        assert!(!same_plan(
+            &sent,
+            &to_schedule(start + q, &later[..2]),
+            start + q
+        ));
+        assert!(!same_plan(&sent, &new, start + q * 6));
     }
 
     #[test]

@@ -14,6 +14,10 @@
 //! And the claim itself: of many instances claiming one device at the same moment, exactly one
 //! gets it; nobody gets a device that opted out.
 //!
+//! When only time has passed and the new plan is the one the device accepted, nothing is sent:
+//! the re-planner looks again and again (its `planned_at` moves) and the device keeps its
+//! schedule, until the tariff changes.
+//!
 //! Same answers on TimescaleDB and plain PostgreSQL (the migration V7 on both).
 
 use crate::common;
@@ -21,7 +25,8 @@ use crate::common;
 on_both_backends!(
     opted_in_devices_are_planned_others_never,
     of_eight_simultaneous_claims_one_wins,
-    a_soc_that_departs_from_the_plan_brings_a_new_one
+    a_soc_that_departs_from_the_plan_brings_a_new_one,
+    an_unchanged_plan_is_kept_not_sent_again
 );
 
 use chrono::{Duration, DurationRound, Utc};
@@ -432,5 +437,99 @@ async fn a_soc_that_departs_from_the_plan_brings_a_new_one(backend: Backend) {
         plan[0], 95.0,
         "planned again from the SoC measured: {plan:?}"
     );
+    server.stop().await;
+}
+
+async fn an_unchanged_plan_is_kept_not_sent_again(backend: Backend) {
+    let Some(url) = fresh_database_on(backend).await else {
+        return;
+    };
+    // Due every second on the interval alone.
+    let config = figment(&url)
+        .merge(("planner.check_interval_ms", 100))
+        .merge(("planner.replan_interval_s", 1));
+    let server = TestServer::with(config, &url, reqwest::Client::new()).await;
+    let token = server.add_device("ems_same").await;
+    let operator = server.token("op", Role::Operator).await;
+    let client = ems_cloud::db::connect(&url).await.unwrap();
+    client
+        .execute(
+            "INSERT INTO telemetry (time, device_id, state, mode, battery_power, grid_power, \
+               battery_soc, extensions) \
+             SELECT t, 'ems_same', 'IDLE', 'AUTO', 0, 1000, 20, jsonb_build_object('site', \
+               jsonb_build_object('house_power', 1000, 'pv_power', 0)) \
+             FROM generate_series(now() - interval '7 days', now() - interval '1 minute', \
+               interval '1 minute') AS t",
+            &[],
+        )
+        .await
+        .unwrap();
+    let put = |path: &str, body: Value| {
+        let request = server
+            .http
+            .put(server.api(path))
+            .bearer_auth(&operator)
+            .json(&body);
+        async move { request.send().await.unwrap() }
+    };
+    assert_eq!(
+        put("/devices/ems_same/tariff", json!(tariff(0.40)))
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        put("/devices/ems_same/planner", settings()).await.status(),
+        200
+    );
+    let mut device = server.device("ems_same", &token).await;
+    let first = device.next_command().await;
+    schedule_of(&first);
+    device
+        .answer(&first.command_id, AnswerStatus::Accepted, None)
+        .await;
+    let shown = wait_for_command(&server, &operator, "ems_same", &first.command_id).await;
+
+    // The re-planner plans again three times (each a second after the last) and keeps the
+    // accepted schedule every time.
+    let planned_at = |v: &Value| v["planned_at"].as_str().unwrap_or_default().to_string();
+    let mut seen = vec![planned_at(&shown)];
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while seen.len() < 4 {
+        let now: Value = server
+            .get("/devices/ems_same/planner", &operator)
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(now["last_command_id"], first.command_id.as_str(), "{now}");
+        assert!(now["last_error"].is_null(), "{now}");
+        if !seen.contains(&planned_at(&now)) {
+            seen.push(planned_at(&now));
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the re-planner did not look again: {seen:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let sent = "SELECT count(*) FROM commands WHERE device_id = 'ems_same' \
+                AND action = 'SET_SCHEDULE' AND issued_by = 'planner'";
+    assert_eq!(
+        count_rows(&url, sent).await,
+        1,
+        "an equal plan was sent again"
+    );
+
+    // A new tariff changes the plan: it is sent.
+    assert_eq!(
+        put("/devices/ems_same/tariff", json!(tariff(0.60)))
+            .await
+            .status(),
+        200
+    );
+    let again = next_new_command(&mut device, &[&first.command_id]).await;
+    schedule_of(&again);
+    assert_eq!(count_rows(&url, sent).await, 2);
     server.stop().await;
 }
