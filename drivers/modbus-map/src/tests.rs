@@ -6,6 +6,8 @@ use ems_driver_sdk::{BusError, Flag, MemoryBus, Request};
 
 use super::*;
 
+mod devices;
+
 const UNIT: u8 = 9;
 const SDM630_MAP: &str = include_str!("../../../config/devices/sdm630.toml");
 
@@ -459,7 +461,10 @@ fn shipped_maps_say_how_far_they_are_checked() {
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
         let text = std::fs::read_to_string(&path).unwrap();
-        Map::from_toml(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let map = Map::from_toml(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let file = path.file_name().unwrap().to_str().unwrap();
+        devices::no_unexpected_overlaps(file, &map);
+        devices::reads_are_minimal(file, &map);
         let table: toml::Table = toml::from_str(&text).unwrap();
         let checked = table["device"].get("checked").and_then(|v| v.as_str());
         assert!(
@@ -475,6 +480,11 @@ fn shipped_maps_say_how_far_they_are_checked() {
         n += 1;
     }
     assert!(n >= 1);
+    assert_eq!(
+        n,
+        devices::READS.len(),
+        "every shipped map has its hand-counted reads in tests/devices.rs"
+    );
     let bad = SDM630_MAP.replace("checked = \"document\"", "checked = \"yes\"");
     let err = Map::from_toml(&bad).unwrap_err();
     assert_eq!(err.key, "device.checked", "{err}");

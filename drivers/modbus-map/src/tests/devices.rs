@@ -1,0 +1,127 @@
+//! The shipped device maps (`config/devices/*.toml`): each decodes a register image built from
+//! its document's scales into ems units and signs, reads in the fewest requests, and writes the
+//! documented registers. The values in each image are chosen (the documents give scales and
+//! signs, rarely example values) and stated next to the register.
+
+use super::*;
+
+/// Reads per poll of each shipped map, counted by hand from its registers, `max_gap` and
+/// `max_registers`; `shipped_maps_say_how_far_they_are_checked` checks every map against it.
+pub(super) const READS: &[(&str, usize)] = &[
+    // input 0x0000..0x004B in one read (gaps ≤ 24)
+    ("sdm630.toml", 1),
+    // holding 500..525 (gap 501..521 = 21 ≤ 30) and 586..636 (largest gap 601..612 = 12);
+    // 526..585 (60) is too far
+    ("deye-sg04lp3.toml", 2),
+];
+
+/// Two readings share a register only when both are bit fields of the same register; no name is
+/// mapped twice (the second would silently win).
+pub(super) fn no_unexpected_overlaps(file: &str, map: &Map) {
+    for (i, a) in map.readings.iter().enumerate() {
+        for b in &map.readings[i + 1..] {
+            assert!(
+                a.target != b.target || (a.bits.is_some() && b.bits.is_some()),
+                "{file}: {:?} is mapped twice",
+                a.target
+            );
+            if a.kind != b.kind {
+                continue;
+            }
+            let end = |r: &map::Reading| u32::from(r.address) + u32::from(r.width);
+            let overlap = u32::from(a.address) < end(b) && u32::from(b.address) < end(a);
+            let bit_fields = a.bits.is_some()
+                && b.bits.is_some()
+                && a.address == b.address
+                && a.width == b.width;
+            assert!(
+                !overlap || bit_fields,
+                "{file}: {:?} at {} overlaps {:?} at {}",
+                a.target,
+                a.address,
+                b.target,
+                b.address
+            );
+        }
+    }
+}
+
+/// The planned reads are exactly the hand-counted minimum.
+pub(super) fn reads_are_minimal(file: &str, map: &Map) {
+    let expected = READS
+        .iter()
+        .find(|(f, _)| *f == file)
+        .unwrap_or_else(|| panic!("{file}: add its hand-counted reads to devices::READS"))
+        .1;
+    let d = ModbusMap::with_map(UNIT, map.clone());
+    assert_eq!(d.reads.len(), expected, "{file}: {:?}", d.reads);
+}
+
+fn shipped(file: &str) -> ModbusMap {
+    let path = format!("{}/../../config/devices/{file}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).unwrap();
+    ModbusMap::with_map(UNIT, Map::from_toml(&text).unwrap())
+}
+
+/// The reads of `bus` since it was last cleared, as (kind, start, count).
+fn reads(bus: &MemoryBus) -> Vec<(RegisterKind, u16, u16)> {
+    bus.transactions()
+        .iter()
+        .filter_map(|r| match *r {
+            Request::ReadHolding { addr, count, .. } => Some((RegisterKind::Holding, addr, count)),
+            Request::ReadInput { addr, count, .. } => Some((RegisterKind::Input, addr, count)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn s16(v: i16) -> u16 {
+    v as u16
+}
+
+#[test]
+fn deye_sg04lp3_decodes_with_ems_signs() {
+    let mut bus = MemoryBus::new();
+    bus.set_holding(UNIT, 500, &[0; 26]);
+    bus.set_holding(UNIT, 586, &[0; 51]);
+    bus.set_holding(UNIT, 500, &[2]); // NORMAL
+    // Bought 12345.6 kWh = 123456 × 0.1 (0x0001_E240, low word first); sold 789.0 kWh.
+    bus.set_holding(UNIT, 522, &[0xE240, 0x0001, 7890, 0]);
+    // 25.0 °C (offset 1000), 52.30 V, 76 %, discharging 1500 W at 28.68 A (Deye: + = discharge).
+    bus.set_holding(UNIT, 586, &[1250, 5230, 76, 0, 1500, 2868]);
+    bus.set_holding(UNIT, 598, &[2301, 2298, 2312]);
+    bus.set_holding(UNIT, 613, &[s16(-435), s16(-478), s16(-391)]);
+    // Exporting 3000 W: -1000, -1100, -900 per phase.
+    bus.set_holding(UNIT, 622, &[s16(-1000), s16(-1100), s16(-900), s16(-3000)]);
+    bus.set_holding(UNIT, 636, &[4500]);
+
+    let r = shipped("deye-sg04lp3.toml").poll(&mut bus).unwrap();
+    assert_eq!(
+        reads(&bus),
+        [
+            (RegisterKind::Holding, 500, 26),
+            (RegisterKind::Holding, 586, 51)
+        ]
+    );
+    assert_eq!(r.inverter_state.as_deref(), Some("NORMAL"));
+    assert!(close(r.grid_import_energy_kwh, 12345.6));
+    assert!(close(r.grid_export_energy_kwh, 789.0));
+    assert!(close(r.battery_temperature_c, 25.0));
+    assert!(close(r.battery_voltage_v, 52.3));
+    assert!(close(r.battery_soc_pct, 76.0));
+    assert!(close(r.battery_power_w, -1500.0), "discharging is − in ems");
+    assert!(close(r.battery_current_a, -28.68));
+    assert!(close(r.grid_phase_voltage_v[0], 230.1));
+    assert!(close(r.grid_phase_voltage_v[2], 231.2));
+    assert!(close(r.grid_phase_current_a[1], -4.78));
+    assert!(close(r.grid_phase_power_w[0], -1000.0));
+    assert!(close(r.grid_phase_power_w[2], -900.0));
+    assert!(close(r.grid_power_w, -3000.0), "exporting is − in ems");
+    assert!(close(r.inverter_ac_power_w, 4500.0));
+    assert_eq!(r.pv_power_w, None);
+
+    let err = shipped("deye-sg04lp3.toml")
+        .set_battery_power(&mut bus, 1000.0)
+        .unwrap_err();
+    assert!(matches!(err, DriverError::Unsupported(_)), "{err}");
+}
