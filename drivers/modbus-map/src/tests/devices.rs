@@ -13,6 +13,9 @@ pub(super) const READS: &[(&str, usize)] = &[
     // holding 500..525 (gap 501..521 = 21 ≤ 30) and 586..636 (largest gap 601..612 = 12);
     // 526..585 (60) is too far
     ("deye-sg04lp3.toml", 2),
+    // holding 59..82 (gap 60..78 = 19 ≤ 30) and 150..191 (largest gap 151..168 = 18); 83..149
+    // (67) is too far
+    ("deye-sg0xlp1.toml", 2),
 ];
 
 /// Two readings share a register only when both are bit fields of the same register; no name is
@@ -124,4 +127,45 @@ fn deye_sg04lp3_decodes_with_ems_signs() {
         .set_battery_power(&mut bus, 1000.0)
         .unwrap_err();
     assert!(matches!(err, DriverError::Unsupported(_)), "{err}");
+}
+
+#[test]
+fn deye_sg0xlp1_decodes_with_ems_signs() {
+    let mut bus = MemoryBus::new();
+    bus.set_holding(UNIT, 59, &[0; 24]);
+    bus.set_holding(UNIT, 150, &[0; 42]);
+    bus.set_holding(UNIT, 59, &[4]); // FAULT
+    bus.set_holding(UNIT, 79, &[5002]); // 50.02 Hz
+    // Sold 70000.1 kWh = 700001 × 0.1 (0x000A_AE61, low word first).
+    bus.set_holding(UNIT, 81, &[0xAE61, 0x000A]);
+    bus.set_holding(UNIT, 150, &[2334]);
+    // Buying 850 W while the battery charges with 2000 W at 38.5 A (Deye: − = charge).
+    bus.set_holding(UNIT, 169, &[850]);
+    bus.set_holding(UNIT, 175, &[s16(-1150)]);
+    bus.set_holding(UNIT, 182, &[950, 5195, 41]); // -5.0 °C, 51.95 V, 41 %
+    bus.set_holding(UNIT, 190, &[s16(-2000), s16(-3850)]);
+
+    let r = shipped("deye-sg0xlp1.toml").poll(&mut bus).unwrap();
+    assert_eq!(
+        reads(&bus),
+        [
+            (RegisterKind::Holding, 59, 24),
+            (RegisterKind::Holding, 150, 42)
+        ]
+    );
+    assert_eq!(r.inverter_state.as_deref(), Some("FAULT"));
+    assert!(close(r.grid_frequency_hz, 50.02));
+    assert!(close(r.grid_export_energy_kwh, 70000.1));
+    assert_eq!(
+        r.grid_import_energy_kwh, None,
+        "split registers: not mapped"
+    );
+    assert!(close(r.grid_voltage_v, 233.4));
+    assert!(close(r.grid_power_w, 850.0), "importing is + in ems");
+    assert!(close(r.inverter_ac_power_w, -1150.0));
+    assert!(close(r.battery_temperature_c, -5.0));
+    assert!(close(r.battery_voltage_v, 51.95));
+    assert!(close(r.battery_soc_pct, 41.0));
+    assert!(close(r.battery_power_w, 2000.0), "charging is + in ems");
+    assert!(close(r.battery_current_a, 38.5));
 }
