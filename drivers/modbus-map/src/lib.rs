@@ -185,8 +185,19 @@ impl Driver for ModbusMap {
         }
 
         let mut r = Readings::default();
+        // Sums (`sum = true`): the total so far of each summed target, `None` once a term is
+        // absent.
+        let mut sums: Vec<(Target, Option<f64>)> = Vec::new();
+        let mut add =
+            |target: Target, term: Option<f64>| match sums.iter_mut().find(|(t, _)| *t == target) {
+                Some((_, total)) => *total = total.zip(term).map(|(a, b)| a + b),
+                None => sums.push((target, term)),
+            };
         for reading in &self.map.readings {
             let Some(w) = Self::words(&blocks, reading.kind, reading.address, reading.width) else {
+                if reading.sum {
+                    add(reading.target, None);
+                }
                 continue;
             };
             // A bit field: the unsigned value of those bits (the sentinel still applies to the
@@ -210,7 +221,11 @@ impl Driver for ModbusMap {
                 (Raw::Text(text), Target::InverterState) => {
                     r.inverter_state = (!text.is_empty()).then_some(text);
                 }
-                (Raw::Number { bits, .. }, _) if reading.not_implemented == Some(bits) => {}
+                (Raw::Number { bits, .. }, target) if reading.not_implemented == Some(bits) => {
+                    if reading.sum {
+                        add(target, None);
+                    }
+                }
                 (Raw::Number { bits, .. }, Target::InverterState) => {
                     r.inverter_state = Some(
                         reading
@@ -220,6 +235,10 @@ impl Driver for ModbusMap {
                             .unwrap_or_else(|| format!("UNKNOWN({bits})")),
                     );
                 }
+                (Raw::Number { value, .. }, target) if reading.sum => {
+                    let scaled = value * reading.scale + reading.offset;
+                    add(target, scaled.is_finite().then_some(scaled));
+                }
                 (Raw::Number { value, .. }, target) => {
                     let scaled = value * reading.scale + reading.offset;
                     if let Some(slot) = target.slot(&mut r) {
@@ -227,6 +246,11 @@ impl Driver for ModbusMap {
                     }
                 }
                 (Raw::Text(_), _) => {} // refused by the map checks
+            }
+        }
+        for (target, total) in sums {
+            if let Some(slot) = target.slot(&mut r) {
+                *slot = total;
             }
         }
         for flag in &self.map.flags {

@@ -24,6 +24,10 @@
 //!                               # unsigned number (then scale, offset or states)
 //! # count = 8                   # registers, for type = "string"
 //! # states = { 1 = "OFF", 4 = "MPPT" }   # for name = "inverter_state" with an integer type
+//! # sum = true                  # the value is one term of a sum: every reading of this name
+//!                               # says `sum = true`, and the name gets the total of their scaled
+//!                               # values (absent when any term is): PV1 + PV2 input power, or
+//!                               # a charge and a discharge register with scales of opposite sign
 //!
 //! [[flag]]                      # a bit that raises an alarm flag
 //! function = "holding"
@@ -135,6 +139,8 @@ struct RawReading {
     count: Option<u16>,
     states: Option<BTreeMap<String, String>>,
     bits: Option<[u8; 2]>,
+    #[serde(default)]
+    sum: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -226,6 +232,8 @@ pub struct Reading {
     /// A bit field `(lowest, highest)` of the raw integer, inclusive; the whole value when
     /// `None`.
     pub bits: Option<(u8, u8)>,
+    /// One term of a sum over every reading of this target (`sum = true`).
+    pub sum: bool,
 }
 
 /// One flag bit.

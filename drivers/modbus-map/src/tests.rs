@@ -489,3 +489,61 @@ fn shipped_maps_say_how_far_they_are_checked() {
     let err = Map::from_toml(&bad).unwrap_err();
     assert_eq!(err.key, "device.checked", "{err}");
 }
+
+#[test]
+fn summed_readings_add_up_and_an_absent_term_makes_the_total_absent() {
+    // PV power in two registers (100, 101: W); battery power as a discharge (102) and a charge
+    // (103) register, both unsigned in 0.1 W: charge − discharge with scales of opposite sign.
+    let map = r#"
+[read]
+max_gap = 0
+
+[[reading]]
+name = "pv_power_w"
+function = "input"
+address = 100
+type = "u16"
+sum = true
+
+[[reading]]
+name = "pv_power_w"
+function = "input"
+address = 101
+type = "u16"
+sum = true
+not_implemented = 0xFFFF
+
+[[reading]]
+name = "battery_power_w"
+function = "input"
+address = 102
+type = "u16"
+scale = -0.1
+sum = true
+
+[[reading]]
+name = "battery_power_w"
+function = "input"
+address = 103
+type = "u16"
+scale = 0.1
+sum = true
+"#;
+    let mut bus = MemoryBus::new();
+    bus.set_input(UNIT, 100, &[1200, 800, 0, 15000]);
+    let r = driver(map).poll(&mut bus).unwrap();
+    assert!(close(r.pv_power_w, 2000.0), "{:?}", r.pv_power_w);
+    assert!(close(r.battery_power_w, 1500.0), "{:?}", r.battery_power_w);
+    bus.set_input(UNIT, 100, &[1200, 0xFFFF, 4000, 0]);
+    let r = driver(map).poll(&mut bus).unwrap();
+    assert_eq!(r.pv_power_w, None, "a term not implemented");
+    assert!(close(r.battery_power_w, -400.0));
+
+    let mixed = map.replacen("sum = true\n", "", 1);
+    let err = ModbusMap::new(&toml::from_str(&mixed).unwrap(), unit()).unwrap_err();
+    assert!(err.to_string().contains("every term of a sum"), "{err}");
+    let state = "[[reading]]\nname = \"inverter_state\"\nfunction = \"input\"\naddress = 1\n\
+                 type = \"u16\"\nstates = { 1 = \"ON\" }\nsum = true";
+    let err = ModbusMap::new(&toml::from_str(state).unwrap(), unit()).unwrap_err();
+    assert_eq!(err.key, "reading[0].sum");
+}

@@ -127,6 +127,9 @@ impl RawMap {
                     Some((lo, hi))
                 }
             };
+            if r.sum && target == Target::InverterState {
+                return Err(ConfigError::new(key("sum"), "only numbers can be summed"));
+            }
             fits(key("address"), r.address, width)?;
             readings.push(Reading {
                 target,
@@ -140,7 +143,23 @@ impl RawMap {
                 width,
                 states,
                 bits,
+                sum: r.sum,
             });
+        }
+        for (i, r) in readings.iter().enumerate() {
+            if readings
+                .iter()
+                .any(|o| o.target == r.target && o.sum != r.sum)
+            {
+                return Err(ConfigError::new(
+                    format!("reading[{i}].sum"),
+                    format!(
+                        "{:?} is summed in one reading and not in another: every term of a sum \
+                         says `sum = true`",
+                        r.target
+                    ),
+                ));
+            }
         }
         let mut flags = Vec::new();
         for (i, f) in self.flag.into_iter().enumerate() {
