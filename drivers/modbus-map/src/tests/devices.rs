@@ -16,6 +16,8 @@ pub(super) const READS: &[(&str, usize)] = &[
     // holding 59..82 (gap 60..78 = 19 ≤ 30) and 150..191 (largest gap 151..168 = 18); 83..149
     // (67) is too far
     ("deye-sg0xlp1.toml", 2),
+    // input 0..38 (gap 3..34 = 32 ≤ 32) and 1009..1051 (largest gap 1031..1045 = 15)
+    ("growatt-sph.toml", 2),
 ];
 
 /// Two readings share a register only when both are bit fields of the same register; no name is
@@ -171,4 +173,57 @@ fn deye_sg0xlp1_decodes_with_ems_signs() {
     assert!(close(r.battery_power_w, 2000.0), "charging is + in ems");
     assert!(close(r.battery_current_a, 38.5));
     assert!(close(r.pv_power_w, 2200.0));
+}
+
+/// A 32-bit value as two registers, high word first.
+fn hi_lo(v: u32) -> [u16; 2] {
+    [(v >> 16) as u16, v as u16]
+}
+
+#[test]
+fn growatt_sph_sums_its_direction_registers_into_ems_signs() {
+    let mut bus = MemoryBus::new();
+    bus.set_input(UNIT, 0, &[0; 39]);
+    bus.set_input(UNIT, 1009, &[0; 43]);
+    bus.set_input(UNIT, 0, &[6]); // AC_CHARGE
+    bus.set_input(UNIT, 1, &hi_lo(45_678)); // PV 4567.8 W
+    bus.set_input(UNIT, 35, &hi_lo(70_000)); // Pac 7000.0 W (high word 1)
+    bus.set_input(UNIT, 37, &[4998, 2351]); // 49.98 Hz, 235.1 V
+    // Charging 2500.0 W (discharge 0), SoC 63 %.
+    bus.set_input(UNIT, 1009, &hi_lo(0));
+    bus.set_input(UNIT, 1011, &hi_lo(25_000));
+    bus.set_input(UNIT, 1014, &[63]);
+    // Exporting 1234.5 W (to user 0).
+    bus.set_input(UNIT, 1021, &hi_lo(0));
+    bus.set_input(UNIT, 1029, &hi_lo(12_345));
+    bus.set_input(UNIT, 1046, &hi_lo(123_456)); // bought 12345.6 kWh
+    bus.set_input(UNIT, 1050, &hi_lo(65_537)); // sold 6553.7 kWh
+
+    let r = shipped("growatt-sph.toml").poll(&mut bus).unwrap();
+    assert_eq!(
+        reads(&bus),
+        [
+            (RegisterKind::Input, 0, 39),
+            (RegisterKind::Input, 1009, 43)
+        ]
+    );
+    assert_eq!(r.inverter_state.as_deref(), Some("AC_CHARGE"));
+    assert!(close(r.pv_power_w, 4567.8));
+    assert!(close(r.inverter_ac_power_w, 7000.0));
+    assert!(close(r.grid_frequency_hz, 49.98));
+    assert!(close(r.grid_voltage_v, 235.1));
+    assert!(close(r.battery_power_w, 2500.0), "charging is + in ems");
+    assert!(close(r.battery_soc_pct, 63.0));
+    assert!(close(r.grid_power_w, -1234.5), "exporting is − in ems");
+    assert!(close(r.grid_import_energy_kwh, 12345.6));
+    assert!(close(r.grid_export_energy_kwh, 6553.7));
+
+    // Discharging 800.0 W while importing 300.0 W.
+    bus.set_input(UNIT, 1009, &hi_lo(8_000));
+    bus.set_input(UNIT, 1011, &hi_lo(0));
+    bus.set_input(UNIT, 1021, &hi_lo(3_000));
+    bus.set_input(UNIT, 1029, &hi_lo(0));
+    let r = shipped("growatt-sph.toml").poll(&mut bus).unwrap();
+    assert!(close(r.battery_power_w, -800.0), "discharging is − in ems");
+    assert!(close(r.grid_power_w, 300.0), "importing is + in ems");
 }
