@@ -106,6 +106,13 @@ impl ModbusMap {
                 start: r.address,
                 count: r.width,
             })
+            .chain(map.readings.iter().filter_map(|r| {
+                r.negate_if.map(|c| Span {
+                    kind: c.function,
+                    start: c.address,
+                    count: 1,
+                })
+            }))
             .chain(map.flags.iter().map(|f| Span {
                 kind: f.kind,
                 start: f.address,
@@ -235,14 +242,21 @@ impl Driver for ModbusMap {
                             .unwrap_or_else(|| format!("UNKNOWN({bits})")),
                     );
                 }
-                (Raw::Number { value, .. }, target) if reading.sum => {
-                    let scaled = value * reading.scale + reading.offset;
-                    add(target, scaled.is_finite().then_some(scaled));
-                }
                 (Raw::Number { value, .. }, target) => {
-                    let scaled = value * reading.scale + reading.offset;
-                    if let Some(slot) = target.slot(&mut r) {
-                        *slot = scaled.is_finite().then_some(scaled);
+                    // A direction register: negative while it holds `equals`, unknown (absent)
+                    // when it was not read.
+                    let sign = match reading.negate_if {
+                        None => Some(1.0),
+                        Some(c) => Self::words(&blocks, c.function, c.address, 1)
+                            .map(|w| if w[0] == c.equals { -1.0 } else { 1.0 }),
+                    };
+                    let scaled = sign
+                        .map(|sign| sign * (value * reading.scale + reading.offset))
+                        .filter(|v| v.is_finite());
+                    if reading.sum {
+                        add(target, scaled);
+                    } else if let Some(slot) = target.slot(&mut r) {
+                        *slot = scaled;
                     }
                 }
                 (Raw::Text(_), _) => {} // refused by the map checks

@@ -24,6 +24,10 @@
 //!                               # unsigned number (then scale, offset or states)
 //! # count = 8                   # registers, for type = "string"
 //! # states = { 1 = "OFF", 4 = "MPPT" }   # for name = "inverter_state" with an integer type
+//! # negate_if = { function = "input", address = 33135, equals = 1 }
+//!                               # a magnitude whose sign is in another register: the value is
+//!                               # negated while that u16 register equals `equals` (absent when
+//!                               # it cannot be read)
 //! # sum = true                  # the value is one term of a sum: every reading of this name
 //!                               # says `sum = true`, and the name gets the total of their scaled
 //!                               # values (absent when any term is): PV1 + PV2 input power, or
@@ -141,6 +145,16 @@ struct RawReading {
     bits: Option<[u8; 2]>,
     #[serde(default)]
     sum: bool,
+    negate_if: Option<Condition>,
+}
+
+/// A u16 register holding a given value (`negate_if`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Condition {
+    pub function: RegisterKind,
+    pub address: u16,
+    pub equals: u16,
 }
 
 #[derive(Debug, Deserialize)]
@@ -234,6 +248,8 @@ pub struct Reading {
     pub bits: Option<(u8, u8)>,
     /// One term of a sum over every reading of this target (`sum = true`).
     pub sum: bool,
+    /// The register whose value makes this one negative (a direction flag).
+    pub negate_if: Option<Condition>,
 }
 
 /// One flag bit.

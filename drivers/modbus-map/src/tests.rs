@@ -547,3 +547,45 @@ sum = true
     let err = ModbusMap::new(&toml::from_str(state).unwrap(), unit()).unwrap_err();
     assert_eq!(err.key, "reading[0].sum");
 }
+
+#[test]
+fn a_direction_register_gives_a_magnitude_its_sign() {
+    // Register 10: battery power magnitude in W; register 12: 0 = charging, 1 = discharging.
+    let map = r#"
+[read]
+max_gap = 1
+
+[[reading]]
+name = "battery_power_w"
+function = "input"
+address = 10
+type = "u16"
+negate_if = { function = "input", address = 12, equals = 1 }
+"#;
+    let mut bus = MemoryBus::new();
+    bus.set_input(UNIT, 10, &[1500, 0, 0]);
+    let mut d = driver(map);
+    assert!(close(d.poll(&mut bus).unwrap().battery_power_w, 1500.0));
+    assert_eq!(
+        bus.transactions(),
+        &[Request::ReadInput {
+            unit: UNIT,
+            addr: 10,
+            count: 3
+        }],
+        "the direction register is read with the value"
+    );
+    bus.set_input(UNIT, 12, &[1]);
+    assert!(close(d.poll(&mut bus).unwrap().battery_power_w, -1500.0));
+    // A direction register that cannot be read leaves the value absent: its sign is unknown.
+    let far = map.replace("address = 12", "address = 200");
+    bus.set_input(UNIT, 200, &[1]);
+    bus.fail(UNIT, 200..=200, BusError::Exception(2));
+    assert_eq!(driver(&far).poll(&mut bus).unwrap().battery_power_w, None);
+
+    let state = "[[reading]]\nname = \"inverter_state\"\nfunction = \"input\"\naddress = 1\n\
+                 type = \"u16\"\nstates = { 1 = \"ON\" }\n\
+                 negate_if = { function = \"input\", address = 2, equals = 1 }";
+    let err = ModbusMap::new(&toml::from_str(state).unwrap(), unit()).unwrap_err();
+    assert_eq!(err.key, "reading[0].negate_if");
+}

@@ -127,6 +127,12 @@ impl RawMap {
                     Some((lo, hi))
                 }
             };
+            if r.negate_if.is_some() && target == Target::InverterState {
+                return Err(ConfigError::new(
+                    key("negate_if"),
+                    "only numbers can be negated",
+                ));
+            }
             if r.sum && target == Target::InverterState {
                 return Err(ConfigError::new(key("sum"), "only numbers can be summed"));
             }
@@ -144,6 +150,7 @@ impl RawMap {
                 states,
                 bits,
                 sum: r.sum,
+                negate_if: r.negate_if,
             });
         }
         for (i, r) in readings.iter().enumerate() {
