@@ -18,6 +18,9 @@ pub(super) const READS: &[(&str, usize)] = &[
     ("deye-sg0xlp1.toml", 2),
     // input 0..38 (gap 3..34 = 32 ≤ 32) and 1009..1051 (largest gap 1031..1045 = 15)
     ("growatt-sph.toml", 2),
+    // input 33057..33150 (94; largest gap 33081..33132 = 52 ≤ 52) and 33251..33286 (largest gap
+    // 33265..33281 = 17); 33151..33250 (100) is too far
+    ("solis-rhi.toml", 2),
 ];
 
 /// Two readings share a register only when both are bit fields of the same register; no name is
@@ -226,4 +229,55 @@ fn growatt_sph_sums_its_direction_registers_into_ems_signs() {
     let r = shipped("growatt-sph.toml").poll(&mut bus).unwrap();
     assert!(close(r.battery_power_w, -800.0), "discharging is − in ems");
     assert!(close(r.grid_power_w, 300.0), "importing is + in ems");
+}
+
+#[test]
+fn solis_rhi_signs_battery_magnitudes_by_their_direction_register() {
+    let mut bus = MemoryBus::new();
+    bus.set_input(UNIT, 33057, &[0; 94]);
+    bus.set_input(UNIT, 33251, &[0; 36]);
+    bus.set_input(UNIT, 33057, &hi_lo(5_200)); // PV 5200 W
+    bus.set_input(UNIT, 33079, &hi_lo(3_000)); // inverter 3000 W out
+    // 51.2 V, 42.5 A, discharging (33135 = 1), SoC 80 %, SoH 98 %, BMS limits 100.0 / 120.0 A.
+    bus.set_input(UNIT, 33133, &[512, 425, 1]);
+    bus.set_input(UNIT, 33139, &[80, 98]);
+    bus.set_input(UNIT, 33143, &[1000, 1200]);
+    bus.set_input(UNIT, 33149, &hi_lo(2_176)); // 2176 W
+    bus.set_input(UNIT, 33251, &[2405]);
+    // The meter reads +1500 W: exporting (Solis: + = export).
+    bus.set_input(UNIT, 33263, &hi_lo(1_500));
+    bus.set_input(UNIT, 33282, &[5001]);
+    bus.set_input(UNIT, 33283, &hi_lo(1_234_567)); // 12345.67 kWh
+    bus.set_input(UNIT, 33285, &hi_lo(98_765)); // 987.65 kWh
+
+    let r = shipped("solis-rhi.toml").poll(&mut bus).unwrap();
+    assert_eq!(
+        reads(&bus),
+        [
+            (RegisterKind::Input, 33057, 94),
+            (RegisterKind::Input, 33251, 36)
+        ]
+    );
+    assert!(close(r.pv_power_w, 5200.0));
+    assert!(close(r.inverter_ac_power_w, 3000.0));
+    assert!(close(r.battery_voltage_v, 51.2));
+    assert!(close(r.battery_current_a, -42.5), "discharging is − in ems");
+    assert!(close(r.battery_power_w, -2176.0));
+    assert!(close(r.battery_soc_pct, 80.0));
+    assert!(close(r.battery_soh_pct, 98.0));
+    assert!(close(r.battery_max_charge_current_a, 100.0));
+    assert!(close(r.battery_max_discharge_current_a, 120.0));
+    assert!(close(r.grid_voltage_v, 240.5));
+    assert!(close(r.grid_power_w, -1500.0), "exporting is − in ems");
+    assert!(close(r.grid_frequency_hz, 50.01));
+    assert!(close(r.grid_import_energy_kwh, 12345.67));
+    assert!(close(r.grid_export_energy_kwh, 987.65));
+
+    // Charging (33135 = 0) while importing 700 W (the meter reads −700).
+    bus.set_input(UNIT, 33135, &[0]);
+    bus.set_input(UNIT, 33263, &hi_lo((-700i32) as u32));
+    let r = shipped("solis-rhi.toml").poll(&mut bus).unwrap();
+    assert!(close(r.battery_current_a, 42.5), "charging is + in ems");
+    assert!(close(r.battery_power_w, 2176.0));
+    assert!(close(r.grid_power_w, 700.0), "importing is + in ems");
 }
