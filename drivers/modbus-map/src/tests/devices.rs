@@ -21,6 +21,8 @@ pub(super) const READS: &[(&str, usize)] = &[
     // input 33057..33150 (94; largest gap 33081..33132 = 52 ≤ 52) and 33251..33286 (largest gap
     // 33265..33281 = 17); 33151..33250 (100) is too far
     ("solis-rhi.toml", 2),
+    // holding 35105..35201 (97; largest gap 35141..35179 = 39) and 37003..37008
+    ("goodwe-et.toml", 2),
 ];
 
 /// Two readings share a register only when both are bit fields of the same register; no name is
@@ -280,4 +282,57 @@ fn solis_rhi_signs_battery_magnitudes_by_their_direction_register() {
     assert!(close(r.battery_current_a, 42.5), "charging is + in ems");
     assert!(close(r.battery_power_w, 2176.0));
     assert!(close(r.grid_power_w, 700.0), "importing is + in ems");
+}
+
+#[test]
+fn goodwe_et_decodes_with_ems_signs() {
+    let mut bus = MemoryBus::new();
+    bus.set_holding(UNIT, 35105, &[0; 97]);
+    bus.set_holding(UNIT, 37003, &[0; 6]);
+    bus.set_holding(UNIT, 35105, &hi_lo(2_100)); // PV1 2100 W
+    bus.set_holding(UNIT, 35109, &hi_lo(1_900)); // PV2 1900 W
+    bus.set_holding(UNIT, 35121, &[2310, 0, 4999]); // 231.0 V, 49.99 Hz
+    bus.set_holding(UNIT, 35126, &[2320]);
+    bus.set_holding(UNIT, 35131, &[0xFFFF]); // L3 not implemented (single phase)
+    bus.set_holding(UNIT, 35138, &[3200]);
+    bus.set_holding(UNIT, 35140, &[1200]); // GoodWe: exporting 1200 W
+    // 52.1 V, discharging 15.3 A and 797 W (GoodWe: + = discharge).
+    bus.set_holding(UNIT, 35180, &[521, 153]);
+    bus.set_holding(UNIT, 35182, &hi_lo(797));
+    bus.set_holding(UNIT, 35187, &[1]);
+    bus.set_holding(UNIT, 35195, &hi_lo(45_678)); // exported 4567.8 kWh
+    bus.set_holding(UNIT, 35200, &hi_lo(12_345)); // imported 1234.5 kWh
+    // 23.4 °C, limits 50 / 75 A, SoC 55 %, SoH 97 %.
+    bus.set_holding(UNIT, 37003, &[234, 50, 75, 0, 55, 97]);
+
+    let r = shipped("goodwe-et.toml").poll(&mut bus).unwrap();
+    assert_eq!(
+        reads(&bus),
+        [
+            (RegisterKind::Holding, 35105, 97),
+            (RegisterKind::Holding, 37003, 6)
+        ]
+    );
+    assert!(close(r.pv_power_w, 4000.0));
+    assert!(close(r.grid_phase_voltage_v[0], 231.0));
+    assert!(close(r.grid_phase_voltage_v[1], 232.0));
+    assert_eq!(r.grid_phase_voltage_v[2], None);
+    assert!(close(r.grid_frequency_hz, 49.99));
+    assert!(close(r.inverter_ac_power_w, 3200.0));
+    assert!(close(r.grid_power_w, -1200.0), "exporting is − in ems");
+    assert!(close(r.battery_voltage_v, 52.1));
+    assert!(close(r.battery_current_a, -15.3), "discharging is − in ems");
+    assert!(close(r.battery_power_w, -797.0));
+    assert_eq!(r.inverter_state.as_deref(), Some("NORMAL_ON_GRID"));
+    assert!(close(r.grid_export_energy_kwh, 4567.8));
+    assert!(close(r.grid_import_energy_kwh, 1234.5));
+    assert!(close(r.battery_temperature_c, 23.4));
+    assert!(close(r.battery_max_charge_current_a, 50.0));
+    assert!(close(r.battery_max_discharge_current_a, 75.0));
+    assert!(close(r.battery_soc_pct, 55.0));
+    assert!(close(r.battery_soh_pct, 97.0));
+
+    bus.set_holding(UNIT, 37003, &[0x7FFF]);
+    let r = shipped("goodwe-et.toml").poll(&mut bus).unwrap();
+    assert_eq!(r.battery_temperature_c, None);
 }
