@@ -23,6 +23,9 @@ pub(super) const READS: &[(&str, usize)] = &[
     ("solis-rhi.toml", 2),
     // holding 35105..35201 (97; largest gap 35141..35179 = 39) and 37003..37008
     ("goodwe-et.toml", 2),
+    // holding 32064..32081, 37022, 37046..37049, 37101..37122, 37760..37766 (gaps between them
+    // 14 ≤ 20 inside the first; 23, 51 and 637 > 20 between)
+    ("huawei-sun2000-luna2000.toml", 5),
 ];
 
 /// Two readings share a register only when both are bit fields of the same register; no name is
@@ -335,4 +338,60 @@ fn goodwe_et_decodes_with_ems_signs() {
     bus.set_holding(UNIT, 37003, &[0x7FFF]);
     let r = shipped("goodwe-et.toml").poll(&mut bus).unwrap();
     assert_eq!(r.battery_temperature_c, None);
+}
+
+#[test]
+fn huawei_sun2000_with_luna2000_decodes_with_ems_signs() {
+    let mut bus = MemoryBus::new();
+    bus.set_holding(UNIT, 32064, &[0; 18]);
+    bus.set_holding(UNIT, 37022, &[0]);
+    bus.set_holding(UNIT, 37046, &[0; 4]);
+    bus.set_holding(UNIT, 37101, &[0; 22]);
+    bus.set_holding(UNIT, 37760, &[0; 7]);
+    bus.set_holding(UNIT, 32064, &hi_lo(6_543)); // PV 6543 W
+    bus.set_holding(UNIT, 32080, &hi_lo(4_000)); // AC 4000 W out
+    bus.set_holding(UNIT, 37022, &[s16(-25)]); // -2.5 °C
+    bus.set_holding(UNIT, 37046, &hi_lo(5_000)); // max charge 5000 W
+    bus.set_holding(UNIT, 37048, &hi_lo(4_500)); // max discharge 4500 W
+    bus.set_holding(UNIT, 37101, &hi_lo(2_301));
+    bus.set_holding(UNIT, 37103, &hi_lo(2_299));
+    bus.set_holding(UNIT, 37105, &hi_lo(2_305));
+    bus.set_holding(UNIT, 37107, &hi_lo(312)); // 3.12 A towards the grid
+    // The meter reads +2000 W: feeding into the grid (Huawei: + = export).
+    bus.set_holding(UNIT, 37113, &hi_lo(2_000));
+    bus.set_holding(UNIT, 37118, &[5003]);
+    bus.set_holding(UNIT, 37119, &hi_lo(1_234_567)); // exported 12345.67 kWh
+    bus.set_holding(UNIT, 37121, &hi_lo(765_432)); // imported 7654.32 kWh
+    bus.set_holding(UNIT, 37760, &[875]); // 87.5 %
+    bus.set_holding(UNIT, 37763, &[4512]); // 451.2 V
+    bus.set_holding(UNIT, 37765, &hi_lo((-1800i32) as u32)); // LUNA: − = discharging
+
+    let r = shipped("huawei-sun2000-luna2000.toml")
+        .poll(&mut bus)
+        .unwrap();
+    assert_eq!(
+        reads(&bus),
+        [
+            (RegisterKind::Holding, 32064, 18),
+            (RegisterKind::Holding, 37022, 1),
+            (RegisterKind::Holding, 37046, 4),
+            (RegisterKind::Holding, 37101, 22),
+            (RegisterKind::Holding, 37760, 7)
+        ]
+    );
+    assert!(close(r.pv_power_w, 6543.0));
+    assert!(close(r.inverter_ac_power_w, 4000.0));
+    assert!(close(r.battery_temperature_c, -2.5));
+    assert!(close(r.battery_max_charge_power_w, 5000.0));
+    assert!(close(r.battery_max_discharge_power_w, 4500.0));
+    assert!(close(r.grid_phase_voltage_v[0], 230.1));
+    assert!(close(r.grid_phase_voltage_v[2], 230.5));
+    assert!(close(r.grid_phase_current_a[0], -3.12));
+    assert!(close(r.grid_power_w, -2000.0), "exporting is − in ems");
+    assert!(close(r.grid_frequency_hz, 50.03));
+    assert!(close(r.grid_export_energy_kwh, 12345.67));
+    assert!(close(r.grid_import_energy_kwh, 7654.32));
+    assert!(close(r.battery_soc_pct, 87.5));
+    assert!(close(r.battery_voltage_v, 451.2));
+    assert!(close(r.battery_power_w, -1800.0), "discharging is − in ems");
 }
