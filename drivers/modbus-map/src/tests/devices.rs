@@ -26,10 +26,14 @@ pub(super) const READS: &[(&str, usize)] = &[
     // holding 32064..32081, 37022, 37046..37049, 37101..37122, 37760..37766 (gaps between them
     // 14 ≤ 20 inside the first; 23, 51 and 637 > 20 between)
     ("huawei-sun2000-luna2000.toml", 5),
+    // holding 808..813, 820..822, 840..843, 850 (gaps 814..819 = 6, 823..839 = 17 and
+    // 844..849 = 6, all > 5)
+    ("victron-gx-system.toml", 4),
 ];
 
-/// Two readings share a register only when both are bit fields of the same register; no name is
-/// mapped twice (the second would silently win).
+/// Two readings share a register only when both are bit fields of the same register or one is a
+/// term of a sum (a total of registers also mapped one by one); no name is mapped twice outside a
+/// sum (the second would silently win).
 pub(super) fn no_unexpected_overlaps(file: &str, map: &Map) {
     for (i, a) in map.readings.iter().enumerate() {
         for b in &map.readings[i + 1..] {
@@ -48,7 +52,7 @@ pub(super) fn no_unexpected_overlaps(file: &str, map: &Map) {
                 && a.address == b.address
                 && a.width == b.width;
             assert!(
-                !overlap || bit_fields,
+                !overlap || bit_fields || a.sum || b.sum,
                 "{file}: {:?} at {} overlaps {:?} at {}",
                 a.target,
                 a.address,
@@ -394,4 +398,36 @@ fn huawei_sun2000_with_luna2000_decodes_with_ems_signs() {
     assert!(close(r.battery_soc_pct, 87.5));
     assert!(close(r.battery_voltage_v, 451.2));
     assert!(close(r.battery_power_w, -1800.0), "discharging is − in ems");
+}
+
+#[test]
+fn victron_gx_system_sums_pv_and_grid_phases() {
+    let mut bus = MemoryBus::new();
+    bus.set_holding(UNIT, 808, &[100, 0, 0, 250, 0, 0]); // AC-coupled PV 350 W
+    bus.set_holding(UNIT, 820, &[s16(-400), 150, s16(-50)]); // net export 300 W
+    // 53.1 V, discharging 12.5 A and 664 W, SoC 71 %.
+    bus.set_holding(UNIT, 840, &[531, s16(-125), s16(-664), 71]);
+    bus.set_holding(UNIT, 850, &[1200]); // DC PV 1200 W
+
+    let r = shipped("victron-gx-system.toml").poll(&mut bus).unwrap();
+    assert_eq!(
+        reads(&bus),
+        [
+            (RegisterKind::Holding, 808, 6),
+            (RegisterKind::Holding, 820, 3),
+            (RegisterKind::Holding, 840, 4),
+            (RegisterKind::Holding, 850, 1)
+        ]
+    );
+    assert!(close(r.pv_power_w, 1550.0));
+    assert!(close(r.grid_phase_power_w[0], -400.0));
+    assert!(close(r.grid_phase_power_w[1], 150.0));
+    assert!(close(r.grid_power_w, -300.0), "exporting is − in ems");
+    assert!(close(r.battery_voltage_v, 53.1));
+    assert!(
+        close(r.battery_current_a, -12.5),
+        "discharging is − in ems and Victron"
+    );
+    assert!(close(r.battery_power_w, -664.0));
+    assert!(close(r.battery_soc_pct, 71.0));
 }
