@@ -29,11 +29,16 @@ pub(super) const READS: &[(&str, usize)] = &[
     // holding 808..813, 820..822, 840..843, 850 (gaps 814..819 = 6, 823..839 = 17 and
     // 844..849 = 6, all > 5)
     ("victron-gx-system.toml", 4),
+    // input 0x0000..0x004B (largest gap 0x000E..0x0045 = 56)
+    ("sdm120.toml", 1),
+    // input 0x0034..0x004B (gap 0x0036..0x0047 = 18)
+    ("sdm72.toml", 1),
 ];
 
-/// Two readings share a register only when both are bit fields of the same register or one is a
-/// term of a sum (a total of registers also mapped one by one); no name is mapped twice outside a
-/// sum (the second would silently win).
+/// Two readings share registers only as exact aliases (the same registers under two names, or
+/// two bit fields of one register) or when one is a term of a sum (a total of registers also
+/// mapped one by one); a partial overlap is a mistake. No name is mapped twice outside a sum
+/// or bit fields (the second would silently win).
 pub(super) fn no_unexpected_overlaps(file: &str, map: &Map) {
     for (i, a) in map.readings.iter().enumerate() {
         for b in &map.readings[i + 1..] {
@@ -47,12 +52,9 @@ pub(super) fn no_unexpected_overlaps(file: &str, map: &Map) {
             }
             let end = |r: &map::Reading| u32::from(r.address) + u32::from(r.width);
             let overlap = u32::from(a.address) < end(b) && u32::from(b.address) < end(a);
-            let bit_fields = a.bits.is_some()
-                && b.bits.is_some()
-                && a.address == b.address
-                && a.width == b.width;
+            let alias = a.address == b.address && a.width == b.width;
             assert!(
-                !overlap || bit_fields || a.sum || b.sum,
+                !overlap || alias || a.sum || b.sum,
                 "{file}: {:?} at {} overlaps {:?} at {}",
                 a.target,
                 a.address,
@@ -430,4 +432,42 @@ fn victron_gx_system_sums_pv_and_grid_phases() {
     );
     assert!(close(r.battery_power_w, -664.0));
     assert!(close(r.battery_soc_pct, 71.0));
+}
+
+#[test]
+fn eastron_sdm120_and_sdm72_read_in_one_request() {
+    use ems_driver_sdk::regs::f32_to;
+    let f = |x: f32| f32_to(x, WordOrder::HighFirst);
+
+    let mut bus = MemoryBus::new();
+    bus.set_input(UNIT, 0, &[0; 0x4C]);
+    bus.set_input(UNIT, 0x0000, &f(229.8));
+    bus.set_input(UNIT, 0x0006, &f(-4.35));
+    bus.set_input(UNIT, 0x000C, &f(-1000.0)); // exporting 1000 W
+    bus.set_input(UNIT, 0x0046, &f(50.02));
+    bus.set_input(UNIT, 0x0048, &f(1234.5));
+    bus.set_input(UNIT, 0x004A, &f(67.25));
+    let r = shipped("sdm120.toml").poll(&mut bus).unwrap();
+    assert_eq!(reads(&bus), [(RegisterKind::Input, 0, 0x4C)]);
+    let near = |a: Option<f64>, b: f64| a.is_some_and(|a| (a - b).abs() < 1e-3);
+    assert!(near(r.grid_phase_voltage_v[0], 229.8));
+    assert!(near(r.grid_voltage_v, 229.8));
+    assert!(near(r.grid_phase_current_a[0], -4.35));
+    assert!(near(r.grid_phase_power_w[0], -1000.0));
+    assert!(
+        near(r.grid_power_w, -1000.0),
+        "exporting is − in ems and Eastron"
+    );
+    assert!(near(r.grid_frequency_hz, 50.02));
+    assert!(near(r.grid_import_energy_kwh, 1234.5));
+    assert!(near(r.grid_export_energy_kwh, 67.25));
+
+    bus.clear_transactions();
+    bus.set_input(UNIT, 0x0034, &f(2500.0));
+    let r = shipped("sdm72.toml").poll(&mut bus).unwrap();
+    assert_eq!(reads(&bus), [(RegisterKind::Input, 0x0034, 0x18)]);
+    assert!(near(r.grid_power_w, 2500.0));
+    assert!(near(r.grid_import_energy_kwh, 1234.5));
+    assert!(near(r.grid_export_energy_kwh, 67.25));
+    assert_eq!(r.grid_voltage_v, None);
 }
