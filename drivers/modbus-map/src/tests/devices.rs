@@ -33,6 +33,10 @@ pub(super) const READS: &[(&str, usize)] = &[
     ("sdm120.toml", 1),
     // input 0x0034..0x004B (gap 0x0036..0x0047 = 18)
     ("sdm72.toml", 1),
+    // input 0x0000..0x0017, 0x0028, 0x0037, 0x0042, 0x005C (gaps 16, 13, 10, 24 > 6)
+    ("cg-em24.toml", 5),
+    // input 0x0000..0x0017, 0x0028, 0x0033..0x0035, 0x004E (gaps 16, 9, 24 > 6)
+    ("cg-em340.toml", 4),
 ];
 
 /// Two readings share registers only as exact aliases (the same registers under two names, or
@@ -470,4 +474,62 @@ fn eastron_sdm120_and_sdm72_read_in_one_request() {
     assert!(near(r.grid_import_energy_kwh, 1234.5));
     assert!(near(r.grid_export_energy_kwh, 67.25));
     assert_eq!(r.grid_voltage_v, None);
+}
+
+/// A signed 32-bit value as two registers, low word first (Carlo Gavazzi).
+fn lo_hi(v: i32) -> [u16; 2] {
+    let v = v as u32;
+    [v as u16, (v >> 16) as u16]
+}
+
+#[test]
+fn carlo_gavazzi_em24_and_em340_decode_low_word_first() {
+    for (file, freq, import, export, expected) in [
+        (
+            "cg-em24.toml",
+            0x0037,
+            0x0042,
+            0x005C,
+            vec![
+                (RegisterKind::Input, 0x0000, 0x18),
+                (RegisterKind::Input, 0x0028, 2),
+                (RegisterKind::Input, 0x0037, 1),
+                (RegisterKind::Input, 0x0042, 2),
+                (RegisterKind::Input, 0x005C, 2),
+            ],
+        ),
+        (
+            "cg-em340.toml",
+            0x0033,
+            0x0034,
+            0x004E,
+            vec![
+                (RegisterKind::Input, 0x0000, 0x18),
+                (RegisterKind::Input, 0x0028, 2),
+                (RegisterKind::Input, 0x0033, 3),
+                (RegisterKind::Input, 0x004E, 2),
+            ],
+        ),
+    ] {
+        let mut bus = MemoryBus::new();
+        bus.set_input(UNIT, 0, &[0; 0x60]);
+        bus.set_input(UNIT, 0x0000, &lo_hi(2305)); // 230.5 V
+        bus.set_input(UNIT, 0x0004, &lo_hi(2321));
+        bus.set_input(UNIT, 0x000C, &lo_hi(-12_345)); // −12.345 A
+        bus.set_input(UNIT, 0x0012, &lo_hi(-28_456)); // −2845.6 W
+        bus.set_input(UNIT, 0x0028, &lo_hi(-70_001)); // exporting 7000.1 W (high word set)
+        bus.set_input(UNIT, freq, &[500]); // 50.0 Hz
+        bus.set_input(UNIT, import, &lo_hi(1_234_567)); // 123456.7 kWh
+        bus.set_input(UNIT, export, &lo_hi(89)); // 8.9 kWh
+        let r = shipped(file).poll(&mut bus).unwrap();
+        assert_eq!(reads(&bus), expected, "{file}");
+        assert!(close(r.grid_phase_voltage_v[0], 230.5), "{file}");
+        assert!(close(r.grid_phase_voltage_v[2], 232.1), "{file}");
+        assert!(close(r.grid_phase_current_a[0], -12.345), "{file}");
+        assert!(close(r.grid_phase_power_w[0], -2845.6), "{file}");
+        assert!(close(r.grid_power_w, -7000.1), "{file}: exporting is −");
+        assert!(close(r.grid_frequency_hz, 50.0), "{file}");
+        assert!(close(r.grid_import_energy_kwh, 123456.7), "{file}");
+        assert!(close(r.grid_export_energy_kwh, 8.9), "{file}");
+    }
 }
