@@ -37,6 +37,8 @@ pub(super) const READS: &[(&str, usize)] = &[
     ("cg-em24.toml", 5),
     // input 0x0000..0x0017, 0x0028, 0x0033..0x0035, 0x004E (gaps 16, 9, 24 > 6)
     ("cg-em340.toml", 4),
+    // input 0x1000..0x1010 (largest gap 0x1007..0x100B = 5 ≤ 5)
+    ("seplos-v3.toml", 1),
 ];
 
 /// Two readings share registers only as exact aliases (the same registers under two names, or
@@ -532,4 +534,46 @@ fn carlo_gavazzi_em24_and_em340_decode_low_word_first() {
         assert!(close(r.grid_import_energy_kwh, 123456.7), "{file}");
         assert!(close(r.grid_export_energy_kwh, 8.9), "{file}");
     }
+}
+
+#[test]
+fn seplos_v3_decodes_the_documents_own_example() {
+    // The example column of the PIA table (XZH BMS Modbus-RTU Protocol V0.3), 0x1000..0x1010.
+    let pia = [
+        0x14A1, // 52.81 V
+        0x05FA, // 15.30 A (charging)
+        0x445C, // 175.00 Ah remaining
+        0x4E20, // 200.00 Ah
+        0x0003, // 30 Ah discharged
+        0x036B, // SOC 87.5 %
+        0x03E8, // SOH 100.0 %
+        0x0000, // cycles
+        0x0CE4, // average cell 3.300 V
+        0x0B80, // average cell 21.3 °C
+        0x0CE6, // highest cell 3.302 V
+        0x0CE0, // lowest cell 3.296 V
+        0x0B82, // highest cell 294.6 K = 21.5 °C
+        0x0B7F, // lowest cell 294.3 K = 21.2 °C
+        0x0000, // reserved
+        0x00B4, // maximum discharge current 180 A
+        0x00B4, // maximum charge current 180 A
+    ];
+    let mut bus = MemoryBus::new();
+    bus.set_input(UNIT, 0x1000, &pia);
+    let r = shipped("seplos-v3.toml").poll(&mut bus).unwrap();
+    assert_eq!(reads(&bus), [(RegisterKind::Input, 0x1000, 17)]);
+    assert!(close(r.battery_voltage_v, 52.81));
+    assert!(close(r.battery_current_a, 15.30), "charging is + in both");
+    assert!(close(r.battery_soc_pct, 87.5));
+    assert!(close(r.battery_soh_pct, 100.0));
+    assert!(close(r.battery_temperature_c, 21.5));
+    assert!(close(r.battery_temperature_min_c, 21.2));
+    assert!(close(r.battery_max_discharge_current_a, 180.0));
+    assert!(close(r.battery_max_charge_current_a, 180.0));
+    assert_eq!(r.battery_power_w, None);
+
+    // Discharging 20.00 A (the document's INT16, two's complement).
+    bus.set_input(UNIT, 0x1001, &[s16(-2000)]);
+    let r = shipped("seplos-v3.toml").poll(&mut bus).unwrap();
+    assert!(close(r.battery_current_a, -20.0));
 }
