@@ -20,6 +20,12 @@
 //! background jobs (policies) are paused so they do not run during a measurement.
 //! `EMS_BENCH_PLAIN=1` loads the same rows into a plain PostgreSQL server too and prints its
 //! size and query times beside.
+//!
+//! `EMS_BENCH_COMPRESS_AS_LOADED=1` compresses each day's chunk as soon as the next day is loaded,
+//! so 30 days × 100 devices (about 53 GB uncompressed) fit a few GB of disk; the uncompressed
+//! figures are then not measured. Both modes print the plan of the last-state lookup
+//! (`EXPLAIN ANALYZE` of the query ingest runs when a device's first packet arrives) on all that
+//! history.
 
 use std::time::{Duration, Instant};
 
@@ -140,9 +146,19 @@ async fn queries(db: &Db, device: &str, now: chrono::DateTime<Utc>, label: &str)
     }
 }
 
-async fn load(url: &str, days: i64, devices: i32, end: chrono::DateTime<Utc>) -> (i64, Duration) {
+/// Loads `days` days of rows ending at `end`. With `compress`, every chunk that lies wholly
+/// before the day just loaded is compressed before the next day goes in (TimescaleDB only); the
+/// time spent compressing is returned apart.
+async fn load(
+    url: &str,
+    days: i64,
+    devices: i32,
+    end: chrono::DateTime<Utc>,
+    compress: bool,
+) -> (i64, Duration, Duration) {
     let client = ems_cloud::db::connect(url).await.unwrap();
     let start = Instant::now();
+    let mut compressing = Duration::ZERO;
     let mut rows = 0;
     for day in (1..=days).rev() {
         let day_start = end - chrono::Duration::days(day);
@@ -156,9 +172,62 @@ async fn load(url: &str, days: i64, devices: i32, end: chrono::DateTime<Utc>) ->
             days - day + 1,
             t.elapsed().as_secs_f64()
         );
+        if compress {
+            let t = Instant::now();
+            client
+                .execute(
+                    "SELECT count(compress_chunk(c, if_not_compressed => true)) \
+                     FROM show_chunks('telemetry', older_than => $1::timestamptz) c",
+                    &[&day_start],
+                )
+                .await
+                .unwrap();
+            compressing += t.elapsed();
+        }
     }
     eprintln!();
-    (rows, start.elapsed())
+    (rows, start.elapsed() - compressing, compressing)
+}
+
+/// `EXPLAIN ANALYZE` of ingest's last-state lookup for one device: every plan node's type and
+/// the rows it produced, and whether any of them is a sequential scan.
+async fn explain_last_state(url: &str, device: &str) {
+    let client = ems_cloud::db::connect(url).await.unwrap();
+    let sql = ems_cloud::ingest::LAST_STATES.replace("$1::text[]", &format!("ARRAY['{device}']"));
+    let t = Instant::now();
+    let row = client
+        .query_one(&format!("EXPLAIN (ANALYZE, FORMAT JSON) {sql}"), &[])
+        .await
+        .unwrap();
+    let took = t.elapsed();
+    let doc: serde_json::Value = row.get(0);
+    let mut nodes = Vec::new();
+    let mut stack = vec![doc[0]["Plan"].clone()];
+    while let Some(node) = stack.pop() {
+        let kind = node["Node Type"].as_str().unwrap_or("?").to_string();
+        let rows = node["Actual Rows"].as_f64().unwrap_or(0.0)
+            * node["Actual Loops"].as_f64().unwrap_or(1.0);
+        let relation = node["Relation Name"].as_str().unwrap_or("").to_string();
+        nodes.push(format!(
+            "{kind}{}{} ({rows:.0} rows)",
+            if relation.is_empty() { "" } else { " on " },
+            relation
+        ));
+        stack.extend(node["Plans"].as_array().into_iter().flatten().cloned());
+    }
+    let seq = nodes.iter().any(|n| n.starts_with("Seq Scan"));
+    println!(
+        "  last-state lookup for {device}: {:.1} ms, {} plan nodes, sequential scan: {}",
+        took.as_secs_f64() * 1000.0,
+        nodes.len(),
+        if seq { "YES" } else { "none" }
+    );
+    for n in nodes.iter().take(12) {
+        println!("    {n}");
+    }
+    if nodes.len() > 12 {
+        println!("    … {} more nodes", nodes.len() - 12);
+    }
 }
 
 async fn size(url: &str, sql: &str) -> i64 {
@@ -224,19 +293,24 @@ async fn run() {
         .await
         .unwrap();
 
-    let (rows, took) = load(&url, days, devices, end).await;
+    let as_loaded = std::env::var("EMS_BENCH_COMPRESS_AS_LOADED").is_ok_and(|v| v == "1");
+    let (rows, took, compressing) = load(&url, days, devices, end, as_loaded).await;
     println!(
         "TimescaleDB: {rows} rows loaded in {:.0} s ({:.0} rows/s, INSERT ... SELECT in the server)",
         took.as_secs_f64(),
         rows as f64 / took.as_secs_f64()
     );
     client.batch_execute("ANALYZE telemetry").await.unwrap();
-    let raw_bytes = size(&url, "SELECT hypertable_size('telemetry')").await;
-    println!(
-        "  uncompressed: {:.0} MB ({:.1} bytes/row)",
-        mb(raw_bytes),
-        raw_bytes as f64 / rows as f64
-    );
+    let mut raw_bytes = None;
+    if !as_loaded {
+        let bytes = size(&url, "SELECT hypertable_size('telemetry')").await;
+        println!(
+            "  uncompressed: {:.0} MB ({:.1} bytes/row)",
+            mb(bytes),
+            bytes as f64 / rows as f64
+        );
+        raw_bytes = Some(bytes);
+    }
     let t = Instant::now();
     client
         .batch_execute("CALL refresh_continuous_aggregate('telemetry_1m', NULL, NULL)")
@@ -254,12 +328,15 @@ async fn run() {
         t.elapsed().as_secs_f64(),
         mb(agg_bytes)
     );
-    queries(&db, &device, end, "TS uncompressed").await;
+    if !as_loaded {
+        queries(&db, &device, end, "TS uncompressed").await;
+        explain_last_state(&url, &device).await;
+    }
 
     let t = Instant::now();
     let chunks: i64 = client
         .query_one(
-            "SELECT count(compress_chunk(c)) FROM show_chunks('telemetry') c",
+            "SELECT count(compress_chunk(c, if_not_compressed => true)) FROM show_chunks('telemetry') c",
             &[],
         )
         .await
@@ -267,14 +344,24 @@ async fn run() {
         .get(0);
     client.batch_execute("ANALYZE telemetry").await.unwrap();
     let compressed_bytes = size(&url, "SELECT hypertable_size('telemetry')").await;
-    println!(
-        "  {chunks} chunks compressed in {:.0} s: {:.0} MB ({:.1} bytes/row), {:.1} x smaller",
-        t.elapsed().as_secs_f64(),
-        mb(compressed_bytes),
-        compressed_bytes as f64 / rows as f64,
-        raw_bytes as f64 / compressed_bytes as f64
-    );
+    let took = t.elapsed() + compressing;
+    match raw_bytes {
+        Some(raw) => println!(
+            "  {chunks} chunks compressed in {:.0} s: {:.0} MB ({:.1} bytes/row), {:.1} x smaller",
+            took.as_secs_f64(),
+            mb(compressed_bytes),
+            compressed_bytes as f64 / rows as f64,
+            raw as f64 / compressed_bytes as f64
+        ),
+        None => println!(
+            "  {chunks} chunks compressed as loaded, in {:.0} s in all: {:.0} MB ({:.1} bytes/row)",
+            took.as_secs_f64(),
+            mb(compressed_bytes),
+            compressed_bytes as f64 / rows as f64,
+        ),
+    }
     queries(&db, &device, end, "TS compressed  ").await;
+    explain_last_state(&url, &device).await;
     first_ack(&url, &device).await;
     drop(pg);
 
@@ -283,7 +370,7 @@ async fn run() {
         let url = pg.create_database().await.unwrap();
         let db = open(&url).await;
         register(&url, devices).await;
-        let (rows, took) = load(&url, days, devices, end).await;
+        let (rows, took, _) = load(&url, days, devices, end, false).await;
         let client = ems_cloud::db::connect(&url).await.unwrap();
         client.batch_execute("ANALYZE telemetry").await.unwrap();
         let bytes = size(&url, "SELECT pg_total_relation_size('telemetry')").await;
@@ -294,6 +381,7 @@ async fn run() {
             bytes as f64 / rows as f64
         );
         queries(&db, &device, end, "plain          ").await;
+        explain_last_state(&url, &device).await;
         first_ack(&url, &device).await;
     }
 }
