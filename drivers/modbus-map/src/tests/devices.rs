@@ -39,6 +39,8 @@ pub(super) const READS: &[(&str, usize)] = &[
     ("cg-em340.toml", 4),
     // input 0x1000..0x1010 (largest gap 0x1007..0x100B = 5 ≤ 5)
     ("seplos-v3.toml", 1),
+    // holding 3..31 (largest gap 10..25 = 16)
+    ("victron-gx-vebus.toml", 1),
 ];
 
 /// Two readings share registers only as exact aliases (the same registers under two names, or
@@ -576,4 +578,44 @@ fn seplos_v3_decodes_the_documents_own_example() {
     bus.set_input(UNIT, 0x1001, &[s16(-2000)]);
     let r = shipped("seplos-v3.toml").poll(&mut bus).unwrap();
     assert!(close(r.battery_current_a, -20.0));
+}
+
+/// The single-register writes of `bus` since it was last cleared, as (address, value).
+fn writes(bus: &MemoryBus) -> Vec<(u16, u16)> {
+    bus.transactions()
+        .iter()
+        .filter_map(|r| match *r {
+            Request::WriteSingle { addr, value, .. } => Some((addr, value)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn victron_vebus_reads_and_writes_the_ess_mode_3_setpoint() {
+    let mut bus = MemoryBus::new();
+    bus.set_holding(UNIT, 3, &[0; 43]); // registers 3..45
+    bus.set_holding(UNIT, 3, &[2318]); // 231.8 V
+    bus.set_holding(UNIT, 9, &[5001]); // 50.01 Hz
+    // 52.64 V, charging 35.2 A, SoC 64.3 %, state ABSORPTION.
+    bus.set_holding(UNIT, 26, &[5264, 352, 0, 0, 643, 4]);
+    let mut d = shipped("victron-gx-vebus.toml");
+    let r = d.poll(&mut bus).unwrap();
+    assert_eq!(reads(&bus), [(RegisterKind::Holding, 3, 29)]);
+    assert!(close(r.grid_phase_voltage_v[0], 231.8));
+    assert!(close(r.grid_frequency_hz, 50.01));
+    assert!(close(r.battery_voltage_v, 52.64));
+    assert!(close(r.battery_current_a, 35.2), "charging is + in both");
+    assert!(close(r.battery_soc_pct, 64.3));
+    assert_eq!(r.inverter_state.as_deref(), Some("ABSORPTION"));
+
+    // Charge with 1500 W: the flags allow charge and feed-in, then the setpoint, as is.
+    bus.clear_transactions();
+    d.set_battery_power(&mut bus, 1500.0).unwrap();
+    assert_eq!(writes(&bus), [(38, 0), (39, 0), (37, 1500)]);
+    // Discharge with 2000 W: negative, written every call with the flags (write = "always").
+    bus.clear_transactions();
+    d.set_battery_power(&mut bus, -2000.0).unwrap();
+    assert_eq!(writes(&bus), [(38, 0), (39, 0), (37, s16(-2000))]);
+    assert_eq!(bus.holding(UNIT, 37), Some(s16(-2000)));
 }
