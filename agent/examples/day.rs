@@ -13,25 +13,10 @@
 //! controller itself (ems-agent depends on ems-sim, not the other way round), so this file is
 //! where the two meet.
 
-use ems_agent::control::{Controller, Limits, Measurements, ScheduleAction, Strategy};
+mod common;
+use common::measurements;
+use ems_agent::control::{Controller, Limits, ScheduleAction, Strategy};
 use ems_sim::day::{self, DAY_S, DayProfile, Plant, Readings, Report, Weather};
-
-/// What the agent's loop would compose from the devices' readings.
-fn measurements(r: &Readings) -> Measurements {
-    Measurements {
-        battery_voltage_v: Some(r.battery_voltage_v),
-        battery_current_a: Some(r.battery_current_a),
-        battery_power_w: Some(r.battery_w),
-        battery_soc_pct: Some(r.soc_pct),
-        battery_temperature_c: Some(r.battery_temperature_c),
-        bms_max_charge_current_a: Some(r.bms_max_charge_a),
-        bms_max_discharge_current_a: Some(r.bms_max_discharge_a),
-        grid_voltage_v: Some(r.grid_voltage_v),
-        grid_power_w: Some(r.grid_w),
-        grid_frequency_hz: Some(r.grid_frequency_hz),
-        device_flags: Vec::new(),
-    }
-}
 
 /// The controller as the simulator's closure.
 fn auto(limits: Limits) -> impl FnMut(&Readings) -> f64 {

@@ -25,17 +25,19 @@
 //!
 //! An example, not a bench (like `day.rs`): it runs in seconds and needs no harness.
 
+mod common;
+use common::measurements;
 use std::collections::HashMap;
 use std::time::{Duration as StdDuration, Instant};
 
 use anyhow::{Context, Result};
 use chrono::{DateTime, Datelike, Duration, Utc};
-use ems_agent::control::{Controller, Limits, Measurements, ScheduleAction, Strategy};
+use ems_agent::control::{Controller, Limits, ScheduleAction, Strategy};
 use ems_cloud::planner::forecast::{self, SlotForecast, SlotHistory};
 use ems_cloud::planner::lp::{self, SLOT_H, SlotInput};
 use ems_cloud::planner::schedule::to_schedule;
 use ems_protocol::schedule::Schedule;
-use ems_sim::day::{self, DAY_S, DayProfile, Plant, Readings, Report, Tick, Weather};
+use ems_sim::day::{self, DAY_S, DayProfile, Plant, Report, Tick, Weather};
 
 /// Slots in the measured day.
 const SLOTS: usize = 96;
@@ -54,23 +56,6 @@ const START_SOC_PCT: f64 = 50.0;
 /// The measured day's midnight (UTC is the plan's time zone here): a Monday.
 fn day_start() -> DateTime<Utc> {
     "2026-11-30T00:00:00Z".parse().expect("a valid constant")
-}
-
-/// What the agent's loop would compose from the devices' readings.
-fn measurements(r: &Readings) -> Measurements {
-    Measurements {
-        battery_voltage_v: Some(r.battery_voltage_v),
-        battery_current_a: Some(r.battery_current_a),
-        battery_power_w: Some(r.battery_w),
-        battery_soc_pct: Some(r.soc_pct),
-        battery_temperature_c: Some(r.battery_temperature_c),
-        bms_max_charge_current_a: Some(r.bms_max_charge_a),
-        bms_max_discharge_current_a: Some(r.bms_max_discharge_a),
-        grid_voltage_v: Some(r.grid_voltage_v),
-        grid_power_w: Some(r.grid_w),
-        grid_frequency_hz: Some(r.grid_frequency_hz),
-        device_flags: Vec::new(),
-    }
 }
 
 /// Weather of history day `d` (0 = the oldest): a fixed pattern, about 60 % sunny.

@@ -6,24 +6,11 @@
 //! law meets its target on a 2 kW load step (settled within the deadband in 5 s, overshoot at
 //! most 10 %), which the former every-second jump did not (docs/benchmarks.md).
 
-use ems_agent::control::{Controller, Limits, Measurements, Strategy};
-use ems_sim::day::{self, DayProfile, Plant, Readings, Tick, Weather};
-
-fn measurements(r: &Readings) -> Measurements {
-    Measurements {
-        battery_voltage_v: Some(r.battery_voltage_v),
-        battery_current_a: Some(r.battery_current_a),
-        battery_power_w: Some(r.battery_w),
-        battery_soc_pct: Some(r.soc_pct),
-        battery_temperature_c: Some(r.battery_temperature_c),
-        bms_max_charge_current_a: Some(r.bms_max_charge_a),
-        bms_max_discharge_current_a: Some(r.bms_max_discharge_a),
-        grid_voltage_v: Some(r.grid_voltage_v),
-        grid_power_w: Some(r.grid_w),
-        grid_frequency_hz: Some(r.grid_frequency_hz),
-        device_flags: Vec::new(),
-    }
-}
+#[path = "../../examples/common/mod.rs"]
+mod common;
+use common::measurements;
+use ems_agent::control::{Controller, Limits, Strategy};
+use ems_sim::day::{self, DayProfile, Plant, Tick, Weather};
 
 /// The default day plant with a coarser physics step (fast in a debug build).
 fn plant() -> Plant {
