@@ -170,15 +170,23 @@ impl Replanner {
         }
     }
 
+    /// A pooled connection, or `None` (logged) when the database cannot give one: the pass is
+    /// skipped and the next tick tries again.
+    async fn client(&self) -> Option<deadpool_postgres::Object> {
+        match self.db.pool.get().await {
+            Ok(c) => Some(c),
+            Err(e) => {
+                tracing::warn!("planner: no database connection: {e}");
+                None
+            }
+        }
+    }
+
     /// One look at every opted-in device nobody holds.
     async fn pass(&self) -> Result<(), tokio_postgres::Error> {
         let candidates = {
-            let client = match self.db.pool.get().await {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::warn!("planner: no database connection: {e}");
-                    return Ok(());
-                }
+            let Some(client) = self.client().await else {
+                return Ok(());
             };
             client
                 .query(
@@ -218,7 +226,7 @@ impl Replanner {
 
     /// Claims `c`, plans it, sends the plan, records the attempt and releases the claim.
     async fn replan(&self, c: &Candidate, why: &str) -> Result<(), tokio_postgres::Error> {
-        let Ok(client) = self.db.pool.get().await else {
+        let Some(client) = self.client().await else {
             return Ok(());
         };
         let claimed = claim(
@@ -258,13 +266,9 @@ impl Replanner {
             }
         };
         let (plan_start, planned_soc) = plan.unzip();
-        let client = match self.db.pool.get().await {
-            Ok(c) => c,
-            Err(e) => {
-                // The claim runs out by itself.
-                tracing::warn!("planner: no database connection: {e}");
-                return Ok(());
-            }
+        let Some(client) = self.client().await else {
+            // The claim runs out by itself.
+            return Ok(());
         };
         client
             .execute(
