@@ -35,7 +35,7 @@ use ems_driver_sdk::{
 
 use std::time::{Duration, Instant};
 
-use map::{DataType, Map, WritePolicy};
+use map::{DataType, Map, SetpointRegisters, WritePolicy};
 use target::Target;
 
 /// One device described by a register map.
@@ -45,10 +45,15 @@ pub struct ModbusMap {
     map: Map,
     /// The reads of one poll, planned once from the map.
     reads: Vec<Span>,
-    /// The setpoint registers last written and when (`write = "on_change"`); `None` before the
-    /// first write and after a failed one.
-    last_written: Option<(Vec<u16>, Instant)>,
+    /// The setpoint registers last written (address and words, in write order) and when
+    /// (`write = "on_change"`); `None` before the first write and after a failed one.
+    last_written: Option<(Vec<Registers>, Instant)>,
+    /// The battery voltage of the last poll, for split setpoints in amperes (`amperes_at_v`).
+    battery_voltage_v: Option<f64>,
 }
+
+/// Words written from one address.
+type Registers = (u16, Vec<u16>);
 
 /// A decoded register value before scaling.
 enum Raw {
@@ -125,6 +130,7 @@ impl ModbusMap {
             map,
             reads,
             last_written: None,
+            battery_voltage_v: None,
         }
     }
 
@@ -267,6 +273,7 @@ impl Driver for ModbusMap {
                 *slot = total;
             }
         }
+        self.battery_voltage_v = r.battery_voltage_v.filter(|v| v.is_finite() && *v > 0.0);
         for flag in &self.map.flags {
             let width = flag.data_type.width(None);
             let Some(w) = Self::words(&blocks, flag.kind, flag.address, width) else {
@@ -314,8 +321,11 @@ impl ModbusMap {
         let w = self.map.battery_power.as_ref().ok_or_else(|| {
             DriverError::Unsupported("the register map has no [battery_power]".into())
         })?;
-        let words = encode_setpoint(w, power_w)?;
-        let zero = encode_setpoint(w, 0.0).ok();
+        let writes = encode_setpoint(w, power_w, self.battery_voltage_v)?;
+        let zero = encode_setpoint(w, 0.0, self.battery_voltage_v).ok();
+        // Under on_change, the registers already holding their value are not written again
+        // (a split setpoint changes one limit at a time), unless refresh_s is due.
+        let mut unchanged: &[Registers] = &[];
         if let WritePolicy::OnChange {
             min_interval_s,
             refresh_s,
@@ -324,45 +334,101 @@ impl ModbusMap {
         {
             let since = now.saturating_duration_since(*at);
             let due = |s: f64| since >= Duration::from_secs_f64(s);
-            let skip = if *last == words {
-                !refresh_s.is_some_and(due)
+            if *last == writes {
+                if !refresh_s.is_some_and(due) {
+                    return Ok(());
+                }
             } else {
                 // Going to 0 W is never delayed.
-                Some(&words) != zero.as_ref() && !due(min_interval_s)
-            };
-            if skip {
-                return Ok(());
+                if Some(&writes) != zero.as_ref() && !due(min_interval_s) {
+                    return Ok(());
+                }
+                unchanged = last;
             }
         }
+        let unchanged = unchanged.to_vec();
         let first = self.last_written.is_none();
         self.last_written = None;
+        let unit = self.unit;
+        let write = |bus: &mut dyn Bus, address: u16, words: &[u16]| {
+            if let [word] = words
+                && !w.write_multiple
+            {
+                bus.write_single_register(unit, address, *word)
+            } else {
+                bus.write_multiple_registers(unit, address, words)
+            }
+        };
         if w.policy == WritePolicy::Always || first {
             for f in &w.before {
-                bus.write_single_register(self.unit, f.address, f.value)
-                    .map_err(DriverError::bus(format!(
-                        "write {} to holding {} before the setpoint",
-                        f.value, f.address
-                    )))?;
+                write(bus, f.address, &[f.value]).map_err(DriverError::bus(format!(
+                    "write {} to holding {} before the setpoint",
+                    f.value, f.address
+                )))?;
             }
         }
-        let operation = format!("write setpoint to holding {}", w.address);
-        if let [word] = words[..] {
-            bus.write_single_register(self.unit, w.address, word)
-        } else {
-            bus.write_multiple_registers(self.unit, w.address, &words)
+        for (address, words) in &writes {
+            if unchanged
+                .iter()
+                .any(|(a, old)| a == address && old == words)
+            {
+                continue;
+            }
+            write(bus, *address, words).map_err(DriverError::bus(format!(
+                "write setpoint to holding {address}"
+            )))?;
         }
-        .map_err(DriverError::bus(operation))?;
-        self.last_written = Some((words, now));
+        self.last_written = Some((writes, now));
         Ok(())
     }
 }
 
-/// The registers of setpoint `power_w` under `w`'s type, scale and word order.
-fn encode_setpoint(w: &map::ValueWrite, power_w: f64) -> Result<Vec<u16>, DriverError> {
-    let raw = (power_w - w.offset) / w.scale;
+/// The writes of setpoint `power_w` under `w`, in order: one signed register, or the two limits
+/// of a split setpoint (the one going to 0 first), amperes from `battery_voltage_v` when the
+/// map says so.
+fn encode_setpoint(
+    w: &map::ValueWrite,
+    power_w: f64,
+    battery_voltage_v: Option<f64>,
+) -> Result<Vec<Registers>, DriverError> {
+    match w.registers {
+        SetpointRegisters::Signed { address } => {
+            Ok(vec![(address, encode_value(w, power_w, "W", power_w)?)])
+        }
+        SetpointRegisters::Split {
+            charge,
+            discharge,
+            amperes_at_v,
+        } => {
+            let (magnitude, unit) = match amperes_at_v {
+                None => (power_w.abs(), "W"),
+                Some(nominal) => (power_w.abs() / battery_voltage_v.unwrap_or(nominal), "A"),
+            };
+            let value = encode_value(w, magnitude, unit, power_w)?;
+            let zero = encode_value(w, 0.0, unit, power_w)?;
+            Ok(if value == zero {
+                vec![(charge, zero.clone()), (discharge, zero)]
+            } else if power_w > 0.0 {
+                vec![(discharge, zero), (charge, value)]
+            } else {
+                vec![(charge, zero), (discharge, value)]
+            })
+        }
+    }
+}
+
+/// The registers of `value` (in `unit`, for setpoint `power_w`) under `w`'s type, scale, offset
+/// and word order.
+fn encode_value(
+    w: &map::ValueWrite,
+    value: f64,
+    unit: &str,
+    power_w: f64,
+) -> Result<Vec<u16>, DriverError> {
+    let raw = (value - w.offset) / w.scale;
     let out_of_range = || {
         DriverError::InvalidSetpoint(format!(
-            "{power_w} W is register value {raw}, outside the range of a {:?}",
+            "{power_w} W is {value} {unit}, register value {raw}, outside the range of a {:?}",
             w.data_type
         ))
     };

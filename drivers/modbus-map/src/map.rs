@@ -56,6 +56,18 @@
 //! refresh_s = 300               # on_change: rewrite an unchanged value after this long (devices
 //!                               # that revert to their own mode without it)
 //!
+//! # or the split form, for devices that take two unsigned limits instead of one signed value:
+//! # charge_address = 108        # charging (P > 0, ems's sign) writes |P| here and 0 to
+//! # discharge_address = 109     # discharge_address; discharging the reverse; 0 W both 0 (the
+//!                               # register going to 0 is written first, and under on_change
+//!                               # only registers whose value changed are written)
+//! # type = "u16"                # u16 or u32; register = |P| / scale (no offset)
+//! # amperes_at_v = 51.2         # the registers take amperes: |P| / the battery voltage of the
+//!                               # last poll (the map's battery_voltage_v), or / this nominal
+//!                               # voltage while there is none
+//! # write_multiple = true       # write with function 0x10 even single registers (and `before`),
+//!                               # for devices that refuse 0x06
+//!
 //! [reset_alarms]
 //! writes = [{ address = 300, value = 1 }]
 //!
@@ -177,7 +189,12 @@ fn u16_type() -> DataType {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawValueWrite {
-    address: u16,
+    address: Option<u16>,
+    charge_address: Option<u16>,
+    discharge_address: Option<u16>,
+    amperes_at_v: Option<f64>,
+    #[serde(default)]
+    write_multiple: bool,
     #[serde(rename = "type")]
     data_type: DataType,
     #[serde(default)]
@@ -263,10 +280,28 @@ pub struct FlagBit {
     pub flag: Flag,
 }
 
+/// Where the battery setpoint goes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum SetpointRegisters {
+    /// One signed register: `power_w` as is (after scale and offset).
+    Signed { address: u16 },
+    /// Two unsigned limits: charging writes |P| to `charge` and 0 to `discharge`, discharging
+    /// the reverse, 0 W both 0.
+    Split {
+        charge: u16,
+        discharge: u16,
+        /// The registers take amperes: |P| divided by the last polled battery voltage, or by
+        /// this nominal voltage while there is none.
+        amperes_at_v: Option<f64>,
+    },
+}
+
 /// How a value (the battery setpoint) is written.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ValueWrite {
-    pub address: u16,
+    pub registers: SetpointRegisters,
+    /// Function 0x10 even for one register (devices that refuse 0x06), `before` included.
+    pub write_multiple: bool,
     pub data_type: DataType,
     pub word_order: WordOrder,
     pub scale: f64,

@@ -589,3 +589,133 @@ negate_if = { function = "input", address = 12, equals = 1 }
     let err = ModbusMap::new(&toml::from_str(state).unwrap(), unit()).unwrap_err();
     assert_eq!(err.key, "reading[0].negate_if");
 }
+
+/// Every write of `bus` since it was last cleared, as (function code, address, values).
+fn all_writes(bus: &MemoryBus) -> Vec<(u8, u16, Vec<u16>)> {
+    bus.transactions()
+        .iter()
+        .filter_map(|r| match r {
+            Request::WriteSingle { addr, value, .. } => Some((0x06, *addr, vec![*value])),
+            Request::WriteMultiple { addr, values, .. } => Some((0x10, *addr, values.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A map with a split setpoint: charge limit at 400, discharge limit at 401, in watts.
+fn split_map(keys: &str) -> String {
+    BMS.replace(
+        "[battery_power]\naddress = 300\ntype = \"i16\"\nscale = -1.0\n",
+        &format!("[battery_power]\ncharge_address = 400\ndischarge_address = 401\n{keys}\n"),
+    )
+}
+
+#[test]
+fn a_split_setpoint_writes_one_limit_and_zeroes_the_other() {
+    let mut bus = bms_bus();
+    bus.set_holding(UNIT, 400, &[9, 9]);
+    let mut d = driver(&split_map("type = \"u16\"\nscale = 10.0"));
+    // Charge 1500 W: the mode register, the discharge limit to 0 first, then 150 (10 W units).
+    d.set_battery_power(&mut bus, 1500.0).unwrap();
+    assert_eq!(writes(&bus), [(301, 1), (401, 0), (400, 150)]);
+    bus.clear_transactions();
+    // Discharge 2000 W: the charge limit to 0 first, then the discharge limit.
+    d.set_battery_power(&mut bus, -2000.0).unwrap();
+    assert_eq!(writes(&bus), [(301, 1), (400, 0), (401, 200)]);
+    bus.clear_transactions();
+    // 0 W: both limits 0.
+    d.set_battery_power(&mut bus, 0.0).unwrap();
+    assert_eq!(writes(&bus), [(301, 1), (400, 0), (401, 0)]);
+    assert_eq!(bus.holding(UNIT, 400), Some(0));
+    assert_eq!(bus.holding(UNIT, 401), Some(0));
+    // Beyond the register's range: refused, nothing written.
+    bus.clear_transactions();
+    let err = d.set_battery_power(&mut bus, -700_000.0).unwrap_err();
+    assert!(matches!(err, DriverError::InvalidSetpoint(_)), "{err}");
+    assert_eq!(writes(&bus), []);
+}
+
+#[test]
+fn a_split_setpoint_in_amperes_uses_the_polled_battery_voltage() {
+    let map = split_map(
+        "type = \"u16\"\namperes_at_v = 48.0\nwrite_multiple = true\nwrite = \"on_change\"\n\
+         min_interval_s = 60",
+    );
+    let mut bus = bms_bus();
+    bus.set_holding(UNIT, 400, &[9, 9]);
+    let mut d = driver(&map);
+    let t0 = Instant::now();
+    let at = |s: u64| t0 + Duration::from_secs(s);
+    // Before any poll: the nominal 48 V, 2400 W = 50 A; function 0x10 for every register.
+    d.set_battery_power_at(&mut bus, 2400.0, at(0)).unwrap();
+    assert_eq!(
+        all_writes(&bus),
+        [
+            (0x10, 301, vec![1]),
+            (0x10, 401, vec![0]),
+            (0x10, 400, vec![50])
+        ]
+    );
+    bus.clear_transactions();
+    // The BMS image's battery voltage is 51.25 V: 2400 W is 46.8 A, rounded to 47; a change
+    // within min_interval_s waits …
+    d.poll(&mut bus).unwrap();
+    bus.clear_transactions();
+    d.set_battery_power_at(&mut bus, 2400.0, at(30)).unwrap();
+    assert_eq!(all_writes(&bus), []);
+    // … and then only the limit that changed is written (the discharge limit is still 0).
+    d.set_battery_power_at(&mut bus, 2400.0, at(60)).unwrap();
+    assert_eq!(all_writes(&bus), [(0x10, 400, vec![47])]);
+    bus.clear_transactions();
+    // Discharging 1025 W (20 A) within the interval waits too; 0 W never does.
+    d.set_battery_power_at(&mut bus, -1025.0, at(61)).unwrap();
+    assert_eq!(all_writes(&bus), []);
+    d.set_battery_power_at(&mut bus, 0.0, at(62)).unwrap();
+    assert_eq!(all_writes(&bus), [(0x10, 400, vec![0])]);
+    bus.clear_transactions();
+    d.set_battery_power_at(&mut bus, -1025.0, at(122)).unwrap();
+    assert_eq!(all_writes(&bus), [(0x10, 401, vec![20])]);
+}
+
+#[test]
+fn split_setpoint_keys_are_checked() {
+    for (keys, field) in [
+        ("type = \"i16\"", "battery_power.type"),
+        ("type = \"u16\"\noffset = 5.0", "battery_power.offset"),
+        ("type = \"u16\"\nscale = -1.0", "battery_power.scale"),
+        (
+            "type = \"u16\"\namperes_at_v = 0",
+            "battery_power.amperes_at_v",
+        ),
+        ("type = \"u16\"\naddress = 300", "battery_power.address"),
+    ] {
+        let err = ModbusMap::new(&toml::from_str(&split_map(keys)).unwrap(), unit()).unwrap_err();
+        assert!(err.to_string().contains(field), "{keys}: {err}");
+    }
+    for (from, to, field) in [
+        (
+            "discharge_address = 401\n",
+            "",
+            "battery_power.discharge_address",
+        ),
+        ("charge_address = 400\n", "", "battery_power.charge_address"),
+        (
+            "discharge_address = 401",
+            "discharge_address = 400",
+            "battery_power.discharge_address",
+        ),
+    ] {
+        let map = split_map("type = \"u16\"").replace(from, to);
+        let err = ModbusMap::new(&toml::from_str(&map).unwrap(), unit()).unwrap_err();
+        assert!(err.to_string().contains(field), "{from}: {err}");
+    }
+    let map = BMS.replace("scale = -1.0\nbefore", "amperes_at_v = 48.0\nbefore");
+    let err = ModbusMap::new(&toml::from_str(&map).unwrap(), unit()).unwrap_err();
+    assert!(
+        err.to_string().contains("battery_power.amperes_at_v"),
+        "{err}"
+    );
+    let map = BMS.replace("address = 300\ntype = \"i16\"", "type = \"i16\"");
+    let err = ModbusMap::new(&toml::from_str(&map).unwrap(), unit()).unwrap_err();
+    assert!(err.to_string().contains("battery_power.address"), "{err}");
+}

@@ -197,59 +197,7 @@ impl RawMap {
                 flag: parse_flag(&f.flag),
             });
         }
-        let battery_power = match self.battery_power {
-            None => None,
-            Some(w) => {
-                if w.data_type == DataType::String {
-                    return Err(ConfigError::new(
-                        "battery_power.type",
-                        "a setpoint is a number: u16, i16, u32, i32 or f32",
-                    ));
-                }
-                fits(
-                    "battery_power.address".into(),
-                    w.address,
-                    w.data_type.width(None),
-                )?;
-                let seconds = |key: &str, v: Option<f64>| match v {
-                    Some(s) if !(s.is_finite() && s >= 0.0) => Err(ConfigError::new(
-                        format!("battery_power.{key}"),
-                        format!("{s} is not a number of seconds >= 0"),
-                    )),
-                    other => Ok(other),
-                };
-                let min_interval_s = seconds("min_interval_s", w.min_interval_s)?;
-                let refresh_s = seconds("refresh_s", w.refresh_s)?;
-                let policy = match w.write {
-                    WritePolicyKind::Always => {
-                        if let Some(key) =
-                            [("min_interval_s", min_interval_s), ("refresh_s", refresh_s)]
-                                .iter()
-                                .find_map(|(k, v)| v.map(|_| *k))
-                        {
-                            return Err(ConfigError::new(
-                                format!("battery_power.{key}"),
-                                "only used with write = \"on_change\"",
-                            ));
-                        }
-                        WritePolicy::Always
-                    }
-                    WritePolicyKind::OnChange => WritePolicy::OnChange {
-                        min_interval_s: min_interval_s.unwrap_or(0.0),
-                        refresh_s,
-                    },
-                };
-                Some(ValueWrite {
-                    address: w.address,
-                    data_type: w.data_type,
-                    word_order: w.word_order,
-                    scale: scale_of("battery_power.scale".into(), w.scale)?,
-                    offset: w.offset.unwrap_or(0.0),
-                    before: w.before,
-                    policy,
-                })
-            }
-        };
+        let battery_power = self.battery_power.map(RawValueWrite::check).transpose()?;
         Ok(Map {
             max_gap: self.read.max_gap.unwrap_or(0),
             max_registers,
@@ -257,6 +205,130 @@ impl RawMap {
             flags,
             battery_power,
             reset_alarms: self.reset_alarms.map(|r| r.writes).unwrap_or_default(),
+        })
+    }
+}
+
+impl RawValueWrite {
+    /// `[battery_power]`: one signed register or the split form, the write policy.
+    fn check(self) -> Result<ValueWrite, ConfigError> {
+        let err =
+            |key: &str, reason: &str| Err(ConfigError::new(format!("battery_power.{key}"), reason));
+        if self.data_type == DataType::String {
+            return err("type", "a setpoint is a number: u16, i16, u32, i32 or f32");
+        }
+        let width = self.data_type.width(None);
+        let scale = scale_of("battery_power.scale".into(), self.scale)?;
+        let registers = match (self.address, self.charge_address, self.discharge_address) {
+            (Some(address), None, None) => {
+                if self.amperes_at_v.is_some() {
+                    return err(
+                        "amperes_at_v",
+                        "only used by the split form (charge_address, discharge_address)",
+                    );
+                }
+                fits("battery_power.address".into(), address, width)?;
+                SetpointRegisters::Signed { address }
+            }
+            (None, Some(charge), Some(discharge)) => {
+                if !matches!(self.data_type, DataType::U16 | DataType::U32) {
+                    return err(
+                        "type",
+                        "the split form writes two unsigned limits: u16 or u32",
+                    );
+                }
+                if self.offset.is_some() {
+                    return err(
+                        "offset",
+                        "not used by the split form (register = |P| / scale)",
+                    );
+                }
+                if scale < 0.0 {
+                    return err(
+                        "scale",
+                        "the split form writes magnitudes: scale must be > 0",
+                    );
+                }
+                if let Some(v) = self.amperes_at_v
+                    && !(v.is_finite() && v > 0.0)
+                {
+                    return Err(ConfigError::new(
+                        "battery_power.amperes_at_v",
+                        format!("{v} is not a battery voltage > 0"),
+                    ));
+                }
+                fits("battery_power.charge_address".into(), charge, width)?;
+                fits("battery_power.discharge_address".into(), discharge, width)?;
+                if charge.abs_diff(discharge) < width {
+                    return err(
+                        "discharge_address",
+                        "overlaps charge_address: the split form needs two registers",
+                    );
+                }
+                SetpointRegisters::Split {
+                    charge,
+                    discharge,
+                    amperes_at_v: self.amperes_at_v,
+                }
+            }
+            (Some(_), _, _) => {
+                return err(
+                    "address",
+                    "one signed register (`address`) or the split form (`charge_address` and \
+                     `discharge_address`), not both",
+                );
+            }
+            (None, None, _) => {
+                return err(
+                    if self.discharge_address.is_some() {
+                        "charge_address"
+                    } else {
+                        "address"
+                    },
+                    "needs `address` (one signed register) or `charge_address` and \
+                     `discharge_address` (two unsigned limits)",
+                );
+            }
+            (None, Some(_), None) => {
+                return err(
+                    "discharge_address",
+                    "the split form needs both charge_address and discharge_address",
+                );
+            }
+        };
+        let seconds = |key: &str, v: Option<f64>| match v {
+            Some(s) if !(s.is_finite() && s >= 0.0) => Err(ConfigError::new(
+                format!("battery_power.{key}"),
+                format!("{s} is not a number of seconds >= 0"),
+            )),
+            other => Ok(other),
+        };
+        let min_interval_s = seconds("min_interval_s", self.min_interval_s)?;
+        let refresh_s = seconds("refresh_s", self.refresh_s)?;
+        let policy = match self.write {
+            WritePolicyKind::Always => {
+                if let Some(key) = [("min_interval_s", min_interval_s), ("refresh_s", refresh_s)]
+                    .iter()
+                    .find_map(|(k, v)| v.map(|_| *k))
+                {
+                    return err(key, "only used with write = \"on_change\"");
+                }
+                WritePolicy::Always
+            }
+            WritePolicyKind::OnChange => WritePolicy::OnChange {
+                min_interval_s: min_interval_s.unwrap_or(0.0),
+                refresh_s,
+            },
+        };
+        Ok(ValueWrite {
+            registers,
+            write_multiple: self.write_multiple,
+            data_type: self.data_type,
+            word_order: self.word_order,
+            scale,
+            offset: self.offset.unwrap_or(0.0),
+            before: self.before,
+            policy,
         })
     }
 }
