@@ -147,11 +147,89 @@ fn deye_sg04lp3_decodes_with_ems_signs() {
     assert!(close(r.grid_power_w, -3000.0), "exporting is − in ems");
     assert!(close(r.inverter_ac_power_w, 4500.0));
     assert!(close(r.pv_power_w, 6000.0));
+}
 
-    let err = shipped("deye-sg04lp3.toml")
-        .set_battery_power(&mut bus, 1000.0)
-        .unwrap_err();
-    assert!(matches!(err, DriverError::Unsupported(_)), "{err}");
+/// Every write of `bus` since it was last cleared, as (function code, address, values).
+fn coded_writes(bus: &MemoryBus) -> Vec<(u8, u16, Vec<u16>)> {
+    bus.transactions()
+        .iter()
+        .filter_map(|r| match r {
+            Request::WriteSingle { addr, value, .. } => Some((0x06, *addr, vec![*value])),
+            Request::WriteMultiple { addr, values, .. } => Some((0x10, *addr, values.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A Deye map's current limits (registers `charge` and `discharge`, function 0x10, amperes at
+/// the polled battery voltage), written as a charge of 2000 W (`charge_2000_w_a` amperes), a
+/// discharge of 1500 W (`discharge_1500_w_a`) and 0 W, each after the 5-minute interval.
+fn deye_writes_current_limits(
+    file: &str,
+    bus: &mut MemoryBus,
+    (charge, discharge): (u16, u16),
+    (charge_2000_w_a, discharge_1500_w_a): (u16, u16),
+) {
+    bus.set_holding(UNIT, charge.min(discharge), &[77, 77]);
+    let mut d = shipped(file);
+    let t0 = Instant::now();
+    let at = |s: u64| t0 + Duration::from_secs(s);
+    // Before any poll: the nominal 51.2 V; charging 2560 W is 50 A, discharge limit 0 first.
+    d.set_battery_power_at(bus, 2560.0, at(0)).unwrap();
+    assert_eq!(
+        coded_writes(bus),
+        [(0x10, discharge, vec![0]), (0x10, charge, vec![50])]
+    );
+    bus.clear_transactions();
+    d.poll(bus).unwrap();
+    bus.clear_transactions();
+    // Charging 2000 W after the poll, at the polled voltage; only the charge limit changes.
+    d.set_battery_power_at(bus, 2000.0, at(100)).unwrap();
+    assert_eq!(
+        coded_writes(bus),
+        [],
+        "a change within min_interval_s waits"
+    );
+    d.set_battery_power_at(bus, 2000.0, at(300)).unwrap();
+    assert_eq!(coded_writes(bus), [(0x10, charge, vec![charge_2000_w_a])]);
+    bus.clear_transactions();
+    // Discharging 1500 W: the charge limit to 0 first, then the discharge limit.
+    d.set_battery_power_at(bus, -1500.0, at(600)).unwrap();
+    assert_eq!(
+        coded_writes(bus),
+        [
+            (0x10, charge, vec![0]),
+            (0x10, discharge, vec![discharge_1500_w_a])
+        ]
+    );
+    bus.clear_transactions();
+    // 0 W at once: the discharge limit to 0 (the charge limit is 0 already).
+    d.set_battery_power_at(bus, 0.0, at(601)).unwrap();
+    assert_eq!(coded_writes(bus), [(0x10, discharge, vec![0])]);
+    assert_eq!(bus.holding(UNIT, charge), Some(0));
+    assert_eq!(bus.holding(UNIT, discharge), Some(0));
+    // Unchanged: never written again (no refresh_s).
+    bus.clear_transactions();
+    d.set_battery_power_at(bus, 0.0, at(100_000)).unwrap();
+    assert_eq!(coded_writes(bus), []);
+}
+
+#[test]
+fn deye_sg04lp3_writes_its_current_limits() {
+    let mut bus = MemoryBus::new();
+    bus.set_holding(UNIT, 500, &[0; 26]);
+    bus.set_holding(UNIT, 586, &[0; 90]);
+    bus.set_holding(UNIT, 587, &[5230]); // 52.30 V: 2000 W = 38.2 A, 1500 W = 28.7 A
+    deye_writes_current_limits("deye-sg04lp3.toml", &mut bus, (108, 109), (38, 29));
+}
+
+#[test]
+fn deye_sg0xlp1_writes_its_current_limits() {
+    let mut bus = MemoryBus::new();
+    bus.set_holding(UNIT, 59, &[0; 24]);
+    bus.set_holding(UNIT, 150, &[0; 42]);
+    bus.set_holding(UNIT, 183, &[4800]); // 48.00 V: 2000 W = 41.7 A, 1500 W = 31.25 A
+    deye_writes_current_limits("deye-sg0xlp1.toml", &mut bus, (210, 211), (42, 31));
 }
 
 #[test]
