@@ -8,7 +8,8 @@
 //! - [`api`]: the REST routes under `/api/v1` (devices, history, commands, tokens, health,
 //!   `whoami`) and the dashboard's assets at `/`.
 //! - [`ws`]: the device socket `/ws/device/<id>` (its rules in [`ws::session`], pure) and the
-//!   live feed `/ws/live/<id>`.
+//!   live feed `/ws/live/<id>`, on a WebSocket handshake of our own over Rocket's upgrade (small
+//!   buffers per socket).
 //! - [`ingest`]: the batching telemetry writer (ack after commit, back-pressure, events).
 //! - [`alerts`]: alert rules, evaluation on the hub's events and a tick, notifications by
 //!   webhook and email.

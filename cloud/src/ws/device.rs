@@ -14,15 +14,17 @@ use ems_protocol::message::ErrorCode;
 use ems_protocol::{ErrorMessage, ProtocolError, TelemetryAck, Upstream, telemetry_timestamp_of};
 use futures_util::{SinkExt, StreamExt};
 use rocket::{Route, State, get, routes};
-use rocket_ws::frame::{CloseCode, CloseFrame};
-use rocket_ws::result::Error as WsError;
-use rocket_ws::{Channel, Message, WebSocket};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
+use tokio_tungstenite_server::tungstenite::Error as WsError;
+use tokio_tungstenite_server::tungstenite::Message;
+use tokio_tungstenite_server::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite_server::tungstenite::protocol::frame::coding::CloseCode;
 
 use super::checks::{Refusal, check_telemetry};
 use super::frame::parse;
 use super::session::{self, Limits, PingAction, SessionState, Throttle};
+use super::upgrade::{self, Socket, SocketHandler, Upgrade, WebSocket};
 use crate::auth::DeviceAuth;
 use crate::budget::Budgets;
 use crate::commands::{deliver_pending, record_answer};
@@ -46,15 +48,8 @@ fn device_socket(
     db: &State<Db>,
     ingest: &State<Ingest>,
     config: &State<CloudConfig>,
-) -> Channel<'static> {
+) -> Upgrade<Session> {
     debug_assert_eq!(auth.device_id, device_id);
-    let ws = ws.config(rocket_ws::Config {
-        max_message_size: Some(config.max_frame_bytes),
-        max_frame_size: Some(config.max_frame_bytes),
-        // Small: acks and commands are a few hundred bytes; keeps idle sockets cheap.
-        write_buffer_size: 4096,
-        ..Default::default()
-    });
     let session = Session {
         device_id: auth.device_id,
         valid_until: auth.valid_until,
@@ -64,15 +59,11 @@ fn device_socket(
         ingest: ingest.inner().clone(),
         config: config.inner().clone(),
     };
-    ws.channel(move |stream| {
-        Box::pin(async move {
-            // Detached: Rocket keeps the request, its dispatch task and hyper's 8 KiB read buffer
-            // (which the header values point into) alive until this handler returns. The socket
-            // lives on in its own task, which halves the memory of an idle connection.
-            tokio::spawn(session.run(stream));
-            Ok(())
-        })
-    })
+    // A larger message or frame ends the socket with 1009 (see `take`).
+    let limits = upgrade::config()
+        .max_message_size(Some(config.max_frame_bytes))
+        .max_frame_size(Some(config.max_frame_bytes));
+    ws.accept(limits, session)
 }
 
 /// Mounted at `/`.
@@ -81,8 +72,9 @@ pub fn routes() -> Vec<Route> {
 }
 
 /// The socket's writing half.
-type Sink = futures_util::stream::SplitSink<rocket_ws::stream::DuplexStream, Message>;
+type Sink = futures_util::stream::SplitSink<Socket, Message>;
 
+/// One device's socket: what it needs from the rest of the server.
 struct Session {
     device_id: String,
     /// When the token it connected with stops working (a rotation's grace period).
@@ -106,22 +98,30 @@ enum Handled {
     Done,
 }
 
-fn close(code: u16, reason: impl Into<String>) -> CloseFrame<'static> {
+fn close(code: u16, reason: impl Into<String>) -> CloseFrame {
     CloseFrame {
         code: CloseCode::from(code),
         reason: reason.into().into(),
     }
 }
 
-impl From<session::Close> for CloseFrame<'static> {
+impl From<session::Close> for CloseFrame {
     fn from(c: session::Close) -> Self {
         close(c.code, c.reason)
     }
 }
 
+impl SocketHandler for Session {
+    // Not `async fn`: a wrapping future would keep a second copy of its arguments (the session
+    // and the socket, ~1 kB) in every idle socket's task.
+    fn run(self, socket: Socket) -> impl Future<Output = ()> + Send + 'static {
+        self.serve(socket)
+    }
+}
+
 impl Session {
-    async fn run(self, stream: rocket_ws::stream::DuplexStream) {
-        let (mut sink, source) = stream.split();
+    async fn serve(self, socket: Socket) {
+        let (mut sink, source) = socket.split();
         let mut source = source.ready_chunks(READY_FRAMES);
         let (tx, mut rx) = mpsc::unbounded_channel();
         let conn_id = self.hub.register(&self.device_id, tx.clone());
@@ -157,7 +157,7 @@ impl Session {
         // Valid packets read but not yet in the ingest queue (it is full: the database is slow).
         let mut waiting: VecDeque<Packet> = VecDeque::new();
 
-        let closing: Option<CloseFrame<'static>> = loop {
+        let closing: Option<CloseFrame> = loop {
             tokio::select! {
                 permit = self.ingest.room(), if !waiting.is_empty() => {
                     let sent = permit.map(|permit| {
@@ -195,7 +195,7 @@ impl Session {
                 }
                 _ = ping.tick() => match state.ping_due(Instant::now(), !waiting.is_empty()) {
                     PingAction::Ping => {
-                        if sink.send(Message::Ping(Vec::new())).await.is_err() {
+                        if sink.send(Message::Ping(Default::default())).await.is_err() {
                             break None;
                         }
                     }
@@ -227,7 +227,7 @@ impl Session {
         waiting: &mut VecDeque<Packet>,
         tx: &OutboundTx,
         conn_id: u64,
-    ) -> Result<(), Option<CloseFrame<'static>>> {
+    ) -> Result<(), Option<CloseFrame>> {
         let mut packets = Vec::new();
         let mut end = None;
         let mut device_reported = false;
@@ -275,7 +275,7 @@ impl Session {
             self.hub.metrics.frame_in("refused");
             tracing::debug!(device = %self.device_id, "refused frame: {}", refusal.error.message);
             let text = serde_json::to_string(&refusal.error).expect("serialises");
-            if sink.send(Message::Text(text)).await.is_err() {
+            if sink.send(Message::text(text)).await.is_err() {
                 end = Some(None);
                 break;
             }
@@ -344,7 +344,7 @@ impl Session {
             timestamps: Vec::new(),
         };
         let text = serde_json::to_string(&error).expect("serialises");
-        sink.send(Message::Text(text)).await.map_err(|_| ())
+        sink.send(Message::text(text)).await.map_err(|_| ())
     }
 
     /// Handles one text frame; valid telemetry is returned, to be queued for the writer.
@@ -453,7 +453,7 @@ async fn write_out<S>(
     sink: &mut S,
     batch: Vec<Outbound>,
     metrics: &crate::metrics::Metrics,
-) -> Result<Option<CloseFrame<'static>>, ()>
+) -> Result<Option<CloseFrame>, ()>
 where
     S: futures_util::Sink<Message> + Unpin,
 {
@@ -467,13 +467,13 @@ where
     }
     if !timestamps.is_empty() {
         let ack = serde_json::to_string(&TelemetryAck { timestamps }).expect("serialises");
-        sink.feed(Message::Text(ack)).await.map_err(|_| ())?;
+        sink.feed(Message::text(ack)).await.map_err(|_| ())?;
         metrics.frame_out("ack");
     }
     for out in others {
         match out {
             Outbound::Command(text) => {
-                sink.feed(Message::Text(text)).await.map_err(|_| ())?;
+                sink.feed(Message::text(text)).await.map_err(|_| ())?;
                 metrics.frame_out("command");
             }
             Outbound::Close(code, reason) => {
@@ -488,7 +488,7 @@ where
                     timestamps,
                 };
                 let text = serde_json::to_string(&error).expect("serialises");
-                sink.feed(Message::Text(text)).await.map_err(|_| ())?;
+                sink.feed(Message::text(text)).await.map_err(|_| ())?;
                 metrics.frame_out("rejected");
             }
             Outbound::Acks(_) => unreachable!("acks were taken out above"),

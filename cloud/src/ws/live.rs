@@ -11,15 +11,17 @@ use std::sync::Arc;
 use ems_protocol::api::LiveEvent;
 use futures_util::{SinkExt, StreamExt};
 use rocket::{Route, State, get, routes};
-use rocket_ws::frame::{CloseCode, CloseFrame};
-use rocket_ws::{Channel, Message, WebSocket};
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast::{self, error::RecvError};
+use tokio_tungstenite_server::tungstenite::Message;
+use tokio_tungstenite_server::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite_server::tungstenite::protocol::frame::coding::CloseCode;
 
 use crate::api::ensure_device;
 use crate::auth::{ApiUser, LiveViewer};
 use crate::db::Db;
 use crate::error::ApiResult;
 use crate::hub::{Hub, INTEREST_REPEAT};
+use crate::ws::upgrade::{self, Socket, SocketHandler, Upgrade, WebSocket};
 
 #[get("/ws/live/<device_id>")]
 async fn live_feed(
@@ -28,32 +30,46 @@ async fn live_feed(
     ws: WebSocket,
     hub: &State<Arc<Hub>>,
     db: &State<Db>,
-) -> ApiResult<Channel<'static>> {
+) -> ApiResult<Upgrade<Feed>> {
     ensure_device(db, &viewer.0, device_id).await?;
     let hub = hub.inner().clone();
-    let device_id = device_id.to_string();
     // Subscribe before the upgrade completes, so nothing after the 101 is missed.
-    let events = hub.subscribe();
-    let revocations = hub.revocations();
-    let viewer = viewer.0;
-    Ok(ws.channel(move |stream| {
-        Box::pin(async move {
-            // Detached so Rocket frees the request (see `device_ws`).
-            tokio::spawn(run(stream, hub, device_id, events, revocations, viewer));
-            Ok(())
-        })
-    }))
+    let feed = Feed {
+        events: hub.subscribe(),
+        revocations: hub.revocations(),
+        hub,
+        device_id: device_id.to_string(),
+        viewer: viewer.0,
+    };
+    Ok(ws.accept(upgrade::config(), feed))
 }
 
-async fn run(
-    stream: rocket_ws::stream::DuplexStream,
+/// One dashboard's feed of one device.
+struct Feed {
     hub: Arc<Hub>,
     device_id: String,
-    mut events: tokio::sync::broadcast::Receiver<LiveEvent>,
-    mut revocations: tokio::sync::broadcast::Receiver<String>,
+    events: broadcast::Receiver<LiveEvent>,
+    /// Names of API tokens revoked or rotated on any instance.
+    revocations: broadcast::Receiver<String>,
     viewer: ApiUser,
-) {
-    let (mut sink, mut source) = stream.split();
+}
+
+impl SocketHandler for Feed {
+    // Not `async fn`, which would keep its arguments twice (see the device socket's).
+    fn run(self, socket: Socket) -> impl Future<Output = ()> + Send + 'static {
+        run(socket, self)
+    }
+}
+
+async fn run(socket: Socket, feed: Feed) {
+    let Feed {
+        hub,
+        device_id,
+        mut events,
+        mut revocations,
+        viewer,
+    } = feed;
+    let (mut sink, mut source) = socket.split();
     let mut interest = tokio::time::interval(INTEREST_REPEAT);
     // The token's end: the feed closes when it expires.
     let expiry = async {
@@ -79,7 +95,7 @@ async fn run(
             ev = events.recv() => match ev {
                 Ok(ev) if ev.device_id() == device_id => {
                     let text = serde_json::to_string(&ev).expect("serialises");
-                    if sink.send(Message::Text(text)).await.is_err() {
+                    if sink.send(Message::text(text)).await.is_err() {
                         break None;
                     }
                 }

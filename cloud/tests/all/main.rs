@@ -52,6 +52,7 @@ mod planner_replan;
 mod planner_tariff;
 mod poison_packet_isolated;
 mod scoped_tokens;
+mod socket_handshake_and_buffers;
 mod storage_choice_at_start;
 mod tag_scoped_tokens;
 mod tls;
