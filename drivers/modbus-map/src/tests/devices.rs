@@ -489,6 +489,41 @@ fn huawei_sun2000_with_luna2000_decodes_with_ems_signs() {
 }
 
 #[test]
+fn huawei_sun2000_writes_its_charge_and_discharge_power_limits() {
+    let mut bus = MemoryBus::new();
+    bus.set_holding(UNIT, 47075, &[0xFFFF; 4]);
+    let mut d = shipped("huawei-sun2000-luna2000.toml");
+    let t0 = Instant::now();
+    let at = |s: u64| t0 + Duration::from_secs(s);
+    // Charge 3000 W: the discharge limit to 0 first, then 3000 W as a U32, high word first.
+    d.set_battery_power_at(&mut bus, 3000.0, at(0)).unwrap();
+    assert_eq!(
+        coded_writes(&bus),
+        [(0x10, 47077, vec![0, 0]), (0x10, 47075, vec![0, 3000])]
+    );
+    bus.clear_transactions();
+    // Discharge 70 kW (above 16 bits, to show the word order) after the 5-minute interval.
+    d.set_battery_power_at(&mut bus, -70_000.0, at(300))
+        .unwrap();
+    assert_eq!(
+        coded_writes(&bus),
+        [
+            (0x10, 47075, vec![0, 0]),
+            (0x10, 47077, hi_lo(70_000).to_vec())
+        ]
+    );
+    bus.clear_transactions();
+    // A change within the interval waits; 0 W does not: the discharge limit back to 0.
+    d.set_battery_power_at(&mut bus, -1000.0, at(301)).unwrap();
+    assert_eq!(coded_writes(&bus), []);
+    d.set_battery_power_at(&mut bus, 0.0, at(302)).unwrap();
+    assert_eq!(coded_writes(&bus), [(0x10, 47077, vec![0, 0])]);
+    assert_eq!(bus.holding(UNIT, 47075), Some(0));
+    assert_eq!(bus.holding(UNIT, 47076), Some(0));
+    assert_eq!(bus.holding(UNIT, 47078), Some(0));
+}
+
+#[test]
 fn victron_gx_system_sums_pv_and_grid_phases() {
     let mut bus = MemoryBus::new();
     bus.set_holding(UNIT, 808, &[100, 0, 0, 250, 0, 0]); // AC-coupled PV 350 W
