@@ -383,9 +383,9 @@ impl ModbusMap {
     }
 }
 
-/// The writes of setpoint `power_w` under `w`, in order: one signed register, or the two limits
-/// of a split setpoint (the one going to 0 first), amperes from `battery_voltage_v` when the
-/// map says so.
+/// The writes of setpoint `power_w` under `w`, in order: one signed register, a direction and a
+/// magnitude (one write when adjacent), or the two limits of a split setpoint (the one going to
+/// 0 first); magnitudes in amperes at `battery_voltage_v` when the map says so.
 fn encode_setpoint(
     w: &map::ValueWrite,
     power_w: f64,
@@ -395,17 +395,31 @@ fn encode_setpoint(
         SetpointRegisters::Signed { address } => {
             Ok(vec![(address, encode_value(w, power_w, "W", power_w)?)])
         }
+        SetpointRegisters::Directed {
+            address,
+            direction,
+            amperes_at_v,
+        } => {
+            let (value, zero) = encode_magnitude(w, power_w, amperes_at_v, battery_voltage_v)?;
+            let mode = if value == zero {
+                direction.idle
+            } else if power_w > 0.0 {
+                direction.charge
+            } else {
+                direction.discharge
+            };
+            Ok(if direction.address.checked_add(1) == Some(address) {
+                vec![(direction.address, [&[mode], &value[..]].concat())]
+            } else {
+                vec![(direction.address, vec![mode]), (address, value)]
+            })
+        }
         SetpointRegisters::Split {
             charge,
             discharge,
             amperes_at_v,
         } => {
-            let (magnitude, unit) = match amperes_at_v {
-                None => (power_w.abs(), "W"),
-                Some(nominal) => (power_w.abs() / battery_voltage_v.unwrap_or(nominal), "A"),
-            };
-            let value = encode_value(w, magnitude, unit, power_w)?;
-            let zero = encode_value(w, 0.0, unit, power_w)?;
+            let (value, zero) = encode_magnitude(w, power_w, amperes_at_v, battery_voltage_v)?;
             Ok(if value == zero {
                 vec![(charge, zero.clone()), (discharge, zero)]
             } else if power_w > 0.0 {
@@ -415,6 +429,24 @@ fn encode_setpoint(
             })
         }
     }
+}
+
+/// The registers of |`power_w`| (in amperes at `battery_voltage_v`, else at the nominal
+/// `amperes_at_v`, when that is set) and of 0, under `w`.
+fn encode_magnitude(
+    w: &map::ValueWrite,
+    power_w: f64,
+    amperes_at_v: Option<f64>,
+    battery_voltage_v: Option<f64>,
+) -> Result<(Vec<u16>, Vec<u16>), DriverError> {
+    let (magnitude, unit) = match amperes_at_v {
+        None => (power_w.abs(), "W"),
+        Some(nominal) => (power_w.abs() / battery_voltage_v.unwrap_or(nominal), "A"),
+    };
+    Ok((
+        encode_value(w, magnitude, unit, power_w)?,
+        encode_value(w, 0.0, unit, power_w)?,
+    ))
 }
 
 /// The registers of `value` (in `unit`, for setpoint `power_w`) under `w`'s type, scale, offset

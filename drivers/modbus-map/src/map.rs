@@ -68,6 +68,13 @@
 //! # write_multiple = true       # write with function 0x10 even single registers (and `before`),
 //!                               # for devices that refuse 0x06
 //!
+//! # or the direction form, for devices that take a mode and a magnitude: `address` (u16 or
+//! # u32) gets |P| / scale (or amperes with amperes_at_v), and
+//! # direction = { address = 47511, charge = 11, discharge = 12, idle = 8 }
+//!                               # the u16 written first with the mode of P's sign; `idle` with
+//!                               # magnitude 0 at 0 W; when it is the register just before
+//!                               # `address`, both go in one write (function 0x10)
+//!
 //! [reset_alarms]
 //! writes = [{ address = 300, value = 1 }]
 //!
@@ -193,6 +200,7 @@ struct RawValueWrite {
     charge_address: Option<u16>,
     discharge_address: Option<u16>,
     amperes_at_v: Option<f64>,
+    direction: Option<Direction>,
     #[serde(default)]
     write_multiple: bool,
     #[serde(rename = "type")]
@@ -280,11 +288,29 @@ pub struct FlagBit {
     pub flag: Flag,
 }
 
+/// The register that says which way a magnitude setpoint goes, and its value for each way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Direction {
+    pub address: u16,
+    pub charge: u16,
+    pub discharge: u16,
+    /// Written with a magnitude of 0 for 0 W.
+    pub idle: u16,
+}
+
 /// Where the battery setpoint goes.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum SetpointRegisters {
     /// One signed register: `power_w` as is (after scale and offset).
     Signed { address: u16 },
+    /// A direction register (charge, discharge or idle) and |P| in `address`.
+    Directed {
+        address: u16,
+        direction: Direction,
+        /// As for `Split`.
+        amperes_at_v: Option<f64>,
+    },
     /// Two unsigned limits: charging writes |P| to `charge` and 0 to `discharge`, discharging
     /// the reverse, 0 W both 0.
     Split {

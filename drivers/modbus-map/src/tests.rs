@@ -719,3 +719,72 @@ fn split_setpoint_keys_are_checked() {
     let err = ModbusMap::new(&toml::from_str(&map).unwrap(), unit()).unwrap_err();
     assert!(err.to_string().contains("battery_power.address"), "{err}");
 }
+
+#[test]
+fn a_direction_setpoint_writes_the_mode_of_its_sign_and_the_magnitude() {
+    let directed = |keys: &str| {
+        BMS.replace(
+            "[battery_power]\naddress = 300\ntype = \"i16\"\nscale = -1.0\n",
+            &format!("[battery_power]\naddress = 300\n{keys}\n"),
+        )
+    };
+    let mut bus = bms_bus();
+    bus.set_holding(UNIT, 298, &[9, 9]);
+    // The direction register apart from the magnitude: two writes, the direction first.
+    let map = directed(
+        "type = \"u16\"\ndirection = { address = 298, charge = 11, discharge = 12, idle = 8 }",
+    );
+    let mut d = driver(&map);
+    d.set_battery_power(&mut bus, 1500.0).unwrap();
+    assert_eq!(writes(&bus), [(301, 1), (298, 11), (300, 1500)]);
+    bus.clear_transactions();
+    d.set_battery_power(&mut bus, -2000.0).unwrap();
+    assert_eq!(writes(&bus), [(301, 1), (298, 12), (300, 2000)]);
+    bus.clear_transactions();
+    d.set_battery_power(&mut bus, 0.0).unwrap();
+    assert_eq!(writes(&bus), [(301, 1), (298, 8), (300, 0)]);
+
+    // Just before the magnitude: one write of both, here a u32 magnitude in 10 W units.
+    let map = directed(
+        "type = \"u32\"\nscale = 10.0\ndirection = { address = 299, charge = 1, discharge = 2, \
+         idle = 0 }\nwrite = \"on_change\"\nmin_interval_s = 60",
+    );
+    let mut d = driver(&map);
+    let t0 = Instant::now();
+    let at = |s: u64| t0 + Duration::from_secs(s);
+    bus.clear_transactions();
+    d.set_battery_power_at(&mut bus, -700_000.0, at(0)).unwrap();
+    assert_eq!(
+        all_writes(&bus),
+        [(0x06, 301, vec![1]), (0x10, 299, vec![2, 1, 4464])]
+    );
+    bus.clear_transactions();
+    // A change within min_interval_s waits, 0 W does not.
+    d.set_battery_power_at(&mut bus, 3000.0, at(30)).unwrap();
+    assert_eq!(all_writes(&bus), []);
+    d.set_battery_power_at(&mut bus, 0.0, at(31)).unwrap();
+    assert_eq!(all_writes(&bus), [(0x10, 299, vec![0, 0, 0])]);
+
+    for (keys, field) in [
+        (
+            "type = \"i16\"\ndirection = { address = 298, charge = 1, discharge = 2, idle = 0 }",
+            "battery_power.type",
+        ),
+        (
+            "type = \"u32\"\ndirection = { address = 301, charge = 1, discharge = 2, idle = 0 }",
+            "battery_power.direction",
+        ),
+        (
+            "type = \"u16\"\ndirection = { address = 298, charge = 1, discharge = 2 }",
+            "battery_power.direction",
+        ),
+    ] {
+        let err = ModbusMap::new(&toml::from_str(&directed(keys)).unwrap(), unit()).unwrap_err();
+        assert!(err.to_string().contains(field), "{keys}: {err}");
+    }
+    let map = split_map(
+        "type = \"u16\"\ndirection = { address = 298, charge = 1, discharge = 2, idle = 0 }",
+    );
+    let err = ModbusMap::new(&toml::from_str(&map).unwrap(), unit()).unwrap_err();
+    assert!(err.to_string().contains("battery_power.direction"), "{err}");
+}

@@ -219,43 +219,58 @@ impl RawValueWrite {
         }
         let width = self.data_type.width(None);
         let scale = scale_of("battery_power.scale".into(), self.scale)?;
+        let unsigned_form = self.charge_address.is_some() || self.direction.is_some();
+        if unsigned_form {
+            if !matches!(self.data_type, DataType::U16 | DataType::U32) {
+                return err(
+                    "type",
+                    "the split and direction forms write magnitudes: u16 or u32",
+                );
+            }
+            if self.offset.is_some() {
+                return err("offset", "not used for magnitudes (register = |P| / scale)");
+            }
+            if scale < 0.0 {
+                return err("scale", "a magnitude needs a scale > 0");
+            }
+            if let Some(v) = self.amperes_at_v
+                && !(v.is_finite() && v > 0.0)
+            {
+                return Err(ConfigError::new(
+                    "battery_power.amperes_at_v",
+                    format!("{v} is not a battery voltage > 0"),
+                ));
+            }
+        } else if self.amperes_at_v.is_some() {
+            return err(
+                "amperes_at_v",
+                "only used by the split form (charge_address, discharge_address) or with \
+                 `direction`",
+            );
+        }
         let registers = match (self.address, self.charge_address, self.discharge_address) {
             (Some(address), None, None) => {
-                if self.amperes_at_v.is_some() {
-                    return err(
-                        "amperes_at_v",
-                        "only used by the split form (charge_address, discharge_address)",
-                    );
-                }
                 fits("battery_power.address".into(), address, width)?;
-                SetpointRegisters::Signed { address }
+                match self.direction {
+                    None => SetpointRegisters::Signed { address },
+                    Some(direction) => {
+                        if direction.address.wrapping_sub(address) < width {
+                            return err("direction", "its address overlaps `address`");
+                        }
+                        SetpointRegisters::Directed {
+                            address,
+                            direction,
+                            amperes_at_v: self.amperes_at_v,
+                        }
+                    }
+                }
             }
             (None, Some(charge), Some(discharge)) => {
-                if !matches!(self.data_type, DataType::U16 | DataType::U32) {
+                if self.direction.is_some() {
                     return err(
-                        "type",
-                        "the split form writes two unsigned limits: u16 or u32",
+                        "direction",
+                        "not used by the split form (a limit per direction)",
                     );
-                }
-                if self.offset.is_some() {
-                    return err(
-                        "offset",
-                        "not used by the split form (register = |P| / scale)",
-                    );
-                }
-                if scale < 0.0 {
-                    return err(
-                        "scale",
-                        "the split form writes magnitudes: scale must be > 0",
-                    );
-                }
-                if let Some(v) = self.amperes_at_v
-                    && !(v.is_finite() && v > 0.0)
-                {
-                    return Err(ConfigError::new(
-                        "battery_power.amperes_at_v",
-                        format!("{v} is not a battery voltage > 0"),
-                    ));
                 }
                 fits("battery_power.charge_address".into(), charge, width)?;
                 fits("battery_power.discharge_address".into(), discharge, width)?;
