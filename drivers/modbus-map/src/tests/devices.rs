@@ -433,6 +433,36 @@ fn goodwe_et_decodes_with_ems_signs() {
 }
 
 #[test]
+fn goodwe_et_writes_the_ems_power_mode_and_power() {
+    let mut bus = MemoryBus::new();
+    bus.set_holding(UNIT, 47511, &[1, 0]); // Auto, 0 W
+    let mut d = shipped("goodwe-et.toml");
+    let t0 = Instant::now();
+    let at = |s: u64| t0 + Duration::from_secs(s);
+    // Charge 2500 W: "Charge Bat" (11) and 2500 W, one write of both.
+    d.set_battery_power_at(&mut bus, 2500.0, at(0)).unwrap();
+    assert_eq!(coded_writes(&bus), [(0x10, 47511, vec![11, 2500])]);
+    bus.clear_transactions();
+    // Discharge 1800 W within 10 s waits; then "Discharge Bat" (12) and 1800 W.
+    d.set_battery_power_at(&mut bus, -1800.0, at(5)).unwrap();
+    assert_eq!(coded_writes(&bus), []);
+    d.set_battery_power_at(&mut bus, -1800.0, at(10)).unwrap();
+    assert_eq!(coded_writes(&bus), [(0x10, 47511, vec![12, 1800])]);
+    bus.clear_transactions();
+    // 0 W at once: "Battery Standby" (8) and 0 W.
+    d.set_battery_power_at(&mut bus, 0.0, at(11)).unwrap();
+    assert_eq!(coded_writes(&bus), [(0x10, 47511, vec![8, 0])]);
+    assert_eq!(bus.holding(UNIT, 47511), Some(8));
+    assert_eq!(bus.holding(UNIT, 47512), Some(0));
+    // Unchanged: written again only after refresh_s.
+    bus.clear_transactions();
+    d.set_battery_power_at(&mut bus, 0.0, at(11 + 299)).unwrap();
+    assert_eq!(coded_writes(&bus), []);
+    d.set_battery_power_at(&mut bus, 0.0, at(11 + 300)).unwrap();
+    assert_eq!(coded_writes(&bus), [(0x10, 47511, vec![8, 0])]);
+}
+
+#[test]
 fn huawei_sun2000_with_luna2000_decodes_with_ems_signs() {
     let mut bus = MemoryBus::new();
     bus.set_holding(UNIT, 32064, &[0; 18]);
