@@ -25,28 +25,36 @@
 //! `EMS_BENCH_ACTIVE` (how many of the devices send in the 1 Hz and saturation phases; the
 //! others hold idle sockets; default all), `EMS_BENCH_WRAP` (a profiler command to run the
 //! server under). Past 20,000 devices the sockets come from 127.0.0.2, .3, … (20,000 each: one
-//! source address has about 28,000 ephemeral ports towards the server's port), and the process
-//! raises its open-file limit for both sides (past the hard limit only with CAP_SYS_RESOURCE;
-//! a device count the limit cannot hold is refused at once, naming it).
+//! source address has about 28,000 ephemeral ports). The process raises its open-file limit
+//! as far as it may (past the hard limit only with CAP_SYS_RESOURCE). When one process may not
+//! hold every socket (a hard limit of 20,000 open files allows about 19,500), the devices are
+//! split into blocks: each block has its own ems-cloud instance (all on the one database, as
+//! behind a load balancer) and its own client process (this bench binary again, see `fleet`),
+//! and memory per idle socket is the growth of all instances together. Both measured phases
+//! print the CPU of ems-cloud and of PostgreSQL, in cores.
 //! The client and the server share the machine, so on a small machine the client's own work
 //! (JSON, TLS-free WebSocket framing for 10k sockets) competes with the server for the CPU.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use ems_cloud::auth::{DEVICE_TOKEN_PREFIX, generate_token, hash_token};
 use ems_protocol::telemetry::Timestamp;
 use ems_testkit::pg::Backend;
-use tokio::sync::{Semaphore, watch};
 
 mod baseline;
 mod device;
+mod fleet;
 mod server;
 
 use baseline::*;
-use device::*;
+use device::Phase;
+use fleet::{CHILD_ENV, DeviceSpec, Fleet, run_child};
 use server::*;
+
+/// Cores of this machine, for the CPU figures.
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
 
 fn percentile(sorted: &[u32], p: f64) -> f64 {
     if sorted.is_empty() {
@@ -60,24 +68,27 @@ fn percentile(sorted: &[u32], p: f64) -> f64 {
 const SPARE_FDS: u64 = 500;
 
 fn main() {
-    let fd_limit = raise_fd_limit();
-    let n = env_or("EMS_BENCH_DEVICES", 10_000);
-    if n + SPARE_FDS > fd_limit {
-        // The client holds n sockets and the server (which inherits the limit) n more.
-        eprintln!(
-            "{n} devices need {} open files per process (client and server each hold one socket \
-             per device) but this process may open {fd_limit}: its hard limit, which only a \
-             process with CAP_SYS_RESOURCE can raise (`ulimit -Hn`). Run at most {} devices here.",
-            n + SPARE_FDS,
-            fd_limit.saturating_sub(SPARE_FDS)
-        );
-        std::process::exit(2);
-    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap();
-    runtime.block_on(run(fd_limit));
+    if let Ok(file) = std::env::var(CHILD_ENV) {
+        // A client process started by the bench itself (see `fleet`).
+        raise_fd_limit();
+        runtime.block_on(run_child(&file));
+        return;
+    }
+    let fd_limit = raise_fd_limit();
+    let per_process = fd_limit.saturating_sub(SPARE_FDS) as usize;
+    let n = env_or("EMS_BENCH_DEVICES", 10_000) as usize;
+    if per_process == 0 || n.div_ceil(per_process.max(1)) > 64 {
+        eprintln!(
+            "{n} devices at {per_process} sockets per process (this process may open {fd_limit} \
+             files) would need more than 64 server and client processes: lower EMS_BENCH_DEVICES."
+        );
+        std::process::exit(2);
+    }
+    runtime.block_on(run(fd_limit, per_process));
 }
 
 /// The figures of one backend, for the side-by-side summary.
@@ -89,7 +100,7 @@ struct Figures {
     copy_rate: f64,
 }
 
-async fn run(fd_limit: u64) {
+async fn run(fd_limit: u64, per_process: usize) {
     let n = env_or("EMS_BENCH_DEVICES", 10_000) as usize;
     let secs = env_or("EMS_BENCH_SECONDS", 20);
     let window = env_or("EMS_BENCH_WINDOW", 8) as usize;
@@ -110,7 +121,7 @@ async fn run(fd_limit: u64) {
     let mut all = Vec::new();
     for backend in backends {
         println!("\n--- {} ---", backend.name());
-        all.push(run_on(backend, n, secs, window).await);
+        all.push(run_on(backend, n, secs, window, per_process).await);
     }
     if all.len() > 1 {
         println!("\nsummary (same run, same rows):");
@@ -131,21 +142,48 @@ async fn run(fd_limit: u64) {
 /// Sockets per loopback source address when there are more devices than that.
 const PER_SOURCE: usize = 20_000;
 
-async fn run_on(backend: Backend, n: usize, secs: u64, window: usize) -> Figures {
+async fn run_on(
+    backend: Backend,
+    n: usize,
+    secs: u64,
+    window: usize,
+    per_process: usize,
+) -> Figures {
     let active = (env_or("EMS_BENCH_ACTIVE", n as u64) as usize).min(n);
     let pg = ems_testkit::pg::PgServer::start_with(backend).expect("PostgreSQL");
     let url = pg.create_database().await.unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut server = spawn_server(&url, port);
-    wait_healthy(port).await;
-    let pid = server.id();
+    // One server process holds at most `per_process` sockets (its open-file limit): past that,
+    // several instances share the database, as behind a load balancer (docs/scaling.md), each
+    // with its block of devices.
+    let instances = n.div_ceil(per_process).max(1);
+    let block = n.div_ceil(instances);
+    let pool = if instances == 1 { 16 } else { 8 };
+    let ports: Vec<u16> = (0..instances)
+        .map(|_| {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port()
+        })
+        .collect();
+    let mut servers: Vec<_> = ports
+        .iter()
+        .enumerate()
+        .map(|(k, port)| spawn_server(&url, *port, k, pool))
+        .collect();
+    for port in &ports {
+        wait_healthy(*port).await;
+    }
+    let pids: Vec<u32> = servers.iter().map(|s| s.id()).collect();
+    if instances > 1 {
+        println!(
+            "{instances} ems-cloud instances (ports {ports:?}), {block} devices each, database pool {pool} each"
+        );
+    }
 
     // Register the devices straight in the database (the API would do the same per device).
-    let ids: Vec<String> = (0..n).map(|i| format!("dev{i:05}")).collect();
+    let ids: Vec<String> = (0..n).map(|i| format!("dev{i:06}")).collect();
     let tokens: Vec<String> = (0..n)
         .map(|_| generate_token(DEVICE_TOKEN_PREFIX))
         .collect();
@@ -161,95 +199,81 @@ async fn run_on(backend: Backend, n: usize, secs: u64, window: usize) -> Figures
             .unwrap();
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let rss_before = rss_kib(pid);
+    let rss = |pids: &[u32]| pids.iter().map(|p| rss_kib(*p)).sum::<u64>();
+    let rss_before = rss(&pids);
 
-    let shared = Arc::new(Shared {
-        acks: [AtomicU64::new(0), AtomicU64::new(0)],
-        sent: [AtomicU64::new(0), AtomicU64::new(0)],
-        connected: AtomicUsize::new(0),
-        failed: AtomicUsize::new(0),
-        connect_gate: Semaphore::new(64),
-    });
-    let (phase_tx, phase_rx) = watch::channel(Phase::Connect);
     let base = Timestamp::now().unix() - 2 * 3600;
-    let ws_url = format!("ws://127.0.0.1:{port}/ws/device/");
-    let server_addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    let connect_start = Instant::now();
-    let tasks: Vec<_> = ids
-        .iter()
-        .zip(&tokens)
+    let specs: Vec<DeviceSpec> = ids
+        .into_iter()
+        .zip(tokens)
         .enumerate()
-        .map(|(i, (id, token))| {
-            tokio::spawn(device_task(
-                Link {
-                    url: format!("{ws_url}{id}"),
-                    server: server_addr,
-                    // Past one address's ephemeral ports: 127.0.0.2, .3, … with 20,000 each.
-                    source: (n > PER_SOURCE)
-                        .then(|| std::net::Ipv4Addr::new(127, 0, 0, 2 + (i / PER_SOURCE) as u8)),
-                    active: i < active,
-                },
-                id.clone(),
-                token.clone(),
-                base,
-                window,
-                shared.clone(),
-                phase_rx.clone(),
-            ))
+        .map(|(i, (id, token))| DeviceSpec {
+            id,
+            token,
+            port: ports[i / block],
+            // Past one address's ephemeral ports: 127.0.0.2, .3, … with 20,000 each.
+            source: (n > PER_SOURCE)
+                .then(|| std::net::Ipv4Addr::new(127, 0, 0, 2 + (i / PER_SOURCE) as u8)),
+            active: i < active,
         })
         .collect();
-    let connected_after =
-        wait_connected(&url, (n - shared.failed.load(Ordering::Relaxed)) as i64).await;
-    let connected = shared.connected.load(Ordering::Relaxed);
-    let _ = connect_start;
+    let mut fleet = Fleet::start(specs, block, base, window);
+    if fleet.processes() > 1 {
+        println!(
+            "the devices run in {} client processes of this bench",
+            fleet.processes()
+        );
+    }
+    let failed_so_far = fleet.counts().await.failed;
+    let connected_after = wait_connected(&url, (n - failed_so_far) as i64).await;
+    let counts = fleet.counts().await;
+    let connected = counts.connected;
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let rss_held = rss_kib(pid);
+    let rss_held = rss(&pids);
     let per_conn_kb =
         (rss_held.saturating_sub(rss_before)) as f64 * 1.024 / connected.max(1) as f64;
     println!(
         "hold: {connected} sockets connected in {:.1} s ({} failed); server RSS {} MiB -> {} MiB: {per_conn_kb:.1} kB per idle connection",
         connected_after.as_secs_f64(),
-        shared.failed.load(Ordering::Relaxed),
+        counts.failed,
         rss_before / 1024,
         rss_held / 1024
     );
 
     // 1 Hz.
-    phase_tx.send_replace(Phase::OneHz);
+    fleet.set_phase(Phase::OneHz).await;
     tokio::time::sleep(Duration::from_secs(2)).await; // ramp-up: every device has started
-    let a0 = shared.acks[0].load(Ordering::Relaxed);
+    let a0 = fleet.counts().await.acks[0];
     let t0 = Instant::now();
+    let cpu = CpuMeter::start(&pids, pg.port());
     tokio::time::sleep(Duration::from_secs(secs)).await;
-    let one_hz_rate =
-        (shared.acks[0].load(Ordering::Relaxed) - a0) as f64 / t0.elapsed().as_secs_f64();
-    let rss_1hz = rss_kib(pid);
-    phase_tx.send_replace(Phase::Drain);
+    let one_hz_rate = (fleet.counts().await.acks[0] - a0) as f64 / t0.elapsed().as_secs_f64();
+    let cpu_1hz = cpu.cores();
+    let rss_1hz = rss(&pids);
+    fleet.set_phase(Phase::Drain).await;
     let drain_start = Instant::now();
-    while shared.acks[0].load(Ordering::Relaxed) < shared.sent[0].load(Ordering::Relaxed)
-        && drain_start.elapsed() < Duration::from_secs(60)
-    {
+    loop {
+        let c = fleet.counts().await;
+        if c.acks[0] >= c.sent[0] || drain_start.elapsed() > Duration::from_secs(60) {
+            break;
+        }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
     // Saturation.
-    phase_tx.send_replace(Phase::Saturate);
+    fleet.set_phase(Phase::Saturate).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let s0 = shared.acks[1].load(Ordering::Relaxed);
+    let s0 = fleet.counts().await.acks[1];
     let t1 = Instant::now();
+    let cpu = CpuMeter::start(&pids, pg.port());
     tokio::time::sleep(Duration::from_secs(secs)).await;
-    let sat_rows = shared.acks[1].load(Ordering::Relaxed) - s0;
+    let end = fleet.counts().await;
+    let sat_rows = end.acks[1] - s0;
     let sat_rate = sat_rows as f64 / t1.elapsed().as_secs_f64();
-    let rss_sat = rss_kib(pid);
-    phase_tx.send_replace(Phase::Done);
+    let cpu_sat = cpu.cores();
+    let rss_sat = rss(&pids);
 
-    let mut lat: [Vec<u32>; 2] = Default::default();
-    for t in tasks {
-        if let Ok(l) = t.await {
-            for (all, mine) in lat.iter_mut().zip(l) {
-                all.extend(mine);
-            }
-        }
-    }
+    let mut lat = fleet.finish().await;
     for l in &mut lat {
         l.sort_unstable();
     }
@@ -260,8 +284,7 @@ async fn run_on(backend: Backend, n: usize, secs: u64, window: usize) -> Figures
         .await
         .unwrap()
         .get(0);
-    let acked_total =
-        shared.acks[0].load(Ordering::Relaxed) + shared.acks[1].load(Ordering::Relaxed);
+    let acked_total = end.acks[0] + end.acks[1];
 
     println!(
         "1 Hz: {one_hz_rate:.0} rows/s stored and acked (offered {}/s by the active devices); send->ack p50 {:.1} ms, p99 {:.1} ms ({} samples); server RSS {} MiB",
@@ -272,10 +295,22 @@ async fn run_on(backend: Backend, n: usize, secs: u64, window: usize) -> Figures
         rss_1hz / 1024
     );
     println!(
+        "  CPU in the 1 Hz phase: ems-cloud {:.2} cores, PostgreSQL {:.2} cores (of {})",
+        cpu_1hz.0,
+        cpu_1hz.1,
+        cores()
+    );
+    println!(
         "saturation: {sat_rate:.0} rows/s sustained over {secs} s; send->ack p50 {:.1} ms, p99 {:.1} ms; server RSS {} MiB",
         percentile(&lat[1], 0.5),
         percentile(&lat[1], 0.99),
         rss_sat / 1024
+    );
+    println!(
+        "  CPU at saturation: ems-cloud {:.2} cores, PostgreSQL {:.2} cores (of {}); the rest is this bench's devices",
+        cpu_sat.0,
+        cpu_sat.1,
+        cores()
     );
     println!(
         "rows in telemetry: {stored}, acknowledged: {acked_total} (every ack is a committed row)"
@@ -283,8 +318,10 @@ async fn run_on(backend: Backend, n: usize, secs: u64, window: usize) -> Figures
 
     // The server is stopped first: it would otherwise still be storing the packets queued when
     // the load stopped, and take CPU from PostgreSQL while the baseline runs.
-    let _ = server.kill();
-    let _ = server.wait();
+    for server in &mut servers {
+        let _ = server.kill();
+        let _ = server.wait();
+    }
 
     let raw_rows = (sat_rows as usize).clamp(100_000, 1_000_000);
     let raw = raw_insert_rate(&url, raw_rows).await;

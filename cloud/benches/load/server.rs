@@ -48,7 +48,7 @@ pub(crate) fn rss_kib(pid: u32) -> u64 {
 }
 
 /// `EMS_BENCH_WRAP="heaptrack"` (or `"perf record -g"`) runs the server under a profiler.
-pub(crate) fn spawn_server(url: &str, port: u16) -> Child {
+pub(crate) fn spawn_server(url: &str, port: u16, instance: usize, pool: usize) -> Child {
     let bin = env!("CARGO_BIN_EXE_ems-cloud");
     let wrap = std::env::var("EMS_BENCH_WRAP").unwrap_or_default();
     let mut argv: Vec<&str> = wrap.split_whitespace().collect();
@@ -57,7 +57,8 @@ pub(crate) fn spawn_server(url: &str, port: u16) -> Child {
         .args(&argv[1..])
         .arg("serve")
         .env("EMS_CLOUD_DATABASE_URL", url)
-        .env("EMS_CLOUD_DATABASE_POOL_SIZE", "16")
+        .env("EMS_CLOUD_DATABASE_POOL_SIZE", pool.to_string())
+        .env("EMS_CLOUD_INSTANCE_ID", format!("bench{instance}"))
         // Ingest at saturation is measured, not the per-device budget (10 packets/s by default).
         .env("EMS_CLOUD_DEVICE_PACKET_RATE", "1000000")
         .env("EMS_CLOUD_DEVICE_PACKET_BURST", "1000000")
@@ -107,5 +108,97 @@ pub(crate) async fn wait_connected(url: &str, n: i64) -> Duration {
             "only {c} of {n} devices connected"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// CPU time (user + system) of process `pid` so far, in clock ticks (100 per second on Linux).
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The command name (field 2) is in parentheses and may hold spaces: count after it.
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return 0;
+    };
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // rest[0] is field 3 (state): utime and stime are fields 14 and 15.
+    let field = |n: usize| {
+        f.get(n - 3)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    field(14) + field(15)
+}
+
+/// Summed CPU ticks of `pids`.
+pub(crate) fn cpu_of(pids: &[u32]) -> u64 {
+    pids.iter().map(|p| cpu_ticks(*p)).sum()
+}
+
+/// The PostgreSQL server listening on `port` (its postmaster, found by its `-p` argument) and
+/// every process it started (backends, WAL writer, TimescaleDB's workers), as they are now.
+pub(crate) fn postgres_pids(port: u16) -> Vec<u32> {
+    let procs: Vec<(u32, String, u32)> = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let ppid = stat
+                .rsplit_once(')')?
+                .1
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()?;
+            let args = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            Some((pid, args, ppid))
+        })
+        .collect();
+    let wanted = format!(" -p {port} ");
+    let Some(master) = procs
+        .iter()
+        .find(|(_, args, _)| args.contains("postgres") && args.contains(&wanted))
+        .map(|(pid, _, _)| *pid)
+    else {
+        return Vec::new();
+    };
+    std::iter::once(master)
+        .chain(
+            procs
+                .iter()
+                .filter(|(_, _, ppid)| *ppid == master)
+                .map(|(pid, _, _)| *pid),
+        )
+        .collect()
+}
+
+/// CPU used by the servers and by PostgreSQL over a stretch, in cores (1.0 = one core busy).
+pub(crate) struct CpuMeter {
+    servers: Vec<u32>,
+    pg_port: u16,
+    start: std::time::Instant,
+    server_ticks: u64,
+    pg_ticks: u64,
+}
+
+impl CpuMeter {
+    pub(crate) fn start(servers: &[u32], pg_port: u16) -> Self {
+        CpuMeter {
+            servers: servers.to_vec(),
+            pg_port,
+            start: std::time::Instant::now(),
+            server_ticks: cpu_of(servers),
+            pg_ticks: cpu_of(&postgres_pids(pg_port)),
+        }
+    }
+
+    /// (ems-cloud cores, PostgreSQL cores) since `start`. PostgreSQL's backends live as long as
+    /// the pool's connections, so the processes found at the start are found at the end.
+    pub(crate) fn cores(&self) -> (f64, f64) {
+        let secs = self.start.elapsed().as_secs_f64() * 100.0;
+        let server = cpu_of(&self.servers).saturating_sub(self.server_ticks) as f64 / secs;
+        let pg = cpu_of(&postgres_pids(self.pg_port)).saturating_sub(self.pg_ticks) as f64 / secs;
+        (server, pg)
     }
 }
