@@ -22,12 +22,12 @@
 //! picks one.
 //!
 //! Environment: `EMS_BENCH_DEVICES` (10000), `EMS_BENCH_SECONDS` (20), `EMS_BENCH_WINDOW` (8),
-//! `EMS_BENCH_ACTIVE` (how many of the devices send in the 1 Hz and saturation phases; the
-//! others hold idle sockets; default all), `EMS_BENCH_WRAP` (a profiler command to run the
-//! server under). Past 20,000 devices the sockets come from 127.0.0.2, .3, … (20,000 each: one
-//! source address has about 28,000 ephemeral ports). The process raises its open-file limit
-//! as far as it may (past the hard limit only with CAP_SYS_RESOURCE). When one process may not
-//! hold every socket (a hard limit of 20,000 open files allows about 19,500), the devices are
+//! `EMS_BENCH_ACTIVE` (how many of the devices send in the 1 Hz and saturation phases, spread
+//! evenly; the others hold idle sockets; default all), `EMS_BENCH_WRAP` (a profiler command to
+//! run the server under). Past 20,000 devices the sockets come from 127.0.0.2, .3, … (20,000
+//! each: one source address has about 28,000 ephemeral ports). The process raises its open-file
+//! limit as far as it may (past the hard limit only with CAP_SYS_RESOURCE). When one process may
+//! not hold every socket (a hard limit of 20,000 open files allows about 19,500), the devices are
 //! split into blocks: each block has its own ems-cloud instance (all on the one database, as
 //! behind a load balancer) and its own client process (this bench binary again, see `fleet`),
 //! and memory per idle socket is the growth of all instances together. Both measured phases
@@ -214,7 +214,8 @@ async fn run_on(
             // Past one address's ephemeral ports: 127.0.0.2, .3, … with 20,000 each.
             source: (n > PER_SOURCE)
                 .then(|| std::net::Ipv4Addr::new(127, 0, 0, 2 + (i / PER_SOURCE) as u8)),
-            active: i < active,
+            // Spread evenly over the blocks, so every instance carries its share.
+            active: (i * active) / n != ((i + 1) * active) / n,
         })
         .collect();
     let mut fleet = Fleet::start(specs, block, base, window);
