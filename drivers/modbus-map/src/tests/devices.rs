@@ -149,18 +149,6 @@ fn deye_sg04lp3_decodes_with_ems_signs() {
     assert!(close(r.pv_power_w, 6000.0));
 }
 
-/// Every write of `bus` since it was last cleared, as (function code, address, values).
-fn coded_writes(bus: &MemoryBus) -> Vec<(u8, u16, Vec<u16>)> {
-    bus.transactions()
-        .iter()
-        .filter_map(|r| match r {
-            Request::WriteSingle { addr, value, .. } => Some((0x06, *addr, vec![*value])),
-            Request::WriteMultiple { addr, values, .. } => Some((0x10, *addr, values.clone())),
-            _ => None,
-        })
-        .collect()
-}
-
 /// A Deye map's current limits (registers `charge` and `discharge`, function 0x10, amperes at
 /// the polled battery voltage), written as a charge of 2000 W (`charge_2000_w_a` amperes), a
 /// discharge of 1500 W (`discharge_1500_w_a`) and 0 W, each after the 5-minute interval.
@@ -177,7 +165,7 @@ fn deye_writes_current_limits(
     // Before any poll: the nominal 51.2 V; charging 2560 W is 50 A, discharge limit 0 first.
     d.set_battery_power_at(bus, 2560.0, at(0)).unwrap();
     assert_eq!(
-        coded_writes(bus),
+        all_writes(bus),
         [(0x10, discharge, vec![0]), (0x10, charge, vec![50])]
     );
     bus.clear_transactions();
@@ -185,18 +173,14 @@ fn deye_writes_current_limits(
     bus.clear_transactions();
     // Charging 2000 W after the poll, at the polled voltage; only the charge limit changes.
     d.set_battery_power_at(bus, 2000.0, at(100)).unwrap();
-    assert_eq!(
-        coded_writes(bus),
-        [],
-        "a change within min_interval_s waits"
-    );
+    assert_eq!(all_writes(bus), [], "a change within min_interval_s waits");
     d.set_battery_power_at(bus, 2000.0, at(300)).unwrap();
-    assert_eq!(coded_writes(bus), [(0x10, charge, vec![charge_2000_w_a])]);
+    assert_eq!(all_writes(bus), [(0x10, charge, vec![charge_2000_w_a])]);
     bus.clear_transactions();
     // Discharging 1500 W: the charge limit to 0 first, then the discharge limit.
     d.set_battery_power_at(bus, -1500.0, at(600)).unwrap();
     assert_eq!(
-        coded_writes(bus),
+        all_writes(bus),
         [
             (0x10, charge, vec![0]),
             (0x10, discharge, vec![discharge_1500_w_a])
@@ -205,13 +189,13 @@ fn deye_writes_current_limits(
     bus.clear_transactions();
     // 0 W at once: the discharge limit to 0 (the charge limit is 0 already).
     d.set_battery_power_at(bus, 0.0, at(601)).unwrap();
-    assert_eq!(coded_writes(bus), [(0x10, discharge, vec![0])]);
+    assert_eq!(all_writes(bus), [(0x10, discharge, vec![0])]);
     assert_eq!(bus.holding(UNIT, charge), Some(0));
     assert_eq!(bus.holding(UNIT, discharge), Some(0));
     // Unchanged: never written again (no refresh_s).
     bus.clear_transactions();
     d.set_battery_power_at(bus, 0.0, at(100_000)).unwrap();
-    assert_eq!(coded_writes(bus), []);
+    assert_eq!(all_writes(bus), []);
 }
 
 #[test]
@@ -441,25 +425,25 @@ fn goodwe_et_writes_the_ems_power_mode_and_power() {
     let at = |s: u64| t0 + Duration::from_secs(s);
     // Charge 2500 W: "Charge Bat" (11) and 2500 W, one write of both.
     d.set_battery_power_at(&mut bus, 2500.0, at(0)).unwrap();
-    assert_eq!(coded_writes(&bus), [(0x10, 47511, vec![11, 2500])]);
+    assert_eq!(all_writes(&bus), [(0x10, 47511, vec![11, 2500])]);
     bus.clear_transactions();
     // Discharge 1800 W within 10 s waits; then "Discharge Bat" (12) and 1800 W.
     d.set_battery_power_at(&mut bus, -1800.0, at(5)).unwrap();
-    assert_eq!(coded_writes(&bus), []);
+    assert_eq!(all_writes(&bus), []);
     d.set_battery_power_at(&mut bus, -1800.0, at(10)).unwrap();
-    assert_eq!(coded_writes(&bus), [(0x10, 47511, vec![12, 1800])]);
+    assert_eq!(all_writes(&bus), [(0x10, 47511, vec![12, 1800])]);
     bus.clear_transactions();
     // 0 W at once: "Battery Standby" (8) and 0 W.
     d.set_battery_power_at(&mut bus, 0.0, at(11)).unwrap();
-    assert_eq!(coded_writes(&bus), [(0x10, 47511, vec![8, 0])]);
+    assert_eq!(all_writes(&bus), [(0x10, 47511, vec![8, 0])]);
     assert_eq!(bus.holding(UNIT, 47511), Some(8));
     assert_eq!(bus.holding(UNIT, 47512), Some(0));
     // Unchanged: written again only after refresh_s.
     bus.clear_transactions();
     d.set_battery_power_at(&mut bus, 0.0, at(11 + 299)).unwrap();
-    assert_eq!(coded_writes(&bus), []);
+    assert_eq!(all_writes(&bus), []);
     d.set_battery_power_at(&mut bus, 0.0, at(11 + 300)).unwrap();
-    assert_eq!(coded_writes(&bus), [(0x10, 47511, vec![8, 0])]);
+    assert_eq!(all_writes(&bus), [(0x10, 47511, vec![8, 0])]);
 }
 
 #[test]
@@ -528,7 +512,7 @@ fn huawei_sun2000_writes_its_charge_and_discharge_power_limits() {
     // Charge 3000 W: the discharge limit to 0 first, then 3000 W as a U32, high word first.
     d.set_battery_power_at(&mut bus, 3000.0, at(0)).unwrap();
     assert_eq!(
-        coded_writes(&bus),
+        all_writes(&bus),
         [(0x10, 47077, vec![0, 0]), (0x10, 47075, vec![0, 3000])]
     );
     bus.clear_transactions();
@@ -536,7 +520,7 @@ fn huawei_sun2000_writes_its_charge_and_discharge_power_limits() {
     d.set_battery_power_at(&mut bus, -70_000.0, at(300))
         .unwrap();
     assert_eq!(
-        coded_writes(&bus),
+        all_writes(&bus),
         [
             (0x10, 47075, vec![0, 0]),
             (0x10, 47077, hi_lo(70_000).to_vec())
@@ -545,9 +529,9 @@ fn huawei_sun2000_writes_its_charge_and_discharge_power_limits() {
     bus.clear_transactions();
     // A change within the interval waits; 0 W does not: the discharge limit back to 0.
     d.set_battery_power_at(&mut bus, -1000.0, at(301)).unwrap();
-    assert_eq!(coded_writes(&bus), []);
+    assert_eq!(all_writes(&bus), []);
     d.set_battery_power_at(&mut bus, 0.0, at(302)).unwrap();
-    assert_eq!(coded_writes(&bus), [(0x10, 47077, vec![0, 0])]);
+    assert_eq!(all_writes(&bus), [(0x10, 47077, vec![0, 0])]);
     assert_eq!(bus.holding(UNIT, 47075), Some(0));
     assert_eq!(bus.holding(UNIT, 47076), Some(0));
     assert_eq!(bus.holding(UNIT, 47078), Some(0));
