@@ -21,6 +21,14 @@
 //! installed, and a summary puts the two side by side; `EMS_BENCH_BACKENDS=timescaledb|plain`
 //! picks one.
 //!
+//! Packet times (`EMS_BENCH_TIMES`): `live` (default) starts every device's clock at the bench's
+//! start, as a fleet sending in real time, so the packets stay newer than the per-minute
+//! aggregate's watermark and no batch asks for a refresh of it; saturation runs each device's
+//! clock ahead of the wall clock (about 10 packets a second stand in for ten devices), so the
+//! servers accept packets up to an hour in the future. `backlog` dates them two hours back, as
+//! a fleet draining the queues of an outage: every batch then also refreshes the aggregate over
+//! its minutes (`AggregateRefresher`), work the COPY baseline does not do.
+//!
 //! Environment: `EMS_BENCH_DEVICES` (10000), `EMS_BENCH_SECONDS` (20), `EMS_BENCH_WINDOW` (8),
 //! `EMS_BENCH_ACTIVE` (how many of the devices send in the 1 Hz and saturation phases, spread
 //! evenly; the others hold idle sockets; default all), `EMS_BENCH_WRAP` (a profiler command to
@@ -115,13 +123,26 @@ async fn run(fd_limit: u64, per_process: usize) {
             vec![Backend::Plain]
         }
     };
+    let times = match std::env::var("EMS_BENCH_TIMES").as_deref() {
+        Ok("backlog") => Times::Backlog,
+        Ok("live") | Err(_) => Times::Live,
+        Ok(other) => {
+            eprintln!("EMS_BENCH_TIMES={other}: expected live or backlog");
+            std::process::exit(2);
+        }
+    };
     println!(
-        "ems-cloud load: {n} devices, {secs} s per phase, window {window}, fd limit {fd_limit}"
+        "ems-cloud load: {n} devices, {secs} s per phase, window {window}, fd limit {fd_limit}, \
+         packet times {}",
+        match times {
+            Times::Live => "live (from the start of the run; saturation runs ahead of the clock)",
+            Times::Backlog => "backlog (two hours old: every batch refreshes the aggregate)",
+        }
     );
     let mut all = Vec::new();
     for backend in backends {
         println!("\n--- {} ---", backend.name());
-        all.push(run_on(backend, n, secs, window, per_process).await);
+        all.push(run_on(backend, n, secs, window, per_process, times).await);
     }
     if all.len() > 1 {
         println!("\nsummary (same run, same rows):");
@@ -139,6 +160,13 @@ async fn run(fd_limit: u64, per_process: usize) {
     }
 }
 
+/// How the packets are dated (`EMS_BENCH_TIMES`).
+#[derive(Clone, Copy, PartialEq)]
+enum Times {
+    Live,
+    Backlog,
+}
+
 /// Sockets per loopback source address when there are more devices than that.
 const PER_SOURCE: usize = 20_000;
 
@@ -148,6 +176,7 @@ async fn run_on(
     secs: u64,
     window: usize,
     per_process: usize,
+    times: Times,
 ) -> Figures {
     let active = (env_or("EMS_BENCH_ACTIVE", n as u64) as usize).min(n);
     let pg = ems_testkit::pg::PgServer::start_with(backend).expect("PostgreSQL");
@@ -170,7 +199,7 @@ async fn run_on(
     let mut servers: Vec<_> = ports
         .iter()
         .enumerate()
-        .map(|(k, port)| spawn_server(&url, *port, k, pool))
+        .map(|(k, port)| spawn_server(&url, *port, k, pool, times == Times::Live))
         .collect();
     for port in &ports {
         wait_healthy(*port).await;
@@ -202,7 +231,10 @@ async fn run_on(
     let rss = |pids: &[u32]| pids.iter().map(|p| rss_kib(*p)).sum::<u64>();
     let rss_before = rss(&pids);
 
-    let base = Timestamp::now().unix() - 2 * 3600;
+    let base = match times {
+        Times::Live => Timestamp::now().unix(),
+        Times::Backlog => Timestamp::now().unix() - 2 * 3600,
+    };
     let specs: Vec<DeviceSpec> = ids
         .into_iter()
         .zip(tokens)

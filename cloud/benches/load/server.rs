@@ -48,7 +48,15 @@ pub(crate) fn rss_kib(pid: u32) -> u64 {
 }
 
 /// `EMS_BENCH_WRAP="heaptrack"` (or `"perf record -g"`) runs the server under a profiler.
-pub(crate) fn spawn_server(url: &str, port: u16, instance: usize, pool: usize) -> Child {
+/// With `ahead`, packets up to an hour in the future are accepted (live packet times, which run
+/// ahead of the clock at saturation).
+pub(crate) fn spawn_server(
+    url: &str,
+    port: u16,
+    instance: usize,
+    pool: usize,
+    ahead: bool,
+) -> Child {
     let bin = env!("CARGO_BIN_EXE_ems-cloud");
     let wrap = std::env::var("EMS_BENCH_WRAP").unwrap_or_default();
     let mut argv: Vec<&str> = wrap.split_whitespace().collect();
@@ -62,6 +70,10 @@ pub(crate) fn spawn_server(url: &str, port: u16, instance: usize, pool: usize) -
         // Ingest at saturation is measured, not the per-device budget (10 packets/s by default).
         .env("EMS_CLOUD_DEVICE_PACKET_RATE", "1000000")
         .env("EMS_CLOUD_DEVICE_PACKET_BURST", "1000000")
+        .env(
+            "EMS_CLOUD_MAX_FUTURE_SKEW_S",
+            if ahead { "3600" } else { "300" },
+        )
         .env("ROCKET_ADDRESS", "127.0.0.1")
         .env("ROCKET_PORT", port.to_string())
         .env("ROCKET_LOG_LEVEL", "off")
