@@ -280,32 +280,36 @@ async fn explain_last_state(url: &str, device: &str) {
         .unwrap();
     let took = t.elapsed();
     let doc: serde_json::Value = row.get(0);
-    let mut nodes = Vec::new();
+    // Nodes that never ran (Actual Loops 0: chunks after the one that gave the row, under the
+    // ordered append's LIMIT 1) are counted apart from those that did.
+    let (mut ran, mut never) = (Vec::new(), 0);
     let mut stack = vec![doc[0]["Plan"].clone()];
     while let Some(node) = stack.pop() {
-        let kind = node["Node Type"].as_str().unwrap_or("?").to_string();
-        let rows = node["Actual Rows"].as_f64().unwrap_or(0.0)
-            * node["Actual Loops"].as_f64().unwrap_or(1.0);
-        let relation = node["Relation Name"].as_str().unwrap_or("").to_string();
-        nodes.push(format!(
-            "{kind}{}{} ({rows:.0} rows)",
-            if relation.is_empty() { "" } else { " on " },
-            relation
-        ));
+        let loops = node["Actual Loops"].as_f64().unwrap_or(0.0);
         stack.extend(node["Plans"].as_array().into_iter().flatten().cloned());
+        if loops == 0.0 {
+            never += 1;
+            continue;
+        }
+        let kind = node["Node Type"].as_str().unwrap_or("?");
+        let relation = node["Relation Name"].as_str().unwrap_or("");
+        let rows = node["Actual Rows"].as_f64().unwrap_or(0.0) * loops;
+        ran.push(format!(
+            "{kind}{}{relation} ({rows:.0} rows)",
+            if relation.is_empty() { "" } else { " on " },
+        ));
     }
-    let seq = nodes.iter().any(|n| n.starts_with("Seq Scan"));
+    let seq = ran.iter().any(|n| n.starts_with("Seq Scan"));
     println!(
-        "  last-state lookup for {device}: {:.1} ms, {} plan nodes, sequential scan: {}",
+        "  last-state lookup for {device}: {:.1} ms (planning {:.1} ms), {} plan nodes ran, {never} \
+         never ran; sequential scan: {}",
         took.as_secs_f64() * 1000.0,
-        nodes.len(),
+        doc[0]["Planning Time"].as_f64().unwrap_or(f64::NAN),
+        ran.len(),
         if seq { "YES" } else { "none" }
     );
-    for n in nodes.iter().take(12) {
+    for n in &ran {
         println!("    {n}");
-    }
-    if nodes.len() > 12 {
-        println!("    … {} more nodes", nodes.len() - 12);
     }
 }
 
