@@ -268,8 +268,9 @@ async fn load(
     loaded
 }
 
-/// `EXPLAIN ANALYZE` of ingest's last-state lookup for one device: every plan node's type and
-/// the rows it produced, and whether any of them is a sequential scan.
+/// `EXPLAIN ANALYZE` of ingest's last-state lookup for one device: the type and rows of every
+/// plan node that ran, how many never ran, and whether any node of the plan (run or not) is a
+/// sequential scan.
 async fn explain_last_state(url: &str, device: &str) {
     let client = ems_cloud::db::connect(url).await.unwrap();
     let sql = ems_cloud::ingest::LAST_STATES.replace("$1::text[]", &format!("ARRAY['{device}']"));
@@ -282,16 +283,17 @@ async fn explain_last_state(url: &str, device: &str) {
     let doc: serde_json::Value = row.get(0);
     // Nodes that never ran (Actual Loops 0: chunks after the one that gave the row, under the
     // ordered append's LIMIT 1) are counted apart from those that did.
-    let (mut ran, mut never) = (Vec::new(), 0);
+    let (mut ran, mut never, mut seq) = (Vec::new(), 0, false);
     let mut stack = vec![doc[0]["Plan"].clone()];
     while let Some(node) = stack.pop() {
         let loops = node["Actual Loops"].as_f64().unwrap_or(0.0);
         stack.extend(node["Plans"].as_array().into_iter().flatten().cloned());
+        let kind = node["Node Type"].as_str().unwrap_or("?");
+        seq |= kind == "Seq Scan";
         if loops == 0.0 {
             never += 1;
             continue;
         }
-        let kind = node["Node Type"].as_str().unwrap_or("?");
         let relation = node["Relation Name"].as_str().unwrap_or("");
         let rows = node["Actual Rows"].as_f64().unwrap_or(0.0) * loops;
         ran.push(format!(
@@ -299,7 +301,6 @@ async fn explain_last_state(url: &str, device: &str) {
             if relation.is_empty() { "" } else { " on " },
         ));
     }
-    let seq = ran.iter().any(|n| n.starts_with("Seq Scan"));
     println!(
         "  last-state lookup for {device}: {:.1} ms (planning {:.1} ms), {} plan nodes ran, {never} \
          never ran; sequential scan: {}",
